@@ -1,0 +1,89 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { parseDurationMs } from '../core/duration.js';
+import { Secret } from '../core/redact.js';
+
+/**
+ * Reusable schema pieces for probe kinds. Secret references and file paths resolve relative to the
+ * config file being loaded; the loader sets that directory here while it parses (parsing is
+ * synchronous, so one module-level value is safe).
+ */
+let baseDir = process.cwd();
+export function withBaseDir<T>(dir: string, fn: () => T): T {
+  const prev = baseDir;
+  baseDir = dir;
+  try {
+    return fn();
+  } finally {
+    baseDir = prev;
+  }
+}
+export function resolveConfigPath(p: string): string {
+  return path.resolve(baseDir, p);
+}
+
+export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDurationMs(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (use e.g. 500ms, 30s, 5m, 1h)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const secretRefShape = z.union([
+  z.strictObject({ env: z.string().min(1) }),
+  z.strictObject({ file: z.string().min(1) }),
+]);
+
+/** A secret: `{env: NAME}` or `{file: PATH}`, never inline. Resolved at load; missing is an error. */
+export const secretRef = z.unknown().transform((v, ctx) => {
+  if (typeof v === 'string' || typeof v === 'number') {
+    ctx.addIssue({ code: 'custom', message: 'secrets must be given by reference ({env: NAME} or {file: PATH}), never inline' });
+    return z.NEVER;
+  }
+  const parsed = secretRefShape.safeParse(v);
+  if (!parsed.success) {
+    ctx.addIssue({ code: 'custom', message: 'a secret reference is {env: NAME} or {file: PATH}' });
+    return z.NEVER;
+  }
+  const ref = parsed.data;
+  if ('env' in ref) {
+    const value = process.env[ref.env];
+    if (value === undefined || value === '') {
+      ctx.addIssue({ code: 'custom', message: `environment variable ${ref.env} is not set (secret reference)` });
+      return z.NEVER;
+    }
+    return new Secret(value, `env:${ref.env}`);
+  }
+  const file = resolveConfigPath(ref.file);
+  try {
+    // Trailing newlines come from editors and `kubectl create secret --from-file`; they are never part of a token.
+    return new Secret(fs.readFileSync(file, 'utf8').replace(/\r?\n$/, ''), `file:${file}`);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `cannot read secret file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
+    return z.NEVER;
+  }
+});
+
+/** A path to a readable file (CA bundle, known_hosts), resolved relative to the config file. */
+export const readableFile = z.string().min(1).transform((p, ctx) => {
+  const file = resolveConfigPath(p);
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `cannot read file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
+    return z.NEVER;
+  }
+  return file;
+});
+
+export const regex = z.string().transform((s, ctx) => {
+  try {
+    return new RegExp(s);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${(err as Error).message}` });
+    return z.NEVER;
+  }
+});

@@ -1,0 +1,42 @@
+import { z } from 'zod';
+import { duration } from './fields.js';
+
+/** Label names we set ourselves; a static label may not take one of them. */
+export const RESERVED_LABELS = ['probe', 'kind', 'phase', 'reason', 'result', 'job', 'instance', 'le', 'quantile'];
+
+const labelName = z
+  .string()
+  .regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'a label name must match [a-zA-Z_][a-zA-Z0-9_]*')
+  .refine((n) => !n.startsWith('__'), 'label names starting with __ are reserved by Prometheus')
+  .refine((n) => !RESERVED_LABELS.includes(n), `is a label fleetprobe sets itself (${RESERVED_LABELS.join(', ')})`);
+
+export const labels = z.record(labelName, z.string().max(256));
+
+export const defaultsSchema = z.strictObject({
+  interval: duration.optional(),
+  timeout: duration.optional(),
+  labels: labels.optional(),
+});
+
+/** Fields every probe has, whatever its kind. The kind's own fields are added to these. */
+export const commonProbeFields = {
+  name: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/, 'a probe name is letters, digits, ".", "_" and "-", starting with a letter or digit'),
+  kind: z.string(),
+  description: z.string().optional(),
+  enabled: z.boolean().default(true),
+  interval: duration.optional(),
+  cron: z.string().optional(),
+  timeout: duration.optional(),
+  labels: labels.optional(),
+};
+
+export const fileSchema = z.strictObject({
+  /** A file marked `lab: true` describes probes of the embedded lab; it is loaded only with --lab. */
+  lab: z.boolean().optional(),
+  defaults: defaultsSchema.optional(),
+  probes: z.array(z.record(z.string(), z.unknown())).default([]),
+});

@@ -1,0 +1,75 @@
+import { ProbeError } from './errors.js';
+import type { Reason } from './reasons.js';
+
+// Node and OpenSSL error codes by what they mean to a user. Kept as data so the mapping reads as a
+// table and a test can walk it.
+const DNS_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'ENODATA', 'ESERVFAIL', 'ENOTIMP', 'EREFUSED']);
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EPIPE', 'EADDRNOTAVAIL',
+  'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ERR_SOCKET_CLOSED', 'ENOENT',
+]);
+const TIMEOUT_CODES = new Set([
+  'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ERR_SOCKET_CONNECTION_TIMEOUT',
+]);
+const PROTOCOL_CODES = new Set([
+  'HPE_INVALID_CONSTANT', 'HPE_INVALID_VERSION', 'HPE_INVALID_STATUS', 'HPE_INVALID_HEADER_TOKEN', 'HPE_INVALID_CHUNK_SIZE',
+  'HPE_UNEXPECTED_CONTENT_LENGTH', 'HPE_CR_EXPECTED', 'HPE_LF_EXPECTED', 'UND_ERR_INFO', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_HEADERS_OVERFLOW', 'HPE_HEADER_OVERFLOW', 'UND_ERR_RESPONSE_STATUS_CODE', 'HPE_INVALID_METHOD',
+]);
+
+function isTlsCode(code: string): boolean {
+  return (
+    code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_') || code.startsWith('CERT_') ||
+    code.includes('CERT') || code.startsWith('UNABLE_TO_') || code === 'EPROTO' ||
+    code === 'HOSTNAME_MISMATCH' || code === 'SELF_SIGNED_CERT_IN_CHAIN' || code === 'DEPTH_ZERO_SELF_SIGNED_CERT'
+  );
+}
+
+/** Every error in a chain: the error, its `cause`s and the members of AggregateErrors. */
+export function* walkErrorChain(err: unknown, depth = 0): Generator<unknown> {
+  if (err == null || depth > 8) return;
+  yield err;
+  if (err instanceof AggregateError) for (const e of err.errors) yield* walkErrorChain(e, depth + 1);
+  if (typeof err === 'object' && 'cause' in err) yield* walkErrorChain((err as { cause: unknown }).cause, depth + 1);
+}
+
+export function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * Decides the failure reason of anything a probe kind threw. A ProbeError anywhere in the chain
+ * wins (the kind knew); then the first error code we recognise; then `internal`, because an error
+ * we cannot explain is most likely ours.
+ */
+export function classifyError(err: unknown): Reason {
+  for (const e of walkErrorChain(err)) if (e instanceof ProbeError) return e.reason;
+  for (const e of walkErrorChain(err)) {
+    const code = errorCode(e);
+    if (!code) continue;
+    if (DNS_CODES.has(code)) return 'dns';
+    if (TIMEOUT_CODES.has(code)) return 'timeout';
+    if (CONNECT_CODES.has(code)) return 'connect';
+    if (PROTOCOL_CODES.has(code) || code.startsWith('HPE_')) return 'protocol';
+    if (isTlsCode(code)) return 'tls';
+  }
+  for (const e of walkErrorChain(err)) {
+    const name = (e as { name?: unknown } | null)?.name;
+    if (name === 'TimeoutError') return 'timeout';
+  }
+  return 'internal';
+}
+
+/** A one-line description of an error chain: "what failed: why (CODE)". */
+export function describeError(err: unknown): string {
+  const parts: string[] = [];
+  for (const e of walkErrorChain(err)) {
+    if (e instanceof AggregateError && e.errors.length && !e.message) continue;
+    const msg = e instanceof Error ? e.message : String(e);
+    const code = errorCode(e)?.startsWith('FP_') ? undefined : errorCode(e);
+    const text = code && msg && !msg.includes(code) ? `${msg} (${code})` : msg || code || '';
+    if (text && !parts.some((p) => p.includes(text))) parts.push(text);
+  }
+  return parts.join(': ') || 'unknown error';
+}

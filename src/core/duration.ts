@@ -1,0 +1,20 @@
+/** Durations in config are Prometheus-style strings ("500ms", "30s", "5m", "1h30m") or seconds as numbers. */
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const DURATION_RE = /^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$/;
+const PART_RE = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/g;
+
+export function parseDurationMs(value: string | number): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value * 1000 : undefined;
+  const v = value.trim();
+  if (!DURATION_RE.test(v)) return undefined;
+  let total = 0;
+  for (const m of v.matchAll(PART_RE)) total += Number(m[1]) * UNIT_MS[m[2]];
+  return total;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}

@@ -1,0 +1,78 @@
+import type { Reason } from './reasons.js';
+
+/**
+ * Typed errors with stable codes (FP_ERR_*). Callers and tests match on `code`, never on message
+ * text. Foreign errors are normalised where they enter (see classify.ts) and kept as `cause`.
+ */
+export const ERROR_CODES = {
+  FP_ERR_CONFIG: 'the configuration is invalid',
+  FP_ERR_SECRET: 'a secret reference could not be resolved',
+  FP_ERR_USAGE: 'the command line is invalid',
+  FP_ERR_UNKNOWN_PROBE: 'no probe has that name',
+  FP_ERR_PROBE: 'a probe run failed',
+  FP_ERR_LAB: 'the embedded lab could not start or was asked for something it does not have',
+} as const;
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class FleetprobeError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** One problem in a config file, located as precisely as we can. */
+export interface ConfigIssue {
+  file: string;
+  line?: number;
+  path: string;
+  message: string;
+}
+
+export function formatConfigIssue(i: ConfigIssue): string {
+  const where = i.line ? `${i.file}:${i.line}` : i.file;
+  return i.path ? `${where}: ${i.path}: ${i.message}` : `${where}: ${i.message}`;
+}
+
+/** All the problems found in a configuration at once, so a user fixes them in one pass. */
+export class ConfigError extends FleetprobeError {
+  readonly issues: ConfigIssue[];
+  constructor(issues: ConfigIssue[]) {
+    super('FP_ERR_CONFIG', `invalid configuration (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n` + issues.map((i) => '  ' + formatConfigIssue(i)).join('\n'));
+    this.issues = issues;
+  }
+}
+
+export class UsageError extends FleetprobeError {
+  constructor(message: string) {
+    super('FP_ERR_USAGE', message);
+  }
+}
+
+export class UnknownProbeError extends FleetprobeError {
+  readonly known: string[];
+  constructor(name: string, known: string[]) {
+    super('FP_ERR_UNKNOWN_PROBE', `no probe named "${name}"; known probes: ${known.length ? known.join(', ') : '(none)'}`);
+    this.known = known;
+  }
+}
+
+/**
+ * What a probe kind throws when the target answered but not as it should. The reason is decided by
+ * the kind, which knows the protocol; everything else thrown is classified by classifyError().
+ */
+export class ProbeError extends FleetprobeError {
+  readonly reason: Reason;
+  constructor(reason: Reason, message: string, options?: { cause?: unknown }) {
+    super('FP_ERR_PROBE', message, options);
+    this.reason = reason;
+  }
+}
+
+export class LabError extends FleetprobeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('FP_ERR_LAB', message, options);
+  }
+}

@@ -1,0 +1,55 @@
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+
+/** Everything a probe kind may use during one run. A kind never touches metrics or log format. */
+export interface ProbeContext {
+  /** Aborted at the run's deadline or on shutdown; pass it to every network step. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /** Absolute deadline of this run (ms since the epoch), for steps that take a timeout rather than a signal. */
+  readonly deadline: number;
+  /** Milliseconds left before the deadline (never negative). */
+  remainingMs(): number;
+  /**
+   * Times one phase. Phases run one after another; a failure inside `fn` is attributed to `name`.
+   * Calling the same phase twice (e.g. across redirects) adds the durations.
+   */
+  phase<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
+  /** Records a value exported with the result (e.g. `ssl_earliest_cert_expiry`, a release id). */
+  observe(key: string, value: number | string): void;
+}
+
+/** Static description of a probe as loaded from config. */
+export interface ProbeSpec<C = unknown> {
+  name: string;
+  kind: string;
+  description?: string;
+  /** Exactly one of intervalMs and cron is set. */
+  intervalMs?: number;
+  cron?: string;
+  timeoutMs: number;
+  labels: Record<string, string>;
+  /** Where it was defined, for messages. */
+  source: { file: string; line?: number };
+  /** The kind's own settings, parsed and defaulted by the kind's schema. */
+  config: C;
+  /** Stable digest of everything above, so a reload only restarts probes that changed. */
+  digest: string;
+}
+
+export interface ProbeKind<S extends z.ZodObject = z.ZodObject> {
+  readonly kind: string;
+  readonly description: string;
+  /** Declared up front so every phase series exists before the first run. */
+  readonly phases: readonly string[];
+  /** The kind's own fields of a probe definition (common fields are added by the loader). */
+  readonly schema: S;
+  /** Default interval/timeout when the probe and the defaults block say nothing (slow kinds differ). */
+  readonly defaults?: { intervalMs?: number; timeoutMs?: number };
+  /** Resolves = pass, throws = fail. Must close everything it opened on every path. */
+  run(ctx: ProbeContext, cfg: z.output<S>, spec: ProbeSpec<z.output<S>>): Promise<void>;
+}
+
+export function defineKind<S extends z.ZodObject>(k: ProbeKind<S>): ProbeKind<S> {
+  return k;
+}

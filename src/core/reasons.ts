@@ -1,0 +1,29 @@
+/**
+ * The fixed set of failure reasons. It is a label on `probe_failures_total`, so it must stay small
+ * and bounded; every failing run carries exactly one of these. The README's table is checked
+ * against REASON_DESCRIPTIONS by test/unit/docs-sync.test.ts.
+ */
+export const REASON_DESCRIPTIONS = {
+  dns: 'the target name could not be resolved',
+  connect: 'the TCP connection was refused, reset or unreachable',
+  timeout: 'a step did not finish within the run deadline',
+  tls: 'the TLS handshake failed or the certificate was not trusted (expired, wrong name, unknown CA)',
+  hostkey: 'the SSH host key did not match the pinned key or known_hosts',
+  auth: 'our credentials were refused (token, key, password)',
+  device_auth: 'the platform proxy could not authenticate to the device',
+  device_offline: 'the platform says the device is not reachable (offline, error page, 503)',
+  denied: 'authenticated but not allowed to do this',
+  proxy: 'a platform proxy gave an unexpected answer',
+  protocol: 'the answer was malformed or not the protocol expected',
+  assertion: 'the answer was well formed but not what the probe expects (status, body, output)',
+  build_failed: 'the builder reported that the build failed',
+  status_drift: "the API's device status disagrees with what is reachable",
+  internal: 'a bug in fleetprobe itself',
+} as const;
+
+export type Reason = keyof typeof REASON_DESCRIPTIONS;
+export const REASONS = Object.keys(REASON_DESCRIPTIONS) as Reason[];
+
+export function isReason(value: unknown): value is Reason {
+  return typeof value === 'string' && Object.hasOwn(REASON_DESCRIPTIONS, value);
+}

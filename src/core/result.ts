@@ -1,0 +1,44 @@
+import type { Reason } from './reasons.js';
+
+/** The outcome of one run: what metrics, /probes, the CLI and the log all read from. */
+export interface RunResult {
+  name: string;
+  kind: string;
+  success: boolean;
+  /** Ended by shutdown before it could pass or fail: not a failure, not a success. */
+  aborted: boolean;
+  reason: Reason | null;
+  /** The phase the failure happened in (null on success). */
+  phase: string | null;
+  /** Redacted, bounded, one line. */
+  message: string | null;
+  durationSeconds: number;
+  /** Seconds per phase reached, in the order reached. */
+  phases: Record<string, number>;
+  /** ms since the epoch. */
+  startedAt: number;
+  observations: Record<string, number | string>;
+  labels: Record<string, string>;
+}
+
+/** The shape `fleetprobe run --json` prints and /probes serves for one run. */
+export function resultToJson(r: RunResult) {
+  return {
+    name: r.name,
+    kind: r.kind,
+    success: r.success,
+    aborted: r.aborted || undefined,
+    reason: r.reason,
+    phase: r.phase,
+    durationSeconds: round(r.durationSeconds),
+    phases: Object.fromEntries(Object.entries(r.phases).map(([k, v]) => [k, round(v)])),
+    message: r.message,
+    startedAt: new Date(r.startedAt).toISOString(),
+    labels: r.labels,
+    observations: Object.keys(r.observations).length ? r.observations : undefined,
+  };
+}
+
+function round(s: number): number {
+  return Math.round(s * 1e6) / 1e6;
+}

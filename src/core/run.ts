@@ -1,0 +1,125 @@
+import type { Logger } from 'pino';
+import { classifyError, describeError } from './classify.js';
+import type { ProbeContext, ProbeKind, ProbeSpec } from './kind.js';
+import { redact } from './redact.js';
+import type { RunResult } from './result.js';
+
+const MAX_MESSAGE_CHARS = 512;
+
+export class RunTimeoutError extends Error {
+  override name = 'TimeoutError';
+  readonly code = 'FP_RUN_TIMEOUT';
+  constructor(timeoutMs: number) {
+    super(`run deadline of ${timeoutMs}ms exceeded`);
+  }
+}
+
+export class ShutdownError extends Error {
+  override name = 'AbortError';
+  readonly code = 'FP_SHUTDOWN';
+  constructor() {
+    super('aborted by shutdown');
+  }
+}
+
+export interface RunOptions {
+  /** Aborts the run without counting it as a failure (daemon shutdown, Ctrl-C). */
+  shutdown?: AbortSignal;
+  log: Logger;
+}
+
+export function boundMessage(text: string): string {
+  const oneLine = redact(text).replace(/\s*\n\s*/g, ' | ').trim();
+  return oneLine.length > MAX_MESSAGE_CHARS ? oneLine.slice(0, MAX_MESSAGE_CHARS - 1) + '…' : oneLine;
+}
+
+/**
+ * Runs one probe once. The scheduler and `fleetprobe run` both call this, so an engineer's ad-hoc
+ * run is exactly what the daemon does. It never throws: every outcome is a RunResult.
+ *
+ * The kind's promise is raced against the deadline, so a kind that ignores its signal still cannot
+ * hold a run past its timeout; the kind's own teardown then finishes in the background.
+ */
+export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOptions): Promise<RunResult> {
+  const startedAt = Date.now();
+  const t0 = performance.now();
+  const deadline = startedAt + spec.timeoutMs;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new RunTimeoutError(spec.timeoutMs)), spec.timeoutMs);
+  const onShutdown = () => controller.abort(new ShutdownError());
+  if (opts.shutdown?.aborted) onShutdown();
+  else opts.shutdown?.addEventListener('abort', onShutdown, { once: true });
+
+  const phases: Record<string, number> = {};
+  const observations: Record<string, number | string> = {};
+  let current: { name: string; start: number } | null = null;
+  // Phases run in sequence, so the failing phase is the last one entered.
+  let lastEntered: string | null = null;
+  const log = opts.log.child({ probe: spec.name, kind: spec.kind });
+
+  const ctx: ProbeContext = {
+    signal: controller.signal,
+    log,
+    deadline,
+    remainingMs: () => Math.max(0, deadline - Date.now()),
+    async phase(name, fn) {
+      controller.signal.throwIfAborted();
+      current = { name, start: performance.now() };
+      lastEntered = name;
+      phases[name] ??= 0;
+      try {
+        return await fn();
+      } finally {
+        // Only close the phase if the run has not already been ended by the deadline.
+        if (current?.name === name) {
+          phases[name] += (performance.now() - current.start) / 1000;
+          current = null;
+        }
+      }
+    },
+    observe(key, value) {
+      observations[key] = value;
+    },
+  };
+
+  let failure: unknown = null;
+  try {
+    const aborted = new Promise<never>((_, reject) => {
+      const fail = () => reject(controller.signal.reason);
+      if (controller.signal.aborted) fail();
+      else controller.signal.addEventListener('abort', fail, { once: true });
+    });
+    const running = Promise.resolve().then(() => kind.run(ctx, spec.config as never, spec as never));
+    // The kind's promise may still reject after the race is lost; that rejection is expected.
+    running.catch(() => {});
+    await Promise.race([running, aborted]);
+  } catch (err) {
+    failure = controller.signal.aborted ? controller.signal.reason : err;
+  } finally {
+    clearTimeout(timer);
+    opts.shutdown?.removeEventListener('abort', onShutdown);
+    // A run ended mid-phase (error or deadline): charge the time so far to that phase.
+    const open = current as { name: string; start: number } | null;
+    if (open) {
+      phases[open.name] += (performance.now() - open.start) / 1000;
+      current = null;
+    }
+    if (!controller.signal.aborted) controller.abort(new ShutdownError());
+  }
+
+  const durationSeconds = (performance.now() - t0) / 1000;
+  const base = { name: spec.name, kind: spec.kind, durationSeconds, phases, startedAt, observations, labels: spec.labels };
+  if (failure === null) {
+    return { ...base, success: true, aborted: false, reason: null, phase: null, message: null };
+  }
+  const phase = lastEntered ?? kind.phases[0] ?? null;
+  if (failure instanceof ShutdownError) {
+    return { ...base, success: false, aborted: true, reason: null, phase, message: 'aborted by shutdown' };
+  }
+  const reason = failure instanceof RunTimeoutError ? 'timeout' : classifyError(failure);
+  if (reason === 'internal') log.error({ err: failure }, 'probe kind threw an unclassified error (a bug in fleetprobe)');
+  const message = failure instanceof RunTimeoutError
+    ? `${phase ?? 'run'} did not finish within the run timeout of ${spec.timeoutMs}ms`
+    : describeError(failure);
+  return { ...base, success: false, aborted: false, reason, phase, message: boundMessage(message) };
+}

@@ -1,0 +1,103 @@
+import type http from 'node:http';
+import type { Logger } from 'pino';
+import { loadConfig, type LoadedConfig } from './config/load.js';
+import { ConfigError } from './core/errors.js';
+import { runProbe } from './core/run.js';
+import { KINDS } from './kinds/index.js';
+import type { Lab } from './lab/index.js';
+import { Metrics } from './metrics.js';
+import { recordResult } from './recorder.js';
+import { Scheduler } from './scheduler.js';
+import { createServer, listen } from './server.js';
+import { StatusStore } from './status.js';
+import { VERSION } from './version.js';
+
+export interface DaemonOptions {
+  configPaths: string[];
+  listen: string;
+  concurrency: number;
+  graceMs: number;
+  log: Logger;
+  lab?: Lab;
+}
+
+export interface Daemon {
+  url: string;
+  metrics: Metrics;
+  status: StatusStore;
+  reload(): boolean;
+  shutdown(reason: string): Promise<void>;
+}
+
+/**
+ * Wires config, scheduler, metrics and the HTTP server. An invalid config at start throws (the CLI
+ * refuses to start); an invalid reload keeps the running config and flags it in a metric.
+ */
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const { log } = opts;
+  const load = (): LoadedConfig => loadConfig({ paths: opts.configPaths, lab: Boolean(opts.lab), vars: opts.lab?.vars });
+  const config = load();
+  for (const f of config.skippedLabFiles) log.info({ file: f }, `skipped ${f}: it describes the embedded lab (lab: true); start with --lab to use it`);
+  if (config.probes.length === 0) log.warn({ paths: opts.configPaths }, 'no probes configured');
+
+  const metrics = new Metrics(VERSION, KINDS);
+  const status = new StatusStore();
+  let shuttingDown = false;
+
+  const scheduler = new Scheduler({
+    concurrency: opts.concurrency,
+    log,
+    hooks: {
+      run: async (spec, shutdown) => {
+        const result = await runProbe(spec, KINDS[spec.kind], { shutdown, log });
+        recordResult(result, { metrics, status, log });
+      },
+      onSkip: (spec) => metrics.skipped(spec),
+      onStart: (_spec, lag) => metrics.schedulerLag.observe(lag),
+      onInFlight: (n) => metrics.inFlight.set(n),
+    },
+  });
+
+  const apply = (c: LoadedConfig) => {
+    metrics.configure(c.probes);
+    status.configure(c.probes);
+    scheduler.update(c.probes);
+    metrics.reloadSuccessful.set(1);
+    metrics.reloadTimestamp.set(Date.now() / 1000);
+  };
+  apply(config);
+
+  const server: http.Server = createServer({ metrics, status, log, state: { ready: () => !shuttingDown && scheduler.isRunning } });
+  const addr = await listen(server, opts.listen);
+  const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
+  const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
+  log.info({ listen: `${addr.host}:${addr.port}`, probes: config.probes.length, version: VERSION }, `fleetprobe ${VERSION} running ${config.probes.length} probes; metrics at ${url}/metrics`);
+
+  const reload = (): boolean => {
+    try {
+      const next = load();
+      apply(next);
+      log.info({ probes: next.probes.length }, `configuration reloaded: ${next.probes.length} probes`);
+      return true;
+    } catch (err) {
+      metrics.reloadSuccessful.set(0);
+      const detail = err instanceof ConfigError ? err.message : String(err);
+      log.error({ err }, `configuration reload failed; keeping the running configuration\n${detail}`);
+      return false;
+    }
+  };
+
+  const shutdown = async (reason: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ reason }, `shutting down (${reason}): aborting runs in flight`);
+    const drained = await scheduler.stop(opts.graceMs);
+    if (!drained) log.warn({ graceMs: opts.graceMs }, 'runs still in flight after the grace period');
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await opts.lab?.close();
+    log.info('stopped');
+  };
+
+  return { url, metrics, status, reload, shutdown };
+}

@@ -1,0 +1,181 @@
+import type net from 'node:net';
+import { Client } from 'undici';
+import { z } from 'zod';
+import { readableFile, regex, secretRef } from '../config/fields.js';
+import { ProbeError } from '../core/errors.js';
+import { defineKind, type ProbeContext } from '../core/kind.js';
+import { Secret } from '../core/redact.js';
+import { connectTcp, earliestCertExpiry, resolveHost, upgradeTls } from '../net/dial.js';
+
+/**
+ * `http`: a device's public URL (or any HTTP(S) endpoint), on a fresh connection every run so
+ * resolve, connect and TLS are really measured, not served from a pool.
+ */
+
+// The page the platform's URL front serves when it cannot reach the device. Its status code is not
+// documented, so we recognise it by its text and never count it as a pass, whatever the status.
+const PLATFORM_ERROR_PAGE = [/We encountered an error when reaching this [^<\n]{0,80}device/i, /tunneling socket could not be established/i];
+
+const statusMatcher = z.union([
+  z.number().int().min(100).max(599),
+  z.string().regex(/^[1-5]xx$|^\d{3}-\d{3}$|^\d{3}$/, 'a status is a code (200), a class ("2xx") or a range ("200-299")'),
+]);
+
+const schema = z.object({
+  url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
+  method: z.enum(['GET', 'HEAD', 'POST', 'PUT', 'OPTIONS']).default('GET'),
+  headers: z.record(z.string(), z.union([z.string(), secretRef])).default({}),
+  body: z.string().optional(),
+  /** Connect to this address instead of resolving the URL's host (like curl --resolve). */
+  resolve: z.union([z.ipv4(), z.ipv6()]).optional(),
+  ipFamily: z.union([z.literal(4), z.literal(6)]).optional(),
+  tls: z
+    .strictObject({
+      caFile: readableFile.optional(),
+      serverName: z.string().optional(),
+      insecureSkipVerify: z.boolean().default(false),
+    })
+    .default({ insecureSkipVerify: false }),
+  followRedirects: z.number().int().min(0).max(20).default(5),
+  maxBodyBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
+  platformErrorPage: z.boolean().default(true),
+  expect: z
+    .strictObject({
+      status: z.array(statusMatcher).min(1).default(['2xx']),
+      body: z.string().optional(),
+      bodyRegex: regex.optional(),
+      bodyNotRegex: regex.optional(),
+      headers: z.record(z.string(), regex).default({}),
+    })
+    .default({ status: ['2xx'], headers: {} }),
+});
+type HttpConfig = z.output<typeof schema>;
+
+function statusMatches(code: number, m: number | string): boolean {
+  if (typeof m === 'number') return code === m;
+  if (/^[1-5]xx$/.test(m)) return Math.floor(code / 100) === Number(m[0]);
+  const [lo, hi] = m.split('-').map(Number);
+  return hi === undefined ? code === lo : code >= lo && code <= hi;
+}
+
+function excerpt(body: string, max = 160): string {
+  const text = body.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
+  return text.length > max ? text.slice(0, max) + '…' : text;
+}
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  truncated: boolean;
+}
+
+async function readBody(body: AsyncIterable<Buffer> & { destroy(): void }, maxBytes: number): Promise<{ text: string; truncated: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    const room = maxBytes - size;
+    if (chunk.length >= room) {
+      chunks.push(chunk.subarray(0, room));
+      body.destroy();
+      return { text: Buffer.concat(chunks).toString('utf8'), truncated: true };
+    }
+    chunks.push(chunk);
+    size += chunk.length;
+  }
+  return { text: Buffer.concat(chunks).toString('utf8'), truncated: false };
+}
+
+async function exchange(ctx: ProbeContext, url: URL, method: string, cfg: HttpConfig, readWholeBody: boolean): Promise<Answer> {
+  const https = url.protocol === 'https:';
+  const port = Number(url.port) || (https ? 443 : 80);
+  const address = await resolveHost(ctx, url.hostname, { address: cfg.resolve, family: cfg.ipFamily });
+  let socket: net.Socket = await connectTcp(ctx, address, port);
+  let client: Client | undefined;
+  try {
+    if (https) {
+      socket = await upgradeTls(ctx, socket, {
+        servername: cfg.tls.serverName ?? url.hostname,
+        caFile: cfg.tls.caFile,
+        insecureSkipVerify: cfg.tls.insecureSkipVerify,
+        alpn: ['http/1.1'],
+      });
+      const expiry = earliestCertExpiry(socket as import('node:tls').TLSSocket);
+      if (expiry !== undefined) ctx.observe('ssl_earliest_cert_expiry', expiry);
+    }
+    const connected = socket;
+    // undici takes the socket we dialled, so the phases above are real and the connection is ours.
+    // The callback must come asynchronously: undici is still inside its resume loop when it asks.
+    client = new Client(url.origin, {
+      connect: (_opts, cb) => queueMicrotask(() => cb(null, connected)),
+      pipelining: 0,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+    const headers: Record<string, string> = { 'user-agent': 'fleetprobe', host: url.host };
+    for (const [k, v] of Object.entries(cfg.headers)) headers[k.toLowerCase()] = v instanceof Secret ? v.reveal() : v;
+    const c = client;
+    const res = await ctx.phase('request', () =>
+      c.request({ path: url.pathname + url.search, method: method as 'GET', headers, body: cfg.body, signal: ctx.signal }),
+    );
+    const read = () => readBody(res.body as never, cfg.maxBodyBytes);
+    const body = readWholeBody || res.statusCode >= 400 ? await ctx.phase('transfer', read) : { text: '', truncated: false };
+    if (!readWholeBody && res.statusCode < 400) await res.body.dump().catch(() => {});
+    return { status: res.statusCode, headers: res.headers, body: body.text, truncated: body.truncated };
+  } finally {
+    await client?.destroy().catch(() => {});
+    socket.destroy();
+  }
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+export const httpKind = defineKind({
+  kind: 'http',
+  description: "an HTTP(S) request to a device's public URL or any endpoint, checked for status, headers and body",
+  phases: ['resolve', 'connect', 'tls', 'request', 'transfer'],
+  schema,
+  async run(ctx, cfg) {
+    let url = new URL(cfg.url);
+    let method: string = cfg.method;
+    let answer: Answer;
+    for (let hop = 0; ; hop++) {
+      answer = await exchange(ctx, url, method, cfg, true);
+      const location = answer.headers.location;
+      if (!REDIRECTS.has(answer.status) || typeof location !== 'string' || cfg.followRedirects === 0) break;
+      if (hop >= cfg.followRedirects) {
+        throw new ProbeError('assertion', `more than ${cfg.followRedirects} redirects (last: HTTP ${answer.status} to ${new URL(location, url).origin})`);
+      }
+      url = new URL(location, url);
+      if (answer.status === 303) method = 'GET';
+    }
+    ctx.observe('http_status', answer.status);
+
+    await ctx.phase('transfer', () => {
+      if (cfg.platformErrorPage && PLATFORM_ERROR_PAGE.some((re) => re.test(answer.body))) {
+        throw new ProbeError('device_offline', `the platform served its "cannot reach this device" page (HTTP ${answer.status}): ${excerpt(answer.body)}`);
+      }
+      if (!cfg.expect.status.some((m) => statusMatches(answer.status, m))) {
+        const body = answer.body ? `; body: ${excerpt(answer.body)}` : '';
+        throw new ProbeError('assertion', `HTTP status ${answer.status} is not one of ${cfg.expect.status.join(', ')}${body}`);
+      }
+      for (const [name, re] of Object.entries(cfg.expect.headers)) {
+        const raw = answer.headers[name.toLowerCase()];
+        const value = Array.isArray(raw) ? raw.join(', ') : raw;
+        if (value === undefined) throw new ProbeError('assertion', `response header ${name} is missing`);
+        if (!re.test(value)) throw new ProbeError('assertion', `response header ${name} "${excerpt(value, 80)}" does not match /${re.source}/`);
+      }
+      const within = answer.truncated ? ` (within the first ${cfg.maxBodyBytes} bytes)` : '';
+      if (cfg.expect.body !== undefined && !answer.body.includes(cfg.expect.body)) {
+        throw new ProbeError('assertion', `body does not contain "${cfg.expect.body}"${within}; body: ${excerpt(answer.body)}`);
+      }
+      if (cfg.expect.bodyRegex && !cfg.expect.bodyRegex.test(answer.body)) {
+        throw new ProbeError('assertion', `body does not match /${cfg.expect.bodyRegex.source}/${within}; body: ${excerpt(answer.body)}`);
+      }
+      if (cfg.expect.bodyNotRegex && cfg.expect.bodyNotRegex.test(answer.body)) {
+        throw new ProbeError('assertion', `body matches /${cfg.expect.bodyNotRegex.source}/, which it must not`);
+      }
+    });
+    if (cfg.tls.insecureSkipVerify) ctx.log.warn('TLS certificate verification is disabled for this probe (tls.insecureSkipVerify)');
+  },
+});

@@ -1,0 +1,12 @@
+import type { ProbeKind } from '../core/kind.js';
+import { httpKind } from './http.js';
+
+/** The one list of probe kinds. The config schema, metrics and docs all take their names from here. */
+export const KINDS: Record<string, ProbeKind> = {
+  [httpKind.kind]: httpKind as unknown as ProbeKind,
+};
+export const KIND_NAMES = Object.keys(KINDS);
+
+export function getKind(name: string): ProbeKind | undefined {
+  return Object.hasOwn(KINDS, name) ? KINDS[name] : undefined;
+}

@@ -1,0 +1,45 @@
+import http from 'node:http';
+import type { Logger } from 'pino';
+import { isLabFault, type FaultSwitchboard } from './faults.js';
+import { listenLoopback, LAB_HOST, type LabServer } from './listen.js';
+
+/**
+ * Switch faults on a running lab (e.g. `curl -X PUT $LAB_CONTROL_URL/faults/slow-url`) without
+ * restarting it, so a long-running daemon can be watched going red and back.
+ */
+
+export interface ControlOptions {
+  faults: FaultSwitchboard;
+  /** Read at request time: the control server's own URL is only known once it listens. */
+  endpoints(): Record<string, string>;
+  log?: Logger;
+}
+
+export async function startControl(opts: ControlOptions): Promise<LabServer> {
+  const { faults, log } = opts;
+  const server = http.createServer((req, res) => {
+    req.resume();
+    const path = (req.url ?? '/').split('?')[0];
+    const method = req.method ?? 'GET';
+    log?.debug({ method, url: req.url }, 'lab control request');
+
+    if (path === '/' && method === 'GET') return json(res, 200, opts.endpoints());
+    if (path === '/faults' && method === 'GET') return json(res, 200, faults.list());
+    const m = /^\/faults\/([^/]+)$/.exec(path);
+    if (m && (method === 'PUT' || method === 'DELETE')) {
+      const name = decodeURIComponent(m[1]);
+      if (!isLabFault(name)) return json(res, 404, { error: `unknown lab fault "${name}"; known faults: ${faults.list().map((f) => f.name).join(', ')}` });
+      faults.set(name, method === 'PUT');
+      return json(res, 200, faults.list());
+    }
+    json(res, 404, { error: `no such control endpoint: ${method} ${path}` });
+  });
+  const h = await listenLoopback(server);
+  return { name: 'control', url: `http://${LAB_HOST}:${h.port}`, port: h.port, close: h.close };
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2) + '\n';
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,79 @@
+import http from 'node:http';
+import type { Logger } from 'pino';
+import type { FaultSwitchboard } from './faults.js';
+import { listenLoopback, LAB_HOST, type LabServer } from './listen.js';
+
+/**
+ * The HTTP server "on port 80" of one lab device: what the public URL front forwards to. Real
+ * node:http so probes exercise real sockets, framing and timing.
+ */
+
+export interface LabDevice {
+  uuid: string;
+  name: string;
+}
+
+export interface DeviceHttpServer extends LabServer {
+  device: LabDevice;
+}
+
+/** How long the `slow-url` fault stalls a response: far beyond any sane probe timeout. */
+export const SLOW_URL_DELAY_MS = 30_000;
+
+export async function startDeviceHttp(device: LabDevice, faults: FaultSwitchboard, log?: Logger): Promise<DeviceHttpServer> {
+  // Pending slow responses, so close() can end their waits at once instead of leaving timers behind.
+  const waits = new Set<() => void>();
+
+  const server = http.createServer((req, res) => {
+    log?.debug({ device: device.name, method: req.method, url: req.url }, 'lab device request');
+    const answer = () => respond(device, req, res);
+    if (!faults.isOn('slow-url')) return answer();
+
+    const timer = setTimeout(() => {
+      done();
+      answer();
+    }, SLOW_URL_DELAY_MS);
+    // 'close' on the response fires when the client goes away (or the socket is destroyed).
+    const done = () => {
+      clearTimeout(timer);
+      waits.delete(done);
+      res.off('close', done);
+    };
+    waits.add(done);
+    res.on('close', done);
+  });
+  const handle = await listenLoopback(server);
+  return {
+    name: `device ${device.name} HTTP`,
+    url: `http://${LAB_HOST}:${handle.port}`,
+    port: handle.port,
+    device,
+    close: async () => {
+      for (const done of [...waits]) done();
+      await handle.close();
+    },
+  };
+}
+
+function respond(device: LabDevice, req: http.IncomingMessage, res: http.ServerResponse): void {
+  req.resume(); // drain any body; this device ignores it
+  const path = (req.url ?? '/').split('?')[0];
+  const method = req.method ?? 'GET';
+  if ((method === 'GET' || method === 'HEAD') && path === '/health') {
+    return send(res, 200, 'text/plain', `ok ${device.uuid}\n`);
+  }
+  if ((method === 'GET' || method === 'HEAD') && path === '/') {
+    return send(
+      res,
+      200,
+      'text/html',
+      `<!doctype html>\n<html><head><title>${device.name}</title></head><body><h1>${device.name}</h1><p>uuid ${device.uuid}</p></body></html>\n`,
+    );
+  }
+  send(res, 404, 'text/plain', 'not found\n');
+}
+
+function send(res: http.ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}

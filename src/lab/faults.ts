@@ -1,0 +1,70 @@
+import { LabError } from '../core/errors.js';
+
+/**
+ * Every fault the lab can inject, in one place. Adding a fault here makes it switchable from the
+ * CLI (--fault), the control server and tests; the server that honours it checks `isOn(name)`.
+ */
+export const LAB_FAULTS = {
+  'device-offline': 'the public URL front answers every device with the platform\'s 502 "error when reaching this device" page',
+  'slow-url': 'device HTTP servers wait 30 s before answering',
+  'expired-cert': 'the public URL front presents an expired certificate (same CA)',
+} as const;
+export type LabFault = keyof typeof LAB_FAULTS;
+
+export interface LabFaultInfo {
+  name: LabFault;
+  description: string;
+  on: boolean;
+}
+
+export type FaultListener = (name: LabFault, on: boolean) => void;
+
+const KNOWN = Object.keys(LAB_FAULTS).sort() as LabFault[];
+
+export function isLabFault(name: string): name is LabFault {
+  return Object.prototype.hasOwnProperty.call(LAB_FAULTS, name);
+}
+
+/** Throws LabError naming the known faults, so a typo on the command line is self-explaining. */
+export function assertLabFault(name: string): LabFault {
+  if (!isLabFault(name)) throw new LabError(`unknown lab fault "${name}"; known faults: ${KNOWN.join(', ')}`);
+  return name;
+}
+
+/** The live on/off state of every fault; servers read it per request/handshake, so changes apply at once. */
+export class FaultSwitchboard {
+  private readonly on = new Set<LabFault>();
+  private readonly listeners = new Set<FaultListener>();
+
+  constructor(initial: string[] = []) {
+    // Validate everything before switching anything on: a bad list leaves no half-built state.
+    const names = initial.map(assertLabFault);
+    for (const n of names) this.on.add(n);
+  }
+
+  isOn(name: LabFault): boolean {
+    return this.on.has(name);
+  }
+
+  set(name: string, on: boolean): void {
+    const fault = assertLabFault(name);
+    if (this.on.has(fault) === on) return;
+    if (on) this.on.add(fault);
+    else this.on.delete(fault);
+    for (const l of this.listeners) l(fault, on);
+  }
+
+  active(): LabFault[] {
+    return KNOWN.filter((n) => this.on.has(n));
+  }
+
+  list(): LabFaultInfo[] {
+    return KNOWN.map((name) => ({ name, description: LAB_FAULTS[name], on: this.on.has(name) }));
+  }
+
+  /** Subscribe to changes (only real transitions are reported); returns an unsubscribe function. */
+  onChange(listener: FaultListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

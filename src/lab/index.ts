@@ -1,0 +1,124 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { LabError } from '../core/errors.js';
+import { createLabCa } from './ca.js';
+import { startControl } from './control.js';
+import { startDeviceHttp, type DeviceHttpServer, type LabDevice } from './device-http.js';
+import { FaultSwitchboard } from './faults.js';
+import type { LabServer } from './listen.js';
+import { LAB_URL_DOMAIN, startUrlFront } from './url-front.js';
+
+/**
+ * The embedded lab: an in-process fleet of real protocol servers on 127.0.0.1, for `fleetprobe
+ * lab`, `daemon --lab`, `run --lab` and the tests. Servers are started in one place (startLab,
+ * below) and faults are declared in one place (faults.ts).
+ */
+
+export { FaultSwitchboard, LAB_FAULTS, type LabFault } from './faults.js';
+export { LAB_URL_DOMAIN, DEVICE_UNREACHABLE_PHRASE } from './url-front.js';
+
+/** Stable uuids, so probe configs and dashboards can name lab devices literally. */
+export const LAB_DEVICES: readonly LabDevice[] = [
+  { uuid: 'c0ffee00000000000000000000000001', name: 'lab-device-1' },
+  { uuid: 'c0ffee00000000000000000000000002', name: 'lab-device-2' },
+  { uuid: 'c0ffee00000000000000000000000003', name: 'lab-device-3' },
+];
+
+export interface Lab {
+  /** Variables probes/lab.yaml interpolates as ${NAME}. */
+  vars: Record<string, string>;
+  /** Human-readable name -> URL. */
+  endpoints: Record<string, string>;
+  devices: { uuid: string; name: string; httpPort: number }[];
+  faults: FaultSwitchboard;
+  /** JSON file in `dir` with endpoints, devices, CA path (later: tokens, keys). */
+  credentialsFile: string;
+  /** PEM of the lab CA, in `dir`. */
+  caFile: string;
+  controlUrl: string;
+  /** Closes every server and every open connection; idempotent. */
+  close(): Promise<void>;
+}
+
+export interface StartLabOptions {
+  faults?: string[];
+  dir?: string;
+  log?: Logger;
+}
+
+export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
+  // Validate faults before anything listens: a typo must not leave servers behind.
+  const faults = new FaultSwitchboard(opts.faults ?? []);
+  const log = opts.log?.child({ component: 'lab' });
+  faults.onChange((name, on) => log?.info({ fault: name, on }, `lab fault ${name} ${on ? 'on' : 'off'}`));
+
+  const createdDir = opts.dir === undefined;
+  const dir = opts.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'fleetprobe-lab-'));
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+
+  // Every started server, in start order; close() stops them in reverse.
+  const servers: LabServer[] = [];
+  const closeAll = async () => {
+    for (const s of [...servers].reverse()) await s.close().catch(() => undefined);
+  };
+
+  try {
+    const ca = createLabCa();
+    const caFile = path.join(dir, 'ca.pem');
+    writePrivate(caFile, ca.certPem);
+
+    const deviceServers: DeviceHttpServer[] = [];
+    for (const d of LAB_DEVICES) {
+      const s = await startDeviceHttp(d, faults, log);
+      deviceServers.push(s);
+      servers.push(s);
+    }
+    const byUuid = new Map(deviceServers.map((s) => [s.device.uuid, s]));
+
+    const front = await startUrlFront({ ca, faults, lookup: (uuid) => byUuid.get(uuid), domain: LAB_URL_DOMAIN, log });
+    servers.push(front);
+
+    const endpoints: Record<string, string> = {};
+    const control = await startControl({ faults, endpoints: () => endpoints, log });
+    servers.push(control);
+    for (const s of servers) endpoints[s.name] = s.url;
+
+    const devices = deviceServers.map((s) => ({ uuid: s.device.uuid, name: s.device.name, httpPort: s.port }));
+    const vars: Record<string, string> = {
+      LAB_URL_FRONT_PORT: String(front.port),
+      LAB_URL_DOMAIN,
+      LAB_DEVICE_UUID: LAB_DEVICES[0].uuid,
+      LAB_DEVICE2_UUID: LAB_DEVICES[1].uuid,
+      LAB_DEVICE3_UUID: LAB_DEVICES[2].uuid,
+      LAB_CA_FILE: caFile,
+      LAB_CONTROL_URL: control.url,
+    };
+
+    const credentialsFile = path.join(dir, 'credentials.json');
+    writePrivate(credentialsFile, JSON.stringify({ endpoints, devices, caFile, urlDomain: LAB_URL_DOMAIN, vars }, null, 2) + '\n');
+
+    let closing: Promise<void> | undefined;
+    const close = () =>
+      (closing ??= (async () => {
+        await closeAll();
+        // A temp dir we made holds nothing useful once the servers are gone; a caller's dir is theirs.
+        if (createdDir) fs.rmSync(dir, { recursive: true, force: true });
+        log?.info('lab closed');
+      })());
+
+    log?.info({ endpoints, faults: faults.active() }, 'lab started');
+    return { vars, endpoints, devices, faults, credentialsFile, caFile, controlUrl: control.url, close };
+  } catch (err) {
+    await closeAll();
+    if (createdDir) fs.rmSync(dir, { recursive: true, force: true });
+    throw err instanceof LabError ? err : new LabError(`the lab could not start: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Files here may later hold tokens and keys: owner-only from the first byte. */
+function writePrivate(file: string, content: string): void {
+  fs.writeFileSync(file, content, { mode: 0o600 });
+  fs.chmodSync(file, 0o600); // writeFileSync's mode is ignored when the file already exists
+}

@@ -1,0 +1,145 @@
+import dns from 'node:dns/promises';
+import fs from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { ProbeContext } from '../core/kind.js';
+import { ProbeError } from '../core/errors.js';
+
+/**
+ * Shared dialers. Each step is its own phase so a run shows where time went: `resolve` (DNS),
+ * `connect` (TCP), `tls` (handshake and verification). Every socket is destroyed when the run's
+ * signal aborts, so nothing outlives its run.
+ */
+
+export interface ResolveOptions {
+  /** Connect to this address instead of resolving (like curl --resolve); SNI and Host keep the name. */
+  address?: string;
+  family?: 4 | 6;
+}
+
+export async function resolveHost(ctx: ProbeContext, host: string, opts: ResolveOptions = {}): Promise<string> {
+  return ctx.phase('resolve', async () => {
+    if (opts.address) return opts.address;
+    const bare = host.replace(/^\[(.*)\]$/, '$1');
+    if (net.isIP(bare)) return bare;
+    const { address } = await dns.lookup(bare, { family: opts.family ?? 0, verbatim: true });
+    return address;
+  });
+}
+
+/** Resolves when `emitter` emits `ok`, rejects on `error`/`close` or when the signal aborts. */
+function waitFor(socket: net.Socket, ok: string, signal: AbortSignal, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      socket.off(ok, onOk);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      signal.removeEventListener('abort', onAbort);
+    };
+    const onOk = () => {
+      cleanup();
+      resolve();
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      socket.destroy();
+      reject(err);
+    };
+    const onClose = () => {
+      cleanup();
+      reject(Object.assign(new Error(`${what}: connection closed by peer`), { code: 'ECONNRESET' }));
+    };
+    const onAbort = () => {
+      cleanup();
+      socket.destroy();
+      reject(signal.reason);
+    };
+    if (signal.aborted) return onAbort();
+    socket.once(ok, onOk);
+    socket.once('error', onError);
+    socket.once('close', onClose);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Destroys the socket when the run ends early, however it ends. Returns the detach function. */
+export function destroyOnAbort(socket: net.Socket, signal: AbortSignal): () => void {
+  const onAbort = () => socket.destroy();
+  signal.addEventListener('abort', onAbort, { once: true });
+  socket.once('close', () => signal.removeEventListener('abort', onAbort));
+  return () => signal.removeEventListener('abort', onAbort);
+}
+
+export async function connectTcp(ctx: ProbeContext, address: string, port: number): Promise<net.Socket> {
+  return ctx.phase('connect', async () => {
+    const socket = net.connect({ host: address, port, noDelay: true });
+    destroyOnAbort(socket, ctx.signal);
+    try {
+      await waitFor(socket, 'connect', ctx.signal, `TCP connect to ${address}:${port}`);
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+    return socket;
+  });
+}
+
+export interface TlsOptions {
+  servername?: string;
+  /** Path of a PEM CA bundle to trust instead of the system store. */
+  caFile?: string;
+  insecureSkipVerify?: boolean;
+  alpn?: string[];
+}
+
+// One secure context per CA file: building one parses the whole bundle, which would otherwise be
+// paid on every run. Keyed by path and mtime so a rotated CA file is picked up.
+const contexts = new Map<string, tls.SecureContext>();
+function secureContextFor(caFile: string): tls.SecureContext {
+  const key = `${caFile}:${fs.statSync(caFile).mtimeMs}`;
+  let sc = contexts.get(key);
+  if (!sc) {
+    sc = tls.createSecureContext({ ca: fs.readFileSync(caFile) });
+    contexts.set(key, sc);
+  }
+  return sc;
+}
+
+export async function upgradeTls(ctx: ProbeContext, socket: net.Socket, opts: TlsOptions): Promise<tls.TLSSocket> {
+  return ctx.phase('tls', async () => {
+    const servername = opts.servername && !net.isIP(opts.servername) ? opts.servername : undefined;
+    const secure = tls.connect({
+      socket,
+      servername,
+      secureContext: opts.caFile ? secureContextFor(opts.caFile) : undefined,
+      rejectUnauthorized: !opts.insecureSkipVerify,
+      ALPNProtocols: opts.alpn,
+    });
+    destroyOnAbort(secure, ctx.signal);
+    try {
+      await waitFor(secure, 'secureConnect', ctx.signal, `TLS handshake with ${opts.servername ?? 'peer'}`);
+    } catch (err) {
+      secure.destroy();
+      const code = (err as { code?: string }).code ?? '';
+      if (code && code !== 'ECONNRESET') {
+        throw new ProbeError('tls', `TLS handshake with ${opts.servername ?? 'peer'} failed: ${(err as Error).message} (${code})`, { cause: err });
+      }
+      throw err;
+    }
+    return secure;
+  });
+}
+
+/** The earliest notAfter in the peer's chain, in seconds since the epoch (blackbox's probe_ssl_earliest_cert_expiry). */
+export function earliestCertExpiry(socket: tls.TLSSocket): number | undefined {
+  let cert = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
+  let earliest: number | undefined;
+  const seen = new Set<string>();
+  while (cert && cert.valid_to && !seen.has(cert.fingerprint256)) {
+    seen.add(cert.fingerprint256);
+    const t = Date.parse(cert.valid_to) / 1000;
+    if (earliest === undefined || t < earliest) earliest = t;
+    cert = cert.issuerCertificate;
+  }
+  return earliest;
+}

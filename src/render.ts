@@ -1,0 +1,67 @@
+import pc from 'picocolors';
+import type { ProbeSpec } from './core/kind.js';
+import { formatDuration } from './core/duration.js';
+import type { RunResult } from './core/result.js';
+import { scheduleOf } from './status.js';
+
+function secs(s: number): string {
+  return s >= 1 ? `${s.toFixed(3)}s` : `${(s * 1000).toFixed(1)}ms`;
+}
+
+/**
+ * The phase timeline an on-call engineer reads at 3 a.m.: every phase with its time, the failing
+ * one marked with its reason, phases never reached shown as such.
+ *
+ *   FAIL canary-url (http)  reason=device_offline  phase=transfer  0.043s
+ *     ✓ resolve     0.1ms
+ *     ✓ connect     0.4ms
+ *     ✓ tls        12.9ms
+ *     ✓ request    18.0ms
+ *     ✗ transfer    1.2ms  device_offline
+ *   the platform served its "cannot reach this device" page (HTTP 502): ...
+ */
+export function renderTimeline(r: RunResult, allPhases: readonly string[], color = pc.isColorSupported): string {
+  const c = pc.createColors(color);
+  const lines: string[] = [];
+  const head = r.success ? c.green(c.bold('PASS')) : r.aborted ? c.yellow(c.bold('ABORTED')) : c.red(c.bold('FAIL'));
+  const why = r.success || r.aborted ? '' : `  reason=${c.red(c.bold(r.reason ?? ''))}  phase=${c.bold(r.phase ?? '')}`;
+  lines.push(`${head} ${c.bold(r.name)} (${r.kind})${why}  ${secs(r.durationSeconds)}`);
+  const names = [...allPhases, ...Object.keys(r.phases).filter((p) => !allPhases.includes(p))];
+  const width = Math.max(...names.map((n) => n.length));
+  let failedSeen = false;
+  for (const name of names) {
+    const reached = name in r.phases;
+    const isFailed = !r.success && name === r.phase;
+    const time = reached ? secs(r.phases[name]).padStart(9) : '';
+    if (isFailed) {
+      failedSeen = true;
+      lines.push(`  ${c.red('✗')} ${c.red(c.bold(name.padEnd(width)))} ${time}  ${c.red(r.aborted ? 'aborted' : r.reason ?? '')}`);
+    } else if (reached) {
+      lines.push(`  ${c.green('✓')} ${name.padEnd(width)} ${time}`);
+    } else {
+      lines.push(`  ${c.dim('-')} ${c.dim(name.padEnd(width))} ${c.dim(failedSeen || !r.success ? '  not reached' : '  skipped')}`);
+    }
+  }
+  if (r.message) lines.push(`  ${r.success ? '' : c.red('→ ')}${r.message}`);
+  for (const [k, v] of Object.entries(r.observations)) {
+    const shown = k === 'ssl_earliest_cert_expiry' && typeof v === 'number' ? new Date(v * 1000).toISOString() : String(v);
+    lines.push(c.dim(`  ${k}: ${shown}`));
+  }
+  return lines.join('\n');
+}
+
+export function renderList(specs: ProbeSpec[]): string {
+  const rows = [['NAME', 'KIND', 'SCHEDULE', 'TIMEOUT', 'LABELS', 'SOURCE']];
+  for (const s of specs) {
+    rows.push([
+      s.name,
+      s.kind,
+      scheduleOf(s),
+      formatDuration(s.timeoutMs),
+      Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+      `${s.source.file}${s.source.line ? ':' + s.source.line : ''}`,
+    ]);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ')).join('\n');
+}

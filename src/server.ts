@@ -1,0 +1,78 @@
+import http from 'node:http';
+import type { Logger } from 'pino';
+import type { Metrics } from './metrics.js';
+import type { StatusStore } from './status.js';
+
+export interface ServerState {
+  /** Config loaded and scheduler running. */
+  ready(): boolean;
+}
+
+/**
+ * The daemon's HTTP surface. No endpoint takes a target or URL: fleetprobe only probes what its
+ * config says, so it cannot be turned into an open proxy or a scanner.
+ * /healthz answers from the process alone, never from probe results: a failing platform must not
+ * get the prober restarted (the 2025-09-10 incident was an aggressive liveness probe).
+ */
+export function createServer(deps: { metrics: Metrics; status: StatusStore; state: ServerState; log: Logger }): http.Server {
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      return;
+    }
+    try {
+      switch (url.pathname) {
+        case '/metrics': {
+          const { contentType, body } = await deps.metrics.render();
+          res.writeHead(200, { 'content-type': contentType }).end(body);
+          return;
+        }
+        case '/healthz':
+          res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+          return;
+        case '/readyz': {
+          const ready = deps.state.ready();
+          res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+          return;
+        }
+        case '/probes':
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(deps.status.toJson(), null, 2) + '\n');
+          return;
+        case '/':
+          res.writeHead(200, { 'content-type': 'text/html' }).end(
+            '<html><head><title>fleetprobe</title></head><body><h1>fleetprobe</h1><ul>' +
+              '<li><a href="/metrics">/metrics</a></li><li><a href="/probes">/probes</a></li>' +
+              '<li><a href="/healthz">/healthz</a></li><li><a href="/readyz">/readyz</a></li></ul></body></html>\n',
+          );
+          return;
+        default:
+          res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      }
+    } catch (err) {
+      deps.log.error({ err, path: url.pathname }, 'HTTP handler failed');
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('internal error\n');
+    }
+  });
+  // Slow or idle scrapers must not hold sockets open forever.
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+  server.keepAliveTimeout = 65_000;
+  return server;
+}
+
+export function listen(server: http.Server, hostPort: string): Promise<{ host: string; port: number }> {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(hostPort);
+  if (!m) throw new Error(`--listen must be HOST:PORT, got "${hostPort}"`);
+  const host = m[1] ?? (m[2] || '0.0.0.0');
+  const port = Number(m[3]);
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const addr = server.address() as { address: string; port: number };
+      resolve({ host: addr.address, port: addr.port });
+    });
+  });
+}
