@@ -47,6 +47,11 @@ export class Metrics {
 
   constructor(version: string, private readonly kinds: Record<string, ProbeKind>) {
     collectDefaultMetrics({ register: this.registry });
+    // prom-client names these gauges *_total, which `promtool check metrics` rejects (only counters
+    // end in _total). nodejs_active_handles / _requests / _resources (by type) carry the same numbers.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      this.registry.removeSingleMetric(name);
+    }
     this.buildInfo.set({ version, nodejs: process.version }, 1);
     this.probe = probeMetrics(this.registry, this.staticLabels);
     for (const k of Object.keys(kinds)) this.probesConfigured.set({ kind: k }, 0);
