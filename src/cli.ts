@@ -61,13 +61,13 @@ function parse(argv: string[]) {
 }
 
 function logLevel(args: Args, fallback: LogLevel): LogLevel {
-  const level = args.values['log-level'] ?? process.env.FLEETPROBE_LOG_LEVEL ?? fallback;
+  const level = args.values['log-level'] ?? (process.env.FLEETPROBE_LOG_LEVEL || fallback);
   if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
   return level as LogLevel;
 }
 
 function configPaths(args: Args): string[] {
-  return args.values.config?.length ? args.values.config : [path.join(process.env.FLEETPROBE_CONFIG ?? 'probes')];
+  return args.values.config?.length ? args.values.config : [path.join(process.env.FLEETPROBE_CONFIG || 'probes')];
 }
 
 function labFaults(args: Args): string[] {
@@ -96,7 +96,7 @@ function configPathsFor(args: Args): string[] {
 async function cmdDaemon(args: Args): Promise<number> {
   const log = createLogger({ level: logLevel(args, 'info') });
   const lab = await maybeLab(args, log);
-  const listen = args.values.listen ?? process.env.FLEETPROBE_LISTEN ?? (lab ? '127.0.0.1:9437' : '0.0.0.0:9437');
+  const listen = args.values.listen ?? (process.env.FLEETPROBE_LISTEN || (lab ? '127.0.0.1:9437' : '0.0.0.0:9437'));
   let daemon;
   try {
     daemon = await startDaemon({

@@ -35,7 +35,8 @@ export interface LoadedConfig {
   skippedLabFiles: string[];
 }
 
-function listFiles(paths: string[], issues: ConfigIssue[]): string[] {
+/** `seen` gets every path and file in the order given, to order the issues by. */
+function listFiles(paths: string[], issues: ConfigIssue[], seen: string[]): string[] {
   const files: string[] = [];
   for (const p of paths) {
     let st: fs.Stats;
@@ -43,13 +44,18 @@ function listFiles(paths: string[], issues: ConfigIssue[]): string[] {
       st = fs.statSync(p);
     } catch {
       issues.push({ file: p, path: '', message: 'no such file or directory' });
+      seen.push(p);
       continue;
     }
     if (st.isDirectory()) {
       const found = fs.readdirSync(p).filter((f) => /\.ya?ml$/.test(f)).sort().map((f) => path.join(p, f));
       if (found.length === 0) issues.push({ file: p, path: '', message: 'directory holds no .yaml or .yml files' });
+      seen.push(p, ...found);
       files.push(...found);
-    } else files.push(p);
+    } else {
+      seen.push(p);
+      files.push(p);
+    }
   }
   return [...new Set(files)];
 }
@@ -91,10 +97,26 @@ function pathOf(doc: Document, target: unknown): string {
   return formatPath(out);
 }
 
+/**
+ * Unwraps issues that only say "Invalid input" / "Invalid key in record" around the real cause: a
+ * union where one branch got the right type (e.g. a secret reference whose variable is unset), and
+ * a record key that failed its own rule (e.g. a reserved label name).
+ */
+function unwrap(issue: z.core.$ZodIssue, at: PropertyKey[]): { path: PropertyKey[]; issue: z.core.$ZodIssue }[] {
+  const p = [...at, ...issue.path];
+  if (issue.code === 'invalid_union' && issue.errors.length) {
+    const typed = issue.errors.filter((branch) => !branch.every((i) => i.code === 'invalid_type' && i.path.length === 0));
+    if (typed.length === 1) return typed[0].flatMap((i) => unwrap(i, p));
+  }
+  if ((issue.code === 'invalid_key' || issue.code === 'invalid_element') && issue.issues.length) {
+    return issue.issues.flatMap((i) => unwrap(i, p));
+  }
+  return [{ path: p, issue }];
+}
+
 function zodIssues(err: z.ZodError, file: string, doc: Document, lc: LineCounter, prefix: PropertyKey[]): ConfigIssue[] {
   const out: ConfigIssue[] = [];
-  for (const issue of err.issues) {
-    const p = [...prefix, ...issue.path];
+  for (const { path: p, issue } of err.issues.flatMap((i) => unwrap(i, prefix))) {
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) {
         out.push({ file, line: locateLine(doc, lc, p, key), path: formatPath([...p, key]), message: 'unknown field' });
@@ -111,20 +133,31 @@ function humanise(issue: z.core.$ZodIssue): string {
   return issue.message.replace(/^Invalid input: /, '');
 }
 
-/** The gap between the next two runs of a cron pattern, to compare with the timeout. */
+/**
+ * The shortest gap between runs of a cron pattern, to compare with the timeout. Gaps need not be
+ * equal ("*\/45 * * * *" runs at :00 and :45), so look at a window of upcoming runs, not just the
+ * next two, or the verdict would depend on the time of day the config is loaded.
+ */
+const CRON_GAP_RUNS = 64;
 function cronGapMs(pattern: string): number | undefined {
   const job = new Cron(pattern, { paused: true });
   try {
-    const [a, b] = job.nextRuns(2);
-    return a && b ? b.getTime() - a.getTime() : undefined;
+    const runs = job.nextRuns(CRON_GAP_RUNS).map((d) => d.getTime());
+    let min: number | undefined;
+    for (let i = 1; i < runs.length; i++) min = Math.min(min ?? Infinity, runs[i] - runs[i - 1]);
+    return min;
   } finally {
     job.stop();
   }
 }
 
+/** Header names that carry credentials: their values must be secret references, never inline. */
+const CREDENTIAL_HEADER = /^(proxy-)?authorization$|^cookie$|api[-_]?key|token|secret|password/i;
+
 export function loadConfig(opts: LoadOptions): LoadedConfig {
   const issues: ConfigIssue[] = [];
-  const files = listFiles(opts.paths, issues);
+  const inOrder: string[] = [];
+  const files = listFiles(opts.paths, issues, inOrder);
   const vars: Record<string, string | undefined> = { ...process.env, ...opts.vars };
   const probes: ProbeSpec[] = [];
   const skippedLabFiles: string[] = [];
@@ -141,7 +174,10 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
     const lc = new LineCounter();
     const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
     if (doc.errors.length) {
-      for (const e of doc.errors) issues.push({ file, line: e.linePos?.[0]?.line, path: '', message: `YAML: ${e.message.split('\n')[0]}` });
+      // The first syntax error is the real one; the rest are usually the parser losing its footing.
+      const e = doc.errors[0];
+      const hint = /flow-map|flow-seq/.test(e.message) && text.includes('${') ? ' (inside { } or [ ], quote values that use ${VAR}: "${VAR}")' : '';
+      issues.push({ file, line: e.linePos?.[0]?.line ?? lc.linePos(e.pos[0]).line, path: '', message: `YAML: ${e.message.split('\n')[0]}${hint}` });
       continue;
     }
     const isLab = doc.get('lab') === true;
@@ -149,11 +185,15 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
       skippedLabFiles.push(file);
       continue;
     }
+    const before = issues.length;
     interpolateDocument(doc, lc, file, vars, issues);
+    // A field whose variable is missing still holds "${NAME}"; its schema error would only repeat that.
+    const unresolved = new Set(issues.slice(before).map((i) => i.path));
+    const schemaIssues = (found: ConfigIssue[]) => found.filter((i) => !unresolved.has(i.path));
     const raw = doc.toJS() ?? {};
     const parsedFile = fileSchema.safeParse(raw);
     if (!parsedFile.success) {
-      issues.push(...zodIssues(parsedFile.error, file, doc, lc, []));
+      issues.push(...schemaIssues(zodIssues(parsedFile.error, file, doc, lc, [])));
       continue;
     }
     const defaults = parsedFile.data.defaults ?? {};
@@ -173,8 +213,23 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
       }
       const schema = z.strictObject({ ...commonProbeFields, ...kind.schema.shape });
       const parsed = withBaseDir(path.dirname(path.resolve(file)), () => schema.safeParse(rawProbe));
-      if (!parsed.success) {
-        issues.push(...zodIssues(parsed.error, file, doc, lc, at));
+      // A string is a valid header value, so the kind's schema cannot tell a credential given inline.
+      const inline: ConfigIssue[] = [];
+      const headers = rawProbe.headers;
+      if (headers && typeof headers === 'object' && !Array.isArray(headers)) {
+        for (const [h, v] of Object.entries(headers)) {
+          if (typeof v === 'string' && CREDENTIAL_HEADER.test(h)) {
+            inline.push({
+              file,
+              line: locateLine(doc, lc, [...at, 'headers', h]),
+              path: formatPath([...at, 'headers', h]),
+              message: `secrets must be given by reference ({env: NAME} or {file: PATH}), never inline`,
+            });
+          }
+        }
+      }
+      if (!parsed.success || inline.length) {
+        issues.push(...inline, ...(parsed.success ? [] : schemaIssues(zodIssues(parsed.error, file, doc, lc, at))));
         return;
       }
       const p = parsed.data as z.output<typeof schema> & Record<string, unknown>;
@@ -245,7 +300,13 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
       });
     });
   }
-  if (issues.length) throw new ConfigError(issues);
+  if (issues.length) {
+    // In file order, then line order, so the list reads like the files do.
+    const order = new Map<string, number>();
+    for (const f of [...inOrder, ...issues.map((i) => i.file)]) if (!order.has(f)) order.set(f, order.size);
+    issues.sort((a, b) => order.get(a.file)! - order.get(b.file)! || (a.line ?? 0) - (b.line ?? 0));
+    throw new ConfigError(issues);
+  }
   return { probes, files, skippedLabFiles };
 }
 

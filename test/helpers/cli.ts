@@ -1,0 +1,162 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const CLI = path.join(ROOT, 'dist', 'cli.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built CLI to completion, as a user would (the tests run after `npm run build`). */
+export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd ?? ROOT,
+      env: { ...process.env, FLEETPROBE_LOG_LEVEL: '', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`fleetprobe ${args.join(' ')} did not exit within ${opts.timeoutMs ?? 20_000}ms\n${stdout}\n${stderr}`));
+    }, opts.timeoutMs ?? 20_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A daemon child process whose JSON log lines are collected as they arrive. */
+export class DaemonProcess {
+  readonly child: ChildProcess;
+  lines: Record<string, unknown>[] = [];
+  raw = '';
+  private waiters: Array<() => void> = [];
+  exit: Promise<number | null>;
+
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.child = spawn(process.execPath, [CLI, 'daemon', '--listen', '127.0.0.1:0', ...args], {
+      cwd: ROOT,
+      env: { ...process.env, FLEETPROBE_LOG_LEVEL: '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let buf = '';
+    const onData = (d: Buffer) => {
+      this.raw += d;
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        try {
+          this.lines.push(JSON.parse(line));
+        } catch {
+          /* not a log line (e.g. a crash trace); kept in raw */
+        }
+      }
+      for (const w of this.waiters.splice(0)) w();
+    };
+    this.child.stdout!.on('data', onData);
+    this.child.stderr!.on('data', onData);
+    this.exit = new Promise((resolve) => this.child.on('close', (code) => {
+      for (const w of this.waiters.splice(0)) w();
+      resolve(code);
+    }));
+  }
+
+  /** Waits for a log line matching the predicate. */
+  async waitForLog(pred: (l: Record<string, any>) => boolean, timeoutMs = 15_000): Promise<Record<string, any>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.lines.find(pred);
+      if (found) return found;
+      if (Date.now() > deadline || this.child.exitCode !== null) throw new Error(`log line not seen within ${timeoutMs}ms; log so far:\n${this.raw}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 200);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+
+  async url(): Promise<string> {
+    const l = await this.waitForLog((l) => typeof l.listen === 'string');
+    return `http://${l.listen}`;
+  }
+
+  async controlUrl(): Promise<string> {
+    const l = await this.waitForLog((l) => l.endpoints?.control);
+    return l.endpoints.control as string;
+  }
+
+  async metrics(): Promise<string> {
+    return (await fetch(`${await this.url()}/metrics`)).text();
+  }
+
+  /** Polls /metrics until `pred` holds. */
+  async waitForMetrics(pred: (text: string) => boolean, timeoutMs = 15_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const text = await this.metrics();
+      if (pred(text)) return text;
+      if (Date.now() > deadline) throw new Error(`metrics condition not met within ${timeoutMs}ms:\n${text.split('\n').filter((l) => l.startsWith('probe_') || l.startsWith('fleetprobe_')).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  async stop(): Promise<number | null> {
+    if (this.child.exitCode === null) this.child.kill('SIGTERM');
+    return this.exit;
+  }
+}
+
+/** The value of one series in exposition text, e.g. metricValue(text, 'probe_success', {probe: 'x'}). */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return undefined;
+}
+
+export function tempDir(prefix = 'fleetprobe-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** A lab config with short intervals for tests. */
+export function writeLabConfig(dir: string, probes: string, name = 'lab.yaml', defaults = 'interval: 1s\n  timeout: 800ms'): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, `lab: true\ndefaults:\n  ${defaults}\n  labels: { location: test }\nprobes:\n${probes}`);
+  return file;
+}
+
+export const LAB_URL_PROBE = (name: string, extra = '') => `  - name: ${name}
+    kind: http
+    url: https://\${LAB_DEVICE_UUID}.\${LAB_URL_DOMAIN}:\${LAB_URL_FRONT_PORT}/health
+    resolve: 127.0.0.1
+    tls:
+      caFile: \${LAB_CA_FILE}
+    expect: { status: [200], body: ok }
+${extra}`;
+
+/** promtool, when installed; under CI=true its absence is a failure, not a skip. */
+export function promtoolPath(): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const p = path.join(dir, 'promtool');
+    if (fs.existsSync(p)) return p;
+  }
+  if (process.env.CI === 'true') throw new Error('promtool is required under CI=true (Debian package prometheus)');
+  return undefined;
+}
