@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# fleetprobe: build on the current Node LTS, ship production dependencies only, run as non-root
+# under an init process that forwards SIGTERM (so the daemon drains runs and flushes its log).
+ARG NODE_VERSION=24
+
+FROM node:${NODE_VERSION}-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --ignore-scripts: nothing is built before the sources are here; `npm run build` does it below.
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev --ignore-scripts
+
+FROM node:${NODE_VERSION}-bookworm-slim
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="fleetprobe" \
+      org.opencontainers.image.description="Synthetic end-to-end probes for device fleet platforms, exported as Prometheus metrics" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+ENV NODE_ENV=production \
+    FLEETPROBE_CONFIG=/etc/fleetprobe/probes \
+    FLEETPROBE_LISTEN=0.0.0.0:9437
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+COPY package.json ./
+COPY probes ./probes
+# Probe definitions are mounted here (a ConfigMap in Kubernetes); the shipped lab probes serve
+# `fleetprobe daemon --lab` for a demo.
+RUN mkdir -p /etc/fleetprobe/probes && cp probes/*.yaml /etc/fleetprobe/probes/ \
+ && ln -s /app/dist/cli.js /usr/local/bin/fleetprobe && chmod +x /app/dist/cli.js
+# The image's `node` user (uid 1000); nothing here needs root, and the root filesystem can be
+# read-only (the lab writes its CA to $TMPDIR, an emptyDir in Kubernetes).
+USER 1000:1000
+EXPOSE 9437
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/cli.js"]
+CMD ["daemon"]
