@@ -239,7 +239,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`fleetprobe: ${err.message}\nRun "fleetprobe --help" for usage.\n`);
       return EXIT.usage;
     }
-    if (err instanceof UnknownProbeError || (err instanceof FleetprobeError && err.code === 'FP_ERR_LAB')) {
+    if (err instanceof UnknownProbeError || (err instanceof FleetprobeError && (err.code === 'FP_ERR_LAB' || err.code === 'FP_ERR_LISTEN'))) {
       process.stderr.write(`fleetprobe: ${err.message}\n`);
       return EXIT.usage;
     }

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { Logger } from 'pino';
+import { FleetprobeError } from './core/errors.js';
 import type { Metrics } from './metrics.js';
 import type { StatusStore } from './status.js';
 
@@ -64,13 +65,17 @@ export function createServer(deps: { metrics: Metrics; status: StatusStore; stat
 
 export function listen(server: http.Server, hostPort: string): Promise<{ host: string; port: number }> {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(hostPort);
-  if (!m) throw new Error(`--listen must be HOST:PORT, got "${hostPort}"`);
+  if (!m) throw new FleetprobeError('FP_ERR_LISTEN', `--listen must be HOST:PORT, got "${hostPort}"`);
   const host = m[1] ?? (m[2] || '0.0.0.0');
   const port = Number(m[3]);
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const fail = (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EADDRINUSE' ? 'the address is already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
+      reject(new FleetprobeError('FP_ERR_LISTEN', `cannot listen on ${host}:${port}: ${why} (${err.code}); choose another with --listen HOST:PORT`, { cause: err }));
+    };
+    server.once('error', fail);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       const addr = server.address() as { address: string; port: number };
       resolve({ host: addr.address, port: addr.port });
     });

@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   FP_ERR_UNKNOWN_PROBE: 'no probe has that name',
   FP_ERR_PROBE: 'a probe run failed',
   FP_ERR_LAB: 'the embedded lab could not start or was asked for something it does not have',
+  FP_ERR_LISTEN: 'the HTTP server could not listen on the requested address',
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 

@@ -1,10 +1,10 @@
 import type net from 'node:net';
-import { Client } from 'undici';
+import { Client, errors as undiciErrors } from 'undici';
 import { z } from 'zod';
 import { readableFile, regex, secretRef } from '../config/fields.js';
 import { ProbeError } from '../core/errors.js';
 import { defineKind, type ProbeContext } from '../core/kind.js';
-import { Secret } from '../core/redact.js';
+import { redact, Secret } from '../core/redact.js';
 import { connectTcp, earliestCertExpiry, resolveHost, upgradeTls } from '../net/dial.js';
 
 /**
@@ -59,7 +59,9 @@ function statusMatches(code: number, m: number | string): boolean {
 }
 
 function excerpt(body: string, max = 160): string {
-  const text = body.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
+  // Redact before cutting: a secret the server echoes could otherwise be cut in half at `max` and
+  // its first half would no longer be recognised by the final redaction of the message.
+  const text = redact(body).replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
   return text.length > max ? text.slice(0, max) + '…' : text;
 }
 
@@ -75,7 +77,8 @@ async function readBody(body: AsyncIterable<Buffer> & { destroy(): void }, maxBy
   let size = 0;
   for await (const chunk of body) {
     const room = maxBytes - size;
-    if (chunk.length >= room) {
+    // Strictly more than fits: a body of exactly maxBytes was read whole and is not truncated.
+    if (chunk.length > room) {
       chunks.push(chunk.subarray(0, room));
       body.destroy();
       return { text: Buffer.concat(chunks).toString('utf8'), truncated: true };
@@ -86,16 +89,32 @@ async function readBody(body: AsyncIterable<Buffer> & { destroy(): void }, maxBy
   return { text: Buffer.concat(chunks).toString('utf8'), truncated: false };
 }
 
-async function exchange(ctx: ProbeContext, url: URL, method: string, cfg: HttpConfig, readWholeBody: boolean): Promise<Answer> {
+// Headers that carry credentials: never sent to an origin other than the configured one (as curl
+// and fetch do on a cross-origin redirect), so a redirect cannot hand our token to a third party.
+const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie']);
+
+// undici's HTTPParserError carries no code (it looks llhttp's error number up in a name->number
+// map), so classifyError could not tell a non-HTTP answer from a bug of ours: name it here.
+function asProtocolError(err: unknown): unknown {
+  if (err instanceof undiciErrors.HTTPParserError && !(err as { code?: string }).code) {
+    return new ProbeError('protocol', `the answer is not valid HTTP/1.1: ${(err as Error).message}`, { cause: err });
+  }
+  return err;
+}
+
+async function exchange(ctx: ProbeContext, url: URL, method: string, cfg: HttpConfig, readWholeBody: boolean, first: URL): Promise<Answer> {
   const https = url.protocol === 'https:';
   const port = Number(url.port) || (https ? 443 : 80);
-  const address = await resolveHost(ctx, url.hostname, { address: cfg.resolve, family: cfg.ipFamily });
+  // `resolve` and `tls.serverName` pin the configured host; a redirect to another host gets its own.
+  const sameHost = url.hostname === first.hostname;
+  const sameOrigin = url.origin === first.origin;
+  const address = await resolveHost(ctx, url.hostname, { address: sameHost ? cfg.resolve : undefined, family: cfg.ipFamily });
   let socket: net.Socket = await connectTcp(ctx, address, port);
   let client: Client | undefined;
   try {
     if (https) {
       socket = await upgradeTls(ctx, socket, {
-        servername: cfg.tls.serverName ?? url.hostname,
+        servername: (sameHost ? cfg.tls.serverName : undefined) ?? url.hostname,
         caFile: cfg.tls.caFile,
         insecureSkipVerify: cfg.tls.insecureSkipVerify,
         alpn: ['http/1.1'],
@@ -113,12 +132,21 @@ async function exchange(ctx: ProbeContext, url: URL, method: string, cfg: HttpCo
       bodyTimeout: 0,
     });
     const headers: Record<string, string> = { 'user-agent': 'fleetprobe', host: url.host };
-    for (const [k, v] of Object.entries(cfg.headers)) headers[k.toLowerCase()] = v instanceof Secret ? v.reveal() : v;
+    for (const [k, v] of Object.entries(cfg.headers)) {
+      const name = k.toLowerCase();
+      if (!sameOrigin && (v instanceof Secret || CREDENTIAL_HEADERS.has(name))) continue;
+      headers[name] = v instanceof Secret ? v.reveal() : v;
+    }
     const c = client;
     const res = await ctx.phase('request', () =>
-      c.request({ path: url.pathname + url.search, method: method as 'GET', headers, body: cfg.body, signal: ctx.signal }),
+      c.request({ path: url.pathname + url.search, method: method as 'GET', headers, body: cfg.body, signal: ctx.signal }).catch((err) => {
+        throw asProtocolError(err);
+      }),
     );
-    const read = () => readBody(res.body as never, cfg.maxBodyBytes);
+    const read = () =>
+      readBody(res.body as never, cfg.maxBodyBytes).catch((err) => {
+        throw asProtocolError(err);
+      });
     const body = readWholeBody || res.statusCode >= 400 ? await ctx.phase('transfer', read) : { text: '', truncated: false };
     if (!readWholeBody && res.statusCode < 400) await res.body.dump().catch(() => {});
     return { status: res.statusCode, headers: res.headers, body: body.text, truncated: body.truncated };
@@ -136,11 +164,12 @@ export const httpKind = defineKind({
   phases: ['resolve', 'connect', 'tls', 'request', 'transfer'],
   schema,
   async run(ctx, cfg) {
-    let url = new URL(cfg.url);
+    const first = new URL(cfg.url);
+    let url = first;
     let method: string = cfg.method;
     let answer: Answer;
     for (let hop = 0; ; hop++) {
-      answer = await exchange(ctx, url, method, cfg, true);
+      answer = await exchange(ctx, url, method, cfg, true, first);
       const location = answer.headers.location;
       if (!REDIRECTS.has(answer.status) || typeof location !== 'string' || cfg.followRedirects === 0) break;
       if (hop >= cfg.followRedirects) {

@@ -70,10 +70,14 @@ function respond(device: LabDevice, req: http.IncomingMessage, res: http.ServerR
       `<!doctype html>\n<html><head><title>${device.name}</title></head><body><h1>${device.name}</h1><p>uuid ${device.uuid}</p></body></html>\n`,
     );
   }
+  // Redirects, for probes that follow (or refuse to follow) them: relative Locations, as most apps send.
+  if ((method === 'GET' || method === 'HEAD') && (path === '/redirect' || path === '/redirect-loop')) {
+    return send(res, 302, 'text/plain', 'found\n', { location: path === '/redirect' ? '/health' : '/redirect-loop' });
+  }
   send(res, 404, 'text/plain', 'not found\n');
 }
 
-function send(res: http.ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+function send(res: http.ServerResponse, status: number, type: string, body: string, extra: http.OutgoingHttpHeaders = {}): void {
+  res.writeHead(status, { ...extra, 'content-type': type, 'content-length': Buffer.byteLength(body) });
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
