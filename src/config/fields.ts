@@ -87,3 +87,15 @@ export const regex = z.string().transform((s, ctx) => {
     return z.NEVER;
   }
 });
+
+/** Header names that carry credentials: their values must be secret references, never inline. */
+const CREDENTIAL_HEADER = /^(proxy-)?authorization$|^cookie$|api[-_]?key|token|secret|password/i;
+
+/** Request headers: plain strings, or secret references; credential headers must be references. */
+export const headerMap = z.record(z.string(), z.union([z.string(), secretRef])).superRefine((headers, ctx) => {
+  for (const [name, value] of Object.entries(headers)) {
+    if (typeof value === 'string' && CREDENTIAL_HEADER.test(name)) {
+      ctx.addIssue({ code: 'custom', path: [name], message: 'secrets must be given by reference ({env: NAME} or {file: PATH}), never inline' });
+    }
+  }
+});

@@ -12,7 +12,8 @@ export function interpolate(text: string, vars: Record<string, string | undefine
     const v = vars[name!];
     if (v !== undefined && v !== '') return v;
     if (def !== undefined) return def;
-    missing.push(name!);
+    // Once per name: the same variable twice in one value is one problem.
+    if (!missing.includes(name!)) missing.push(name!);
     return match;
   });
   return { value, missing };

@@ -151,9 +151,6 @@ function cronGapMs(pattern: string): number | undefined {
   }
 }
 
-/** Header names that carry credentials: their values must be secret references, never inline. */
-const CREDENTIAL_HEADER = /^(proxy-)?authorization$|^cookie$|api[-_]?key|token|secret|password/i;
-
 export function loadConfig(opts: LoadOptions): LoadedConfig {
   const issues: ConfigIssue[] = [];
   const inOrder: string[] = [];
@@ -213,23 +210,8 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
       }
       const schema = z.strictObject({ ...commonProbeFields, ...kind.schema.shape });
       const parsed = withBaseDir(path.dirname(path.resolve(file)), () => schema.safeParse(rawProbe));
-      // A string is a valid header value, so the kind's schema cannot tell a credential given inline.
-      const inline: ConfigIssue[] = [];
-      const headers = rawProbe.headers;
-      if (headers && typeof headers === 'object' && !Array.isArray(headers)) {
-        for (const [h, v] of Object.entries(headers)) {
-          if (typeof v === 'string' && CREDENTIAL_HEADER.test(h)) {
-            inline.push({
-              file,
-              line: locateLine(doc, lc, [...at, 'headers', h]),
-              path: formatPath([...at, 'headers', h]),
-              message: `secrets must be given by reference ({env: NAME} or {file: PATH}), never inline`,
-            });
-          }
-        }
-      }
-      if (!parsed.success || inline.length) {
-        issues.push(...inline, ...(parsed.success ? [] : schemaIssues(zodIssues(parsed.error, file, doc, lc, at))));
+      if (!parsed.success) {
+        issues.push(...schemaIssues(zodIssues(parsed.error, file, doc, lc, at)));
         return;
       }
       const p = parsed.data as z.output<typeof schema> & Record<string, unknown>;

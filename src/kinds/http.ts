@@ -1,7 +1,7 @@
 import type net from 'node:net';
 import { Client, errors as undiciErrors } from 'undici';
 import { z } from 'zod';
-import { readableFile, regex, secretRef } from '../config/fields.js';
+import { headerMap, readableFile, regex } from '../config/fields.js';
 import { ProbeError } from '../core/errors.js';
 import { defineKind, type ProbeContext } from '../core/kind.js';
 import { redact, Secret } from '../core/redact.js';
@@ -24,7 +24,7 @@ const statusMatcher = z.union([
 const schema = z.object({
   url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
   method: z.enum(['GET', 'HEAD', 'POST', 'PUT', 'OPTIONS']).default('GET'),
-  headers: z.record(z.string(), z.union([z.string(), secretRef])).default({}),
+  headers: headerMap.default({}),
   body: z.string().optional(),
   /** Connect to this address instead of resolving the URL's host (like curl --resolve). */
   resolve: z.union([z.ipv4(), z.ipv6()]).optional(),

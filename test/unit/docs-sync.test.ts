@@ -29,7 +29,7 @@ describe('README stays equal to the code', () => {
     const metrics = new Metrics('test', KINDS);
     const ours = (await metrics.registry.getMetricsAsJSON())
       .filter((m) => m.name.startsWith('probe_') || m.name.startsWith('fleetprobe_'))
-      .map((m) => [m.name, m.type as string]);
+      .map((m) => [m.name, String(m.type)]);
     const documented = table('metrics').map(([name, type]) => [name, type]);
     expect(documented.sort()).toEqual(ours.sort());
   });
