@@ -10,10 +10,19 @@ export const RESULTS = ['success', 'failure', 'aborted'] as const;
 type Labels = Record<string, string>;
 
 /** Every series a probe owns, created together so they can be removed together. */
-function probeMetrics(registry: Registry, staticLabels: string[]) {
+function probeMetrics(registry: Registry, staticLabels: string[], kinds: Record<string, ProbeKind>) {
   const base = ['probe', 'kind', ...staticLabels];
   const registers = [registry];
+  // Kinds' own series, by observation name (one metric may serve several kinds).
+  const extra = new Map<string, Gauge | Counter>();
+  for (const k of Object.values(kinds)) {
+    for (const m of k.metrics ?? []) {
+      if (extra.has(m.name)) continue;
+      extra.set(m.name, m.type === 'gauge' ? new Gauge({ name: m.name, help: m.help, labelNames: base, registers }) : new Counter({ name: m.name, help: m.help, labelNames: base, registers }));
+    }
+  }
   return {
+    extra,
     success: new Gauge({ name: 'probe_success', help: 'Whether the last run of the probe succeeded (1) or failed (0).', labelNames: base, registers }),
     duration: new Gauge({ name: 'probe_duration_seconds', help: 'How long the last run of the probe took, in seconds.', labelNames: base, registers }),
     phase: new Gauge({ name: 'probe_phase_duration_seconds', help: 'Time spent in each phase of the last run (0 for phases not reached).', labelNames: [...base, 'phase'], registers }),
@@ -53,7 +62,7 @@ export class Metrics {
       this.registry.removeSingleMetric(name);
     }
     this.buildInfo.set({ version, nodejs: process.version }, 1);
-    this.probe = probeMetrics(this.registry, this.staticLabels);
+    this.probe = probeMetrics(this.registry, this.staticLabels, kinds);
     for (const k of Object.keys(kinds)) this.probesConfigured.set({ kind: k }, 0);
   }
 
@@ -68,9 +77,10 @@ export class Metrics {
     const names = [...new Set(specs.flatMap((s) => Object.keys(s.labels)))].sort();
     if (names.join() !== this.staticLabels.join()) {
       // The label set changed: the metric families must be rebuilt (their counters restart at 0).
-      for (const m of Object.values(this.probe)) this.registry.removeSingleMetric((m as unknown as { name: string }).name);
+      const { extra, ...common } = this.probe;
+      for (const m of [...Object.values(common), ...extra.values()]) this.registry.removeSingleMetric((m as unknown as { name: string }).name);
       this.staticLabels = names;
-      this.probe = probeMetrics(this.registry, names);
+      this.probe = probeMetrics(this.registry, names, this.kinds);
       this.configured.clear();
     }
     const next = new Map<string, { labels: Labels; phases: readonly string[] }>();
@@ -87,6 +97,7 @@ export class Metrics {
       for (const reason of REASONS) p.failures.inc({ ...labels, reason }, 0);
       p.skipped.inc(labels, 0);
       p.latency.zero(labels);
+      for (const m of this.kinds[labels.kind]?.metrics ?? []) if (m.type === 'counter') (p.extra.get(m.name) as Counter).inc(labels, 0);
     }
     this.configured = next;
     for (const k of Object.keys(this.kinds)) this.probesConfigured.set({ kind: k }, specs.filter((s) => s.kind === k).length);
@@ -94,7 +105,7 @@ export class Metrics {
 
   private removeSeries(labels: Labels, phases: readonly string[]): void {
     const p = this.probe;
-    for (const m of [p.success, p.duration, p.latency, p.lastRun, p.lastSuccess, p.skipped, p.certExpiry]) m.remove(labels);
+    for (const m of [p.success, p.duration, p.latency, p.lastRun, p.lastSuccess, p.skipped, p.certExpiry, ...p.extra.values()]) m.remove(labels);
     for (const phase of phases) p.phase.remove({ ...labels, phase });
     for (const result of RESULTS) p.runs.remove({ ...labels, result });
     for (const reason of REASONS) p.failures.remove({ ...labels, reason });
@@ -119,6 +130,13 @@ export class Metrics {
     if (r.success) p.lastSuccess.set(labels, r.startedAt / 1000);
     const expiry = r.observations.ssl_earliest_cert_expiry;
     if (typeof expiry === 'number') p.certExpiry.set(labels, expiry);
+    for (const m of this.kinds[r.kind]?.metrics ?? []) {
+      const v = r.observations[m.observation];
+      if (typeof v !== 'number') continue;
+      const series = p.extra.get(m.name)!;
+      if (series instanceof Gauge) series.set(labels, v);
+      else (series as Counter).inc(labels, v);
+    }
   }
 
   skipped(spec: { name: string }): void {

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { formatDuration } from '../core/duration.js';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
 import type { ProbeSpec } from '../core/kind.js';
-import { KIND_NAMES, getKind } from '../kinds/index.js';
+import { KIND_NAMES, PLATFORM_FIELDS, getKind } from '../kinds/index.js';
 import { withBaseDir } from './fields.js';
 import { interpolate } from './interpolate.js';
 import { formatPath, locateLine } from './locate.js';
@@ -194,6 +194,17 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
       continue;
     }
     const defaults = parsedFile.data.defaults ?? {};
+    const platform = parsedFile.data.platform ?? {};
+    for (const key of Object.keys(platform)) {
+      if (!PLATFORM_FIELDS.includes(key)) {
+        issues.push({
+          file,
+          line: locateLine(doc, lc, ['platform'], key),
+          path: formatPath(['platform', key]),
+          message: `unknown platform field; known: ${PLATFORM_FIELDS.join(', ') || '(none)'}`,
+        });
+      }
+    }
 
     parsedFile.data.probes.forEach((rawProbe, index) => {
       const at: PropertyKey[] = ['probes', index];
@@ -208,10 +219,17 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
         });
         return;
       }
+      // Fields the probe leaves out come from the file's platform block; problems in them are
+      // reported where they were written (platform.x), not on the probe.
+      const fromPlatform = (kind.platformFields ?? []).filter((f) => rawProbe[f] === undefined && platform[f] !== undefined);
+      const input = { ...rawProbe, ...Object.fromEntries(fromPlatform.map((f) => [f, platform[f]])) };
       const schema = z.strictObject({ ...commonProbeFields, ...kind.schema.shape });
-      const parsed = withBaseDir(path.dirname(path.resolve(file)), () => schema.safeParse(rawProbe));
+      const parsed = withBaseDir(path.dirname(path.resolve(file)), () => schema.safeParse(input));
       if (!parsed.success) {
-        issues.push(...schemaIssues(zodIssues(parsed.error, file, doc, lc, at)));
+        const injected = parsed.error.issues.filter((i) => fromPlatform.includes(String(i.path[0])));
+        const own = parsed.error.issues.filter((i) => !injected.includes(i));
+        if (injected.length) issues.push(...schemaIssues(zodIssues(new z.ZodError(injected), file, doc, lc, ['platform'])));
+        if (own.length) issues.push(...schemaIssues(zodIssues(new z.ZodError(own), file, doc, lc, at)));
         return;
       }
       const p = parsed.data as z.output<typeof schema> & Record<string, unknown>;
@@ -265,7 +283,7 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
       if (!enabled) return;
       const labelsMerged = { ...defaults.labels, ...ownLabels };
       const digest = createHash('sha256')
-        .update(JSON.stringify({ file, raw: rawProbe, intervalMs, cron, timeoutMs, labelsMerged }))
+        .update(JSON.stringify({ file, raw: input, intervalMs, cron, timeoutMs, labelsMerged }))
         .digest('hex')
         .slice(0, 16);
       probes.push({
@@ -283,6 +301,9 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
     });
   }
   if (issues.length) {
+    // A bad platform field is met once per probe that uses it: report it once.
+    const unique = new Map(issues.map((i) => [`${i.file}:${i.line}:${i.path}:${i.message}`, i]));
+    issues.splice(0, issues.length, ...unique.values());
     // In file order, then line order, so the list reads like the files do.
     const order = new Map<string, number>();
     for (const f of [...inOrder, ...issues.map((i) => i.file)]) if (!order.has(f)) order.set(f, order.size);

@@ -38,5 +38,7 @@ export const fileSchema = z.strictObject({
   /** A file marked `lab: true` describes probes of the embedded lab; it is loaded only with --lab. */
   lab: z.boolean().optional(),
   defaults: defaultsSchema.optional(),
+  /** Shared platform endpoints and credentials: fields the probes of this file take when they do not set them. */
+  platform: z.record(z.string(), z.unknown()).optional(),
   probes: z.array(z.record(z.string(), z.unknown())).default([]),
 });

@@ -37,13 +37,31 @@ export interface ProbeSpec<C = unknown> {
   digest: string;
 }
 
+/**
+ * A series a kind adds beyond the common ones, fed from `ctx.observe(observation, number)`:
+ * a gauge is set to the value, a counter is increased by it. It carries the probe's labels.
+ */
+export interface KindMetric {
+  name: string;
+  help: string;
+  type: 'gauge' | 'counter';
+  observation: string;
+}
+
 export interface ProbeKind<S extends z.ZodObject = z.ZodObject> {
   readonly kind: string;
   readonly description: string;
+  /** Extra series of this kind (documented in the README's metrics table like the common ones). */
+  readonly metrics?: readonly KindMetric[];
   /** Declared up front so every phase series exists before the first run. */
   readonly phases: readonly string[];
   /** The kind's own fields of a probe definition (common fields are added by the loader). */
   readonly schema: S;
+  /**
+   * Fields of this kind that may come from the file's `platform` block (shared endpoints and
+   * credentials such as `sshProxy`, `user`, `token`), so one block serves every probe of a file.
+   */
+  readonly platformFields?: readonly string[];
   /** Default interval/timeout when the probe and the defaults block say nothing (slow kinds differ). */
   readonly defaults?: { intervalMs?: number; timeoutMs?: number };
   /** Resolves = pass, throws = fail. Must close everything it opened on every path. */

@@ -10,3 +10,6 @@ export const KIND_NAMES = Object.keys(KINDS);
 export function getKind(name: string): ProbeKind | undefined {
   return Object.hasOwn(KINDS, name) ? KINDS[name] : undefined;
 }
+
+/** Every field a `platform` block may hold: the union of the kinds' platform fields. */
+export const PLATFORM_FIELDS = [...new Set(Object.values(KINDS).flatMap((k) => k.platformFields ?? []))].sort();
