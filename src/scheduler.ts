@@ -65,8 +65,6 @@ interface Entry {
   cron?: Cron;
   timer?: NodeJS.Timeout;
   due: number;
-  /** Queued or running: a due run of this probe is skipped meanwhile. */
-  busy: boolean;
   removed: boolean;
 }
 
@@ -76,7 +74,13 @@ function scheduleKey(s: ProbeSpec): string {
 
 export class Scheduler {
   private entries = new Map<string, Entry>();
-  private queue: Array<() => void> = [];
+  private queue: Array<{ entry: Entry; start: () => void }> = [];
+  /**
+   * Probes (by name) with a run queued or running: a due run of one is skipped meanwhile. Kept by
+   * name, not per entry, so a probe removed and re-added by reloads while its run is still going
+   * does not get a second run alongside.
+   */
+  private busy = new Set<string>();
   private running = 0;
   private inFlight = new Set<Promise<void>>();
   private readonly shutdown = new AbortController();
@@ -96,20 +100,32 @@ export class Scheduler {
     if (this.stopped) return;
     const next = new Map(specs.map((s) => [s.name, s]));
     for (const [name, entry] of this.entries) {
-      const spec = next.get(name);
-      if (!spec || scheduleKey(spec) !== scheduleKey(entry.spec)) {
+      if (!next.has(name)) {
         this.disarm(entry);
         entry.removed = true;
         this.entries.delete(name);
       }
     }
+    // A removed probe's run waiting for a concurrency slot never starts.
+    const dropped = this.queue.filter((q) => q.entry.removed);
+    if (dropped.length) {
+      this.queue = this.queue.filter((q) => !q.entry.removed);
+      for (const q of dropped) this.busy.delete(q.entry.spec.name);
+    }
     for (const spec of specs) {
       const existing = this.entries.get(spec.name);
       if (existing) {
-        existing.spec = spec; // same schedule: the new settings apply from the next run
+        const rescheduled = scheduleKey(spec) !== scheduleKey(existing.spec);
+        existing.spec = spec; // the new settings apply from the next run
+        if (rescheduled) {
+          // Same entry, new timer: a run in progress still makes the next due run of it skip.
+          this.disarm(existing);
+          existing.cron = spec.cron ? new Cron(spec.cron, { paused: true }) : undefined;
+          this.arm(existing, Date.now());
+        }
         continue;
       }
-      const entry: Entry = { spec, due: 0, busy: false, removed: false };
+      const entry: Entry = { spec, due: 0, removed: false };
       if (spec.cron) entry.cron = new Cron(spec.cron, { paused: true });
       this.entries.set(spec.name, entry);
       this.arm(entry, Date.now());
@@ -146,12 +162,12 @@ export class Scheduler {
     if (this.stopped || entry.removed) return;
     // Arm the next slot first, from the slot just due (not from now), so timer drift never skips one.
     this.arm(entry, due);
-    if (entry.busy) {
+    if (this.busy.has(entry.spec.name)) {
       this.opts.hooks.onSkip(entry.spec);
       this.opts.log.warn({ probe: entry.spec.name }, 'run skipped: the previous run of this probe is still going');
       return;
     }
-    entry.busy = true;
+    this.busy.add(entry.spec.name);
     const start = () => {
       this.running++;
       this.opts.hooks.onInFlight(this.running);
@@ -163,14 +179,14 @@ export class Scheduler {
         .finally(() => {
           this.running--;
           this.opts.hooks.onInFlight(this.running);
-          entry.busy = false;
+          this.busy.delete(spec.name);
           this.inFlight.delete(p);
-          this.queue.shift()?.();
+          this.queue.shift()?.start();
         });
       this.inFlight.add(p);
     };
     if (this.running < this.opts.concurrency) start();
-    else this.queue.push(start);
+    else this.queue.push({ entry, start });
   }
 
   /** Runs waiting for a concurrency slot. */

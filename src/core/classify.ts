@@ -66,7 +66,9 @@ export function describeError(err: unknown): string {
   const parts: string[] = [];
   for (const e of walkErrorChain(err)) {
     if (e instanceof AggregateError && e.errors.length && !e.message) continue;
-    const msg = e instanceof Error ? e.message : String(e);
+    // Some libraries reject with plain objects ({ code, message }): use their message, not "[object Object]".
+    const objMsg = (e as { message?: unknown } | null)?.message;
+    const msg = e instanceof Error ? e.message : typeof objMsg === 'string' ? objMsg : String(e);
     const code = errorCode(e)?.startsWith('FP_') ? undefined : errorCode(e);
     const text = code && msg && !msg.includes(code) ? `${msg} (${code})` : msg || code || '';
     if (text && !parts.some((p) => p.includes(text))) parts.push(text);

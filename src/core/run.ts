@@ -29,8 +29,14 @@ export interface RunOptions {
 }
 
 export function boundMessage(text: string): string {
-  const oneLine = redact(text).replace(/\s*\n\s*/g, ' | ').trim();
-  return oneLine.length > MAX_MESSAGE_CHARS ? oneLine.slice(0, MAX_MESSAGE_CHARS - 1) + '…' : oneLine;
+  // Every line terminator counts (a lone \r rewrites a terminal line; U+2028/9 break log viewers).
+  const oneLine = redact(text).replace(/\s*[\n\r\v\f\u0085\u2028\u2029]\s*/g, ' | ').trim();
+  if (oneLine.length <= MAX_MESSAGE_CHARS) return oneLine;
+  let cut = MAX_MESSAGE_CHARS - 1;
+  // Never end on the first half of a surrogate pair (a lone half is not valid UTF-16/JSON-safe text).
+  const last = oneLine.charCodeAt(cut - 1);
+  if (last >= 0xd800 && last <= 0xdbff) cut--;
+  return oneLine.slice(0, cut) + '…';
 }
 
 /**
@@ -82,6 +88,8 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
     },
   };
 
+  // A flag, not `failure !== null`: a kind may reject with null or undefined, which is still a failure.
+  let failed = false;
   let failure: unknown = null;
   try {
     const aborted = new Promise<never>((_, reject) => {
@@ -94,6 +102,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
     running.catch(() => {});
     await Promise.race([running, aborted]);
   } catch (err) {
+    failed = true;
     failure = controller.signal.aborted ? controller.signal.reason : err;
   } finally {
     clearTimeout(timer);
@@ -109,7 +118,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
 
   const durationSeconds = (performance.now() - t0) / 1000;
   const base = { name: spec.name, kind: spec.kind, durationSeconds, phases, startedAt, observations, labels: spec.labels };
-  if (failure === null) {
+  if (!failed) {
     return { ...base, success: true, aborted: false, reason: null, phase: null, message: null };
   }
   const phase = lastEntered ?? kind.phases[0] ?? null;
