@@ -139,3 +139,30 @@ describe('fleetprobe list', () => {
     expect(json[0].labels).toEqual({ location: 'eu-west' });
   });
 });
+
+describe('fleetprobe lab', () => {
+  it('prints its endpoints, devices, faults and credentials file, serves them, and stops on SIGINT', async () => {
+    const { spawn } = await import('node:child_process');
+    const { CLI } = await import('../helpers/cli.js');
+    const child = spawn(process.execPath, [CLI, 'lab', '--lab-fault', 'slow-url'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no banner: ${out}`)), 10_000);
+      child.stdout.on('data', () => out.includes('Ctrl-C to stop.') && (clearTimeout(t), resolve()));
+    });
+    expect(out).toMatch(/public URL front\s+https:\/\/127\.0\.0\.1:\d+/);
+    expect(out).toMatch(/lab-device-1\s+c0ffee00000000000000000000000001/);
+    expect(out).toMatch(/\[x\] slow-url/);
+    expect(out).toMatch(/\[ \] device-offline/);
+    const creds = /credentials file\s+(\S+)/.exec(out)![1];
+    const parsed = JSON.parse(fs.readFileSync(creds, 'utf8'));
+    expect(parsed.endpoints.control).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const faults = (await (await fetch(`${parsed.endpoints.control}/faults`)).json()) as { name: string; on: boolean }[];
+    expect(faults.find((f) => f.name === 'slow-url')?.on).toBe(true);
+    child.kill('SIGINT');
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    expect(code).toBe(0);
+    expect(fs.existsSync(creds)).toBe(false);
+  });
+});
