@@ -11,6 +11,7 @@ import { KINDS } from './kinds/index.js';
 import { LAB_FAULTS, startLab, type Lab } from './lab/index.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { renderList, renderTimeline } from './render.js';
+import { ownedBy, shardFrom } from './shard.js';
 import { PACKAGE_ROOT, VERSION } from './version.js';
 
 export const EXIT = { ok: 0, fail: 1, usage: 2 } as const;
@@ -19,10 +20,10 @@ const USAGE = `fleetprobe ${VERSION}: synthetic end-to-end probes for device fle
 
 Usage:
   fleetprobe daemon [--config PATH]... [--listen HOST:PORT] [--lab] [--lab-fault F,...] [--log-level L]
-                    [--concurrency N] [--grace DURATION]
+                    [--concurrency N] [--grace DURATION] [--shard I/N]
   fleetprobe run NAME [--config PATH]... [--lab] [--lab-fault F,...] [--json]
   fleetprobe check [--config PATH]... [--lab]
-  fleetprobe list [--config PATH]... [--lab] [--json]
+  fleetprobe list [--config PATH]... [--lab] [--json] [--shard I/N]
   fleetprobe lab [--lab-fault F,...]
 
 Options:
@@ -35,6 +36,8 @@ Options:
   --concurrency N    at most N runs at once (default 64)
   --grace DURATION   how long SIGTERM waits for runs to end (default 10s)
   --json             machine-readable output (run, list)
+  --shard I/N        run (daemon) or show (list) only shard I of N (0-based; auto/N takes I from the
+                     host name's -<ordinal>, as in a StatefulSet; env FLEETPROBE_SHARD)
 
 Exit status: 0 pass / ok, 1 probe failed, 2 configuration or usage error.`;
 
@@ -47,6 +50,7 @@ const OPTIONS = {
   concurrency: { type: 'string' },
   grace: { type: 'string' },
   json: { type: 'boolean' },
+  shard: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -106,6 +110,7 @@ async function cmdDaemon(args: Args): Promise<number> {
       graceMs: durationArg('grace', args.values.grace, 10_000),
       log,
       lab,
+      shard: shardFrom(args.values.shard),
     });
   } catch (err) {
     await lab?.close();
@@ -170,13 +175,18 @@ async function cmdCheck(args: Args): Promise<number> {
 
 async function cmdList(args: Args): Promise<number> {
   const log = createLogger({ level: logLevel(args, 'warn'), fd: 2 });
+  const shard = shardFrom(args.values.shard);
   const lab = await maybeLab(args, log);
   try {
     const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars });
+    const probes = ownedBy(config.probes, shard);
     if (args.values.json) {
-      const out = config.probes.map((s) => ({ name: s.name, kind: s.kind, interval: s.intervalMs ? s.intervalMs / 1000 : null, cron: s.cron ?? null, timeoutSeconds: s.timeoutMs / 1000, labels: s.labels, source: s.source }));
+      const out = probes.map((s) => ({ name: s.name, kind: s.kind, interval: s.intervalMs ? s.intervalMs / 1000 : null, cron: s.cron ?? null, timeoutSeconds: s.timeoutMs / 1000, labels: s.labels, source: s.source, ...(shard.count > 1 ? { shard: `${shard.index}/${shard.count}` } : {}) }));
       process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-    } else process.stdout.write(renderList(config.probes) + '\n');
+    } else {
+      process.stdout.write(renderList(probes) + '\n');
+      if (shard.count > 1) process.stdout.write(`shard ${shard.index}/${shard.count}: ${probes.length} of ${config.probes.length} probes\n`);
+    }
     return EXIT.ok;
   } finally {
     await lab?.close();

@@ -8,6 +8,7 @@ import type { Lab } from './lab/index.js';
 import { Metrics } from './metrics.js';
 import { recordResult } from './recorder.js';
 import { Scheduler } from './scheduler.js';
+import { NO_SHARD, ownedBy, type Shard } from './shard.js';
 import { createServer, listen } from './server.js';
 import { StatusStore } from './status.js';
 import { VERSION } from './version.js';
@@ -19,6 +20,8 @@ export interface DaemonOptions {
   graceMs: number;
   log: Logger;
   lab?: Lab;
+  /** Run only this shard's probes (`--shard i/n`); all of them when absent. */
+  shard?: Shard;
 }
 
 export interface Daemon {
@@ -35,12 +38,21 @@ export interface Daemon {
  */
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const { log } = opts;
-  const load = (): LoadedConfig => loadConfig({ paths: opts.configPaths, lab: Boolean(opts.lab), vars: opts.lab?.vars });
+  const shard = opts.shard ?? NO_SHARD;
+  // Sharding applies after loading, so every replica validates the whole configuration alike.
+  const load = (): LoadedConfig => {
+    const all = loadConfig({ paths: opts.configPaths, lab: Boolean(opts.lab), vars: opts.lab?.vars });
+    const probes = ownedBy(all.probes, shard);
+    if (shard.count > 1) log.info({ shard: `${shard.index}/${shard.count}`, probes: probes.length, total: all.probes.length }, `shard ${shard.index}/${shard.count}: running ${probes.length} of ${all.probes.length} probes`);
+    return { ...all, probes };
+  };
   const config = load();
   for (const f of config.skippedLabFiles) log.info({ file: f }, `skipped ${f}: it describes the embedded lab (lab: true); start with --lab to use it`);
   if (config.probes.length === 0) log.warn({ paths: opts.configPaths }, 'no probes configured');
 
   const metrics = new Metrics(VERSION, KINDS);
+  metrics.shardIndex.set(shard.index);
+  metrics.shardCount.set(shard.count);
   const status = new StatusStore();
   let shuttingDown = false;
 

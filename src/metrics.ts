@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { nominalIntervalMs } from './config/load.js';
 import type { ProbeKind, ProbeSpec } from './core/kind.js';
 import { REASONS } from './core/reasons.js';
 import type { RunResult } from './core/result.js';
@@ -33,6 +34,8 @@ function probeMetrics(registry: Registry, staticLabels: string[], kinds: Record<
     lastSuccess: new Gauge({ name: 'probe_last_success_timestamp_seconds', help: 'When the last successful run of the probe started (seconds since the epoch).', labelNames: base, registers }),
     skipped: new Counter({ name: 'probe_skipped_runs_total', help: 'Runs not started because the previous run of the probe was still going.', labelNames: base, registers }),
     certExpiry: new Gauge({ name: 'probe_ssl_earliest_cert_expiry', help: 'Earliest notAfter of the certificate chain seen by the last TLS handshake (seconds since the epoch).', labelNames: base, registers }),
+    // Lets an alert say "has not run for 3 intervals" whatever each probe's schedule is.
+    interval: new Gauge({ name: 'probe_interval_seconds', help: 'The probe\'s interval (for cron probes the longest gap between runs), in seconds.', labelNames: base, registers }),
   };
 }
 type ProbeMetrics = ReturnType<typeof probeMetrics>;
@@ -52,6 +55,8 @@ export class Metrics {
   readonly schedulerLag = new Histogram({ name: 'fleetprobe_scheduler_lag_seconds', help: 'How late runs started after they were due (includes waiting for the concurrency cap).', buckets: LAG_BUCKETS, registers: [this.registry] });
   readonly inFlight = new Gauge({ name: 'fleetprobe_runs_in_flight', help: 'Probe runs in progress.', registers: [this.registry] });
   readonly probesConfigured = new Gauge({ name: 'fleetprobe_probes_configured', help: 'Probes in the running configuration, by kind.', labelNames: ['kind'], registers: [this.registry] });
+  readonly shardIndex = new Gauge({ name: 'fleetprobe_shard_index', help: 'Which shard of the probes this replica runs (0-based; see --shard).', registers: [this.registry] });
+  readonly shardCount = new Gauge({ name: 'fleetprobe_shards', help: 'How many shards the probes are split into (1 when not sharded).', registers: [this.registry] });
   readonly buildInfo = new Gauge({ name: 'fleetprobe_build_info', help: 'Build information; always 1.', labelNames: ['version', 'nodejs'], registers: [this.registry] });
 
   constructor(version: string, private readonly kinds: Record<string, ProbeKind>) {
@@ -62,6 +67,8 @@ export class Metrics {
       this.registry.removeSingleMetric(name);
     }
     this.buildInfo.set({ version, nodejs: process.version }, 1);
+    this.shardCount.set(1);
+    this.shardIndex.set(0);
     this.probe = probeMetrics(this.registry, this.staticLabels, kinds);
     for (const k of Object.keys(kinds)) this.probesConfigured.set({ kind: k }, 0);
   }
@@ -89,7 +96,11 @@ export class Metrics {
       const now = next.get(name);
       if (!now || JSON.stringify(now.labels) !== JSON.stringify(old.labels)) this.removeSeries(old.labels, old.phases);
     }
-    for (const [name, { labels, phases }] of next) {
+    for (const spec of specs) {
+      const { labels, phases } = next.get(spec.name)!;
+      const name = spec.name;
+      // Set on every reload: an interval can change while the labels stay.
+      this.probe.interval.set(labels, nominalIntervalMs(spec) / 1000);
       if (this.configured.has(name) && JSON.stringify(this.configured.get(name)!.labels) === JSON.stringify(labels)) continue;
       const p = this.probe;
       for (const phase of phases) p.phase.set({ ...labels, phase }, 0);
@@ -105,7 +116,7 @@ export class Metrics {
 
   private removeSeries(labels: Labels, phases: readonly string[]): void {
     const p = this.probe;
-    for (const m of [p.success, p.duration, p.latency, p.lastRun, p.lastSuccess, p.skipped, p.certExpiry, ...p.extra.values()]) m.remove(labels);
+    for (const m of [p.success, p.duration, p.latency, p.lastRun, p.lastSuccess, p.skipped, p.certExpiry, p.interval, ...p.extra.values()]) m.remove(labels);
     for (const phase of phases) p.phase.remove({ ...labels, phase });
     for (const result of RESULTS) p.runs.remove({ ...labels, result });
     for (const reason of REASONS) p.failures.remove({ ...labels, reason });

@@ -139,16 +139,28 @@ function humanise(issue: z.core.$ZodIssue): string {
  * next two, or the verdict would depend on the time of day the config is loaded.
  */
 const CRON_GAP_RUNS = 64;
-function cronGapMs(pattern: string): number | undefined {
+function cronGaps(pattern: string): { min: number; max: number } | undefined {
   const job = new Cron(pattern, { paused: true });
   try {
     const runs = job.nextRuns(CRON_GAP_RUNS).map((d) => d.getTime());
-    let min: number | undefined;
-    for (let i = 1; i < runs.length; i++) min = Math.min(min ?? Infinity, runs[i] - runs[i - 1]);
-    return min;
+    if (runs.length < 2) return undefined;
+    const gaps = runs.slice(1).map((t, i) => t - runs[i]);
+    return { min: Math.min(...gaps), max: Math.max(...gaps) };
   } finally {
     job.stop();
   }
+}
+function cronGapMs(pattern: string): number | undefined {
+  return cronGaps(pattern)?.min;
+}
+
+/**
+ * How long a probe may normally go without running: its interval, or for cron the longest gap
+ * between runs (a weekday-only pattern idles over the weekend, which is not "stopped").
+ */
+export function nominalIntervalMs(spec: { intervalMs?: number; cron?: string }): number {
+  if (spec.intervalMs !== undefined) return spec.intervalMs;
+  return (spec.cron && cronGaps(spec.cron)?.max) || 0;
 }
 
 export function loadConfig(opts: LoadOptions): LoadedConfig {
