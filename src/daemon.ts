@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type { Logger } from 'pino';
 import { loadConfig, type LoadedConfig } from './config/load.js';
 import { ConfigError } from './core/errors.js';
+import { HeldProbes, isHeld } from './hold.js';
 import { runProbe } from './core/run.js';
 import { KINDS } from './kinds/index.js';
 import type { Lab } from './lab/index.js';
@@ -70,10 +71,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     },
   });
 
+  // Held probes (e.g. a tunnel kept open) run as one long-lived task each instead of on a schedule.
+  const held = new HeldProbes({
+    kinds: KINDS,
+    log,
+    record: (result) => recordResult(result, { metrics, status, log }),
+    observe: (spec, observations) => metrics.observe(spec.name, spec.kind, observations),
+  });
+
   const apply = (c: LoadedConfig) => {
     metrics.configure(c.probes);
     status.configure(c.probes);
-    scheduler.update(c.probes);
+    scheduler.update(c.probes.filter((s) => !isHeld(s, KINDS)));
+    held.update(c.probes.filter((s) => isHeld(s, KINDS)));
     metrics.reloadSuccessful.set(1);
     metrics.reloadTimestamp.set(Date.now() / 1000);
   };
@@ -103,7 +113,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     if (shuttingDown) return;
     shuttingDown = true;
     log.info({ reason }, `shutting down (${reason}): aborting runs in flight`);
-    const drained = await scheduler.stop(opts.graceMs);
+    const [drained] = await Promise.all([scheduler.stop(opts.graceMs), held.stop(opts.graceMs)]);
     if (!drained) log.warn({ graceMs: opts.graceMs }, 'runs still in flight after the grace period');
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));

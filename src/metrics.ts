@@ -141,14 +141,22 @@ export class Metrics {
     if (r.success) p.lastSuccess.set(labels, r.startedAt / 1000);
     const expiry = r.observations.ssl_earliest_cert_expiry;
     if (typeof expiry === 'number') p.certExpiry.set(labels, expiry);
-    for (const m of this.kinds[r.kind]?.metrics ?? []) {
-      const v = r.observations[m.observation];
+    this.observe(r.name, r.kind, r.observations);
+  }
+
+  /** Feeds a kind's own series from observations, outside a run (a held probe's state between runs). */
+  observe(name: string, kind: string, observations: Record<string, number | string>): void {
+    const entry = this.configured.get(name);
+    if (!entry) return;
+    for (const m of this.kinds[kind]?.metrics ?? []) {
+      const v = observations[m.observation];
       if (typeof v !== 'number') continue;
-      const series = p.extra.get(m.name)!;
-      if (series instanceof Gauge) series.set(labels, v);
-      else (series as Counter).inc(labels, v);
+      const series = this.probe.extra.get(m.name)!;
+      if (series instanceof Gauge) series.set(entry.labels, v);
+      else (series as Counter).inc(entry.labels, v);
     }
   }
+
 
   skipped(spec: { name: string }): void {
     const entry = this.configured.get(spec.name);

@@ -249,6 +249,10 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
       const issue = (field: string, message: string) =>
         issues.push({ file, line: locateLine(doc, lc, [...at, field]), path: formatPath([...at, field]), message });
 
+      const problems = kind.check?.(p as never) ?? [];
+      for (const problem of problems) issue(problem.field, problem.message);
+      if (problems.length) return;
+
       const prev = seen.get(p.name);
       if (prev) {
         issue('name', `duplicate probe name "${p.name}" (also defined at ${prev})`);

@@ -64,9 +64,44 @@ export interface ProbeKind<S extends z.ZodObject = z.ZodObject> {
   readonly platformFields?: readonly string[];
   /** Default interval/timeout when the probe and the defaults block say nothing (slow kinds differ). */
   readonly defaults?: { intervalMs?: number; timeoutMs?: number };
+  /**
+   * Rules across fields, checked at load after the schema (the loader merges only the schema's
+   * shape, so object-level refinements would be lost). Each problem names the field it is about.
+   */
+  check?(cfg: z.output<S>): { field: string; message: string }[];
   /** Resolves = pass, throws = fail. Must close everything it opened on every path. */
   run(ctx: ProbeContext, cfg: z.output<S>, spec: ProbeSpec<z.output<S>>): Promise<void>;
+  /**
+   * Long-lived mode. When `holds(cfg)` is true the daemon does not schedule `run`: it starts
+   * `hold` once and lets it run until the probe is removed or changed by a reload, or the daemon
+   * stops (h.signal aborts). `fleetprobe run` always does one ordinary `run`.
+   */
+  holds?(cfg: z.output<S>): boolean;
+  hold?(h: HoldContext, cfg: z.output<S>, spec: ProbeSpec<z.output<S>>): Promise<void>;
 }
+
+/**
+ * What a held probe gets from the daemon. Everything it reports goes through the same path as a
+ * scheduled run's result (metrics, /probes, the log), so a held probe's `probe_success` is 0 while
+ * it is down and its failures carry a reason and phase like any other.
+ */
+export interface HoldContext {
+  /** Aborted when the probe stops being held (reload, removal, shutdown). */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /**
+   * One attempt to open the held connection: an ordinary run (the probe's timeout, phases,
+   * classification), recorded as such. Resolves with fn's value on a pass, undefined otherwise.
+   * runProbe closes whatever is tied to ctx.signal when the attempt ends, even on a pass: a
+   * connection meant to outlive the attempt must be tied to `h.signal` instead.
+   */
+  attempt<T>(fn: (ctx: ProbeContext) => Promise<T>): Promise<T | undefined>;
+  /** The held connection broke after it was up: recorded as a failed run in `phase`. */
+  interrupted(err: unknown, info: { phase: string; durationSeconds: number; observations?: Record<string, number> }): void;
+  /** Feeds the kind's metrics (KindMetric observations) without counting a run. */
+  observe(observations: Record<string, number>): void;
+}
+
 
 export function defineKind<S extends z.ZodObject>(k: ProbeKind<S>): ProbeKind<S> {
   return k;

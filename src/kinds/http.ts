@@ -14,9 +14,9 @@ import { connectTcp, earliestCertExpiry, resolveHost, upgradeTls } from '../net/
 
 // The page the platform's URL front serves when it cannot reach the device. Its status code is not
 // documented, so we recognise it by its text and never count it as a pass, whatever the status.
-const PLATFORM_ERROR_PAGE = [/We encountered an error when reaching this [^<\n]{0,80}device/i, /tunneling socket could not be established/i];
+export const PLATFORM_ERROR_PAGE = [/We encountered an error when reaching this [^<\n]{0,80}device/i, /tunneling socket could not be established/i];
 
-const statusMatcher = z.union([
+export const statusMatcher = z.union([
   z.number().int().min(100).max(599),
   z.string().regex(/^[1-5]xx$|^\d{3}-\d{3}$|^\d{3}$/, 'a status is a code (200), a class ("2xx") or a range ("200-299")'),
 ]);
@@ -51,14 +51,14 @@ const schema = z.object({
 });
 type HttpConfig = z.output<typeof schema>;
 
-function statusMatches(code: number, m: number | string): boolean {
+export function statusMatches(code: number, m: number | string): boolean {
   if (typeof m === 'number') return code === m;
   if (/^[1-5]xx$/.test(m)) return Math.floor(code / 100) === Number(m[0]);
   const [lo, hi] = m.split('-').map(Number);
   return hi === undefined ? code === lo : code >= lo && code <= hi;
 }
 
-function excerpt(body: string, max = 160): string {
+export function excerpt(body: string, max = 160): string {
   // Redact before cutting: a secret the server echoes could otherwise be cut in half at `max` and
   // its first half would no longer be recognised by the final redaction of the message.
   const text = redact(body).replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
@@ -72,7 +72,7 @@ interface Answer {
   truncated: boolean;
 }
 
-async function readBody(body: AsyncIterable<Buffer> & { destroy(): void }, maxBytes: number): Promise<{ text: string; truncated: boolean }> {
+export async function readBody(body: AsyncIterable<Buffer> & { destroy(): void }, maxBytes: number): Promise<{ text: string; truncated: boolean }> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
@@ -95,7 +95,7 @@ const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'coo
 
 // undici's HTTPParserError carries no code (it looks llhttp's error number up in a name->number
 // map), so classifyError could not tell a non-HTTP answer from a bug of ours: name it here.
-function asProtocolError(err: unknown): unknown {
+export function asProtocolError(err: unknown): unknown {
   if (err instanceof undiciErrors.HTTPParserError && !(err as { code?: string }).code) {
     return new ProbeError('protocol', `the answer is not valid HTTP/1.1: ${(err as Error).message}`, { cause: err });
   }

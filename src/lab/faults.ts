@@ -8,6 +8,12 @@ export const LAB_FAULTS = {
   'device-offline': 'the public URL front answers every device with the platform\'s 502 "error when reaching this device" page',
   'slow-url': 'device HTTP servers wait 30 s before answering',
   'expired-cert': 'the public URL front presents an expired certificate (same CA)',
+  'tunnel-token-revoked': 'the tunnel proxy refuses every token with 407 (as after a broken authorization change)',
+  'tunnel-device-offline': 'the tunnel proxy answers 503: the device is not connected to the VPN',
+  'tunnel-port-closed': 'the tunnel proxy answers 500: the device port refused the connection',
+  'tunnel-nonstandard': 'the tunnel proxy answers like a generic proxy: HTTP/1.1, odd reason phrases, extra headers, 401 instead of 407',
+  'tunnel-drop': 'the tunnel proxy cuts every open tunnel 0.3-1.5 s after it opened (tunnels dropped during a deploy)',
+  'tunnel-slow-connect': 'the tunnel proxy waits 30 s before answering CONNECT',
 } as const;
 export type LabFault = keyof typeof LAB_FAULTS;
 

@@ -1,13 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { LabError } from '../core/errors.js';
+import { rememberSecret } from '../core/redact.js';
 import { createLabCa } from './ca.js';
 import { startControl } from './control.js';
 import { startDeviceHttp, type DeviceHttpServer, type LabDevice } from './device-http.js';
 import { FaultSwitchboard } from './faults.js';
 import type { LabServer } from './listen.js';
+import { startTunnelProxy, TunnelRoutes, LAB_TUNNEL_HOST } from './tunnel-proxy.js';
 import { LAB_URL_DOMAIN, startUrlFront } from './url-front.js';
 
 /**
@@ -18,6 +21,7 @@ import { LAB_URL_DOMAIN, startUrlFront } from './url-front.js';
 
 export { FaultSwitchboard, LAB_FAULTS, type LabFault } from './faults.js';
 export { LAB_URL_DOMAIN, DEVICE_UNREACHABLE_PHRASE } from './url-front.js';
+export { LAB_TUNNEL_HOST, TunnelRoutes } from './tunnel-proxy.js';
 
 /** Stable uuids, so probe configs and dashboards can name lab devices literally. */
 export const LAB_DEVICES: readonly LabDevice[] = [
@@ -38,6 +42,8 @@ export interface Lab {
   /** PEM of the lab CA, in `dir`. */
   caFile: string;
   controlUrl: string;
+  /** Where the tunnel proxy sends `<uuid>.balena:<port>`; add a device port with tunnelRoutes.add(). */
+  tunnelRoutes: TunnelRoutes;
   /** Closes every server and every open connection; idempotent. */
   close(): Promise<void>;
 }
@@ -80,6 +86,16 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     const front = await startUrlFront({ ca, faults, lookup: (uuid) => byUuid.get(uuid), domain: LAB_URL_DOMAIN, log });
     servers.push(front);
 
+    // One routing table for the tunnel proxy: each lab part registers the device ports it serves.
+    const tunnelRoutes = new TunnelRoutes();
+    for (const s of deviceServers) tunnelRoutes.add(s.device.uuid, 80, { port: s.port });
+    const tunnelToken = randomBytes(24).toString('base64url');
+    rememberSecret(tunnelToken);
+    const tunnelTokenFile = path.join(dir, 'tunnel-token');
+    writePrivate(tunnelTokenFile, tunnelToken + '\n');
+    const tunnel = await startTunnelProxy({ ca, faults, routes: tunnelRoutes, tokens: [tunnelToken], log });
+    servers.push(tunnel);
+
     const endpoints: Record<string, string> = {};
     const control = await startControl({ faults, endpoints: () => endpoints, log });
     servers.push(control);
@@ -94,6 +110,10 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       LAB_DEVICE3_UUID: LAB_DEVICES[2].uuid,
       LAB_CA_FILE: caFile,
       LAB_CONTROL_URL: control.url,
+      LAB_TUNNEL_HOST,
+      LAB_TUNNEL_PORT: String(tunnel.port),
+      LAB_TUNNEL_TOKEN: tunnelToken,
+      LAB_TUNNEL_TOKEN_FILE: tunnelTokenFile,
     };
 
     const credentialsFile = path.join(dir, 'credentials.json');
@@ -109,7 +129,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       })());
 
     log?.info({ endpoints, faults: faults.active() }, 'lab started');
-    return { vars, endpoints, devices, faults, credentialsFile, caFile, controlUrl: control.url, close };
+    return { vars, endpoints, devices, faults, credentialsFile, caFile, controlUrl: control.url, tunnelRoutes, close };
   } catch (err) {
     await closeAll();
     if (createdDir) fs.rmSync(dir, { recursive: true, force: true });

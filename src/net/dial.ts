@@ -70,6 +70,29 @@ export function destroyOnAbort(socket: net.Socket, signal: AbortSignal): () => v
   return () => signal.removeEventListener('abort', onAbort);
 }
 
+/**
+ * A context for one step with its own time limit inside the run deadline: its signal aborts when
+ * the run's does, or after `ms` with a `timeout` ProbeError naming the step. Call `done()` when the
+ * step has finished. Sockets tied to the step's signal still close with the run afterwards. A held
+ * connection has no run deadline, so these limits are all that bound its steps.
+ */
+export function stepContext(ctx: ProbeContext, ms: number, what: string): { ctx: ProbeContext; done(): void } {
+  const step = new AbortController();
+  const timer = setTimeout(() => step.abort(new ProbeError('timeout', `${what}: no answer within ${ms}ms`)), ms);
+  timer.unref?.();
+  return { ctx: { ...ctx, signal: AbortSignal.any([ctx.signal, step.signal]) }, done: () => clearTimeout(timer) };
+}
+
+/** Runs `fn` under stepContext and ends the step however `fn` ends. */
+export async function withStepTimeout<T>(ctx: ProbeContext, ms: number, what: string, fn: (ctx: ProbeContext) => Promise<T>): Promise<T> {
+  const step = stepContext(ctx, ms, what);
+  try {
+    return await fn(step.ctx);
+  } finally {
+    step.done();
+  }
+}
+
 export async function connectTcp(ctx: ProbeContext, address: string, port: number): Promise<net.Socket> {
   return ctx.phase('connect', async () => {
     const socket = net.connect({ host: address, port, noDelay: true });
@@ -121,7 +144,8 @@ export async function upgradeTls(ctx: ProbeContext, socket: net.Socket, opts: Tl
     } catch (err) {
       secure.destroy();
       const code = (err as { code?: string }).code ?? '';
-      if (code && code !== 'ECONNRESET') {
+      // An abort (run deadline, a step timeout, shutdown) is not a TLS failure: keep its own reason.
+      if (code && code !== 'ECONNRESET' && !ctx.signal.aborted) {
         throw new ProbeError('tls', `TLS handshake with ${opts.servername ?? 'peer'} failed: ${(err as Error).message} (${code})`, { cause: err });
       }
       throw err;

@@ -151,12 +151,17 @@ export const LAB_URL_PROBE = (name: string, extra = '') => `  - name: ${name}
     expect: { status: [200], body: ok }
 ${extra}`;
 
+/** A tool on PATH (or /usr/sbin), when installed; under CI=true its absence is a failure, not a skip. */
+export function toolPath(name: string, debianPackage: string): string | undefined {
+  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin']) {
+    const p = path.join(dir, name);
+    if (dir && fs.existsSync(p)) return p;
+  }
+  if (process.env.CI === 'true') throw new Error(`${name} is required under CI=true (Debian package ${debianPackage})`);
+  return undefined;
+}
+
 /** promtool, when installed; under CI=true its absence is a failure, not a skip. */
 export function promtoolPath(): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const p = path.join(dir, 'promtool');
-    if (fs.existsSync(p)) return p;
-  }
-  if (process.env.CI === 'true') throw new Error('promtool is required under CI=true (Debian package prometheus)');
-  return undefined;
+  return toolPath('promtool', 'prometheus');
 }

@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vites
 import { loadConfig, type LoadOptions } from '../../src/config/load.js';
 import { ConfigError, formatConfigIssue } from '../../src/core/errors.js';
 import { Secret } from '../../src/core/redact.js';
+import { KIND_NAMES } from '../../src/kinds/index.js';
 
 /** Static fixtures; issue lines show their paths relative to this directory. */
 const FIXTURES = fileURLToPath(new URL('../fixtures/config/', import.meta.url));
@@ -56,8 +57,8 @@ const ONE_RULE: [string, string][] = [
   ['unknown-probe-field.yaml', 'invalid/unknown-probe-field.yaml:5: probes[0].retries: unknown field'],
   ['unknown-expect-field.yaml', 'invalid/unknown-expect-field.yaml:7: probes[0].expect.bodyContains: unknown field'],
   ['missing-name.yaml', 'invalid/missing-name.yaml:2: probes[0].name: is required'],
-  ['missing-kind.yaml', 'invalid/missing-kind.yaml:2: probes[0].kind: is required; one of: http'],
-  ['unknown-kind.yaml', 'invalid/unknown-kind.yaml:3: probes[0].kind: unknown kind "gopher"; one of: http'],
+  ['missing-kind.yaml', `invalid/missing-kind.yaml:2: probes[0].kind: is required; one of: ${KIND_NAMES.join(', ')}`],
+  ['unknown-kind.yaml', `invalid/unknown-kind.yaml:3: probes[0].kind: unknown kind "gopher"; one of: ${KIND_NAMES.join(', ')}`],
   ['bad-name.yaml', `invalid/bad-name.yaml:2: probes[0].name: ${NAME_RULE}`],
   ['bad-duration.yaml', 'invalid/bad-duration.yaml:5: probes[0].interval: "5 minutes" is not a duration (use e.g. 500ms, 30s, 5m, 1h)'],
   ['interval-below-1s.yaml', 'invalid/interval-below-1s.yaml:5: probes[0].interval: interval 500ms is below the minimum of 1s'],
@@ -132,7 +133,7 @@ describe('loadConfig: all problems at once', () => {
     expect(lines).toEqual([
       `invalid/several-problems.yaml:7: probes[1].name: ${NAME_RULE}`,
       'invalid/several-problems.yaml:9: probes[1].url: must be an http:// or https:// URL',
-      'invalid/several-problems.yaml:11: probes[2].kind: unknown kind "carrier-pigeon"; one of: http',
+      `invalid/several-problems.yaml:11: probes[2].kind: unknown kind "carrier-pigeon"; one of: ${KIND_NAMES.join(', ')}`,
       'invalid/several-problems.yaml:15: probes[3].retries: unknown field',
       `invalid/several-problems.yaml:17: probes[3].expect.status[0]: ${STATUS_RULE}`,
     ]);

@@ -1,0 +1,406 @@
+import type net from 'node:net';
+import { StringDecoder } from 'node:string_decoder';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from 'undici';
+import { z } from 'zod';
+import { duration, headerMap, readableFile, regex, secretRef } from '../config/fields.js';
+import { ProbeError } from '../core/errors.js';
+import { defineKind, type HoldContext, type ProbeContext } from '../core/kind.js';
+import { Secret } from '../core/redact.js';
+import { deviceAuthority, dialThroughProxy, parseHostPort, printable, type ConnectedTunnel } from '../net/connect-tunnel.js';
+import { withStepTimeout } from '../net/dial.js';
+import { asProtocolError, excerpt, readBody, statusMatcher, statusMatches } from './http.js';
+
+/**
+ * `tunnel`: a port tunnel through the platform's CONNECT proxy (PROTOCOLS.md "Port tunnel"),
+ * through the real authorization path, then a check of what answers at the far end: the device's
+ * first line (`expect.banner`), `send`/`expect` steps, or an HTTP request. With `hold` the daemon
+ * keeps the tunnel open and counts its interruptions instead of opening one per run.
+ */
+
+const hostPort = z.string().transform((v, ctx) => {
+  const hp = parseHostPort(v);
+  if (!hp) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not host:port (e.g. tunnel.balena-cloud.com:443)` });
+    return z.NEVER;
+  }
+  return hp;
+});
+
+const step = z
+  .strictObject({ send: z.string().optional(), expect: regex.optional() })
+  .refine((s) => s.send !== undefined || s.expect !== undefined, 'a step has `send`, `expect` or both');
+
+const httpCheck = z.strictObject({
+  path: z.string().startsWith('/', 'a path starts with /').default('/'),
+  method: z.enum(['GET', 'HEAD', 'OPTIONS']).default('GET'),
+  /** Host header; default the CONNECT target's host. */
+  host: z.string().optional(),
+  headers: headerMap.default({}),
+  maxBodyBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
+  expect: z
+    .strictObject({
+      status: z.array(statusMatcher).min(1).default(['2xx']),
+      body: z.string().optional(),
+      bodyRegex: regex.optional(),
+    })
+    .default({ status: ['2xx'] }),
+});
+
+const schema = z.object({
+  /** The tunnel proxy, host:port. */
+  tunnel: hostPort.default({ host: 'tunnel.balena-cloud.com', port: 443 }),
+  /** TLS to the proxy (SNI = serverName or the tunnel host), or `false` for plain TCP. */
+  tunnelTls: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        caFile: readableFile.optional(),
+        serverName: z.string().optional(),
+        insecureSkipVerify: z.boolean().default(false),
+      }),
+    ])
+    .default({ insecureSkipVerify: false }),
+  /** The platform ignores the user and checks the token; `root` is what non-user API keys use. */
+  user: z.string().min(1).default('root'),
+  token: secretRef,
+  device: z.string().regex(/^[a-fA-F0-9]+$/, 'a device uuid is hexadecimal').optional(),
+  port: z.number().int().min(1).max(65535).default(80),
+  targetSuffix: z.enum(['balena', 'resin', 'vpn']).default('balena'),
+  /** A literal CONNECT target (host:port) instead of <device>.<suffix>:<port>, for generic proxies. */
+  target: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/, 'a target is host:port').optional(),
+  /** Limit of each single step (connect, TLS, the proxy's answer, each check), inside the run timeout. */
+  stepTimeout: duration.default(10_000),
+  expect: z.strictObject({ banner: regex.optional() }).default({}),
+  steps: z.array(step).default([]),
+  http: httpCheck.optional(),
+  /** Keep the tunnel open (daemon only), reopening it after this long; checks repeat every interval on it. */
+  hold: duration.optional(),
+});
+type TunnelConfig = z.output<typeof schema>;
+
+function targetOf(cfg: TunnelConfig): string {
+  return cfg.target ?? deviceAuthority(cfg.device!, cfg.port, cfg.targetSuffix);
+}
+
+// What the device sent is kept this far while waiting for a line or a match.
+const MAX_BUFFER_CHARS = 64 * 1024;
+const MAX_BANNER_CHARS = 1024;
+
+/** Text arriving through the tunnel, consumed by the checks as it matches. */
+class StreamReader {
+  private text = '';
+  private end: Error | null = null;
+  private waiter: (() => void) | null = null;
+  private readonly decoder = new StringDecoder('utf8');
+
+  constructor(socket: net.Socket) {
+    socket.on('data', (d: Buffer) => {
+      this.text += this.decoder.write(d);
+      this.waiter?.();
+    });
+    const onEnd = (err?: Error) => {
+      this.end ??= err ?? new Error('closed');
+      this.waiter?.();
+    };
+    socket.on('end', () => onEnd());
+    socket.on('close', () => onEnd());
+    socket.on('error', onEnd);
+  }
+
+  /** Waits until `take` finds what it wants in the text; consumes what it used. */
+  wait<T>(signal: AbortSignal, what: string, take: (text: string) => { value: T; used: number } | undefined): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const done = (fn: () => void) => {
+        this.waiter = null;
+        signal.removeEventListener('abort', onAbort);
+        fn();
+      };
+      const check = () => {
+        const found = take(this.text);
+        if (found) {
+          this.text = this.text.slice(found.used);
+          return done(() => resolve(found.value));
+        }
+        const got = this.text ? `; received: "${printable(this.text, 120)}"` : '';
+        if (this.text.length > MAX_BUFFER_CHARS) {
+          return done(() => reject(new ProbeError('assertion', `${what}: not found in the first ${MAX_BUFFER_CHARS} characters${got}`)));
+        }
+        if (this.end) {
+          const why = this.end.message === 'closed' ? '' : `: ${this.end.message}`;
+          const err = new ProbeError('connect', `${what}: the tunnel was closed by the far end${this.text ? '' : ' before anything arrived'}${why}${got}`, { cause: this.end });
+          return done(() => reject(err));
+        }
+      };
+      const onAbort = () => {
+        const reason = signal.reason;
+        // Say what did arrive: "no answer" and "an answer that never matched" are different stories.
+        if (reason instanceof ProbeError && this.text) {
+          done(() => reject(new ProbeError(reason.reason, `${reason.message}; received: "${printable(this.text, 120)}"`, { cause: reason })));
+        } else done(() => reject(reason));
+      };
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiter = check;
+      check();
+    });
+  }
+}
+
+/** An open tunnel and what the checks use on it. */
+interface Session {
+  tunnel: ConnectedTunnel;
+  target: string;
+  reader?: StreamReader;
+  client?: Client;
+  /** Settles with why the tunnel ended, once it has. */
+  ended: Promise<Error>;
+  close(): void;
+}
+
+function openSession(tunnel: ConnectedTunnel, target: string, cfg: TunnelConfig): Session {
+  const { socket } = tunnel;
+  let lastError: Error | undefined;
+  socket.on('error', (err) => (lastError = err));
+  const ended = new Promise<Error>((resolve) =>
+    socket.once('close', () => resolve(lastError ?? new ProbeError('connect', 'the tunnel was closed by the proxy or the device'))),
+  );
+  const session: Session = {
+    tunnel,
+    target,
+    ended,
+    close() {
+      void session.client?.destroy().catch(() => undefined);
+      socket.destroy();
+    },
+  };
+  if (cfg.http) {
+    const host = cfg.http.host ?? target.replace(/:80$/, '');
+    let handedOver = false;
+    // undici takes the tunnel we opened, once: if it ever asks again the tunnel is gone, and a new
+    // tunnel is the probe's decision (a new run, or a held reconnect), not the HTTP client's.
+    session.client = new Client(`http://${host}`, {
+      connect: (_opts, cb) =>
+        queueMicrotask(() => {
+          if (handedOver) return cb(new ProbeError('connect', 'the tunnel is closed'), null);
+          handedOver = true;
+          cb(null, socket);
+        }),
+      pipelining: 1,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      // Never close an idle tunnel ourselves: a held tunnel idles between keepalives.
+      keepAliveTimeout: 24 * 3600_000,
+      keepAliveMaxTimeout: 24 * 3600_000,
+      keepAliveTimeoutThreshold: 0,
+    });
+  } else {
+    session.reader = new StreamReader(socket);
+  }
+  return session;
+}
+
+async function checkBanner(ctx: ProbeContext, s: Session, re: RegExp): Promise<void> {
+  const line = await s.reader!.wait(ctx.signal, 'waiting for the first line from the device', (text) => {
+    const eol = text.indexOf('\n');
+    if (eol >= 0) return { value: text.slice(0, eol).replace(/\r$/, ''), used: eol + 1 };
+    return text.length > MAX_BANNER_CHARS ? { value: text, used: text.length } : undefined;
+  });
+  ctx.log.debug({ banner: printable(line, 200) }, 'first line through the tunnel');
+  if (!re.test(line)) throw new ProbeError('assertion', `the device's first line "${printable(line, 120)}" does not match /${re.source}/`);
+}
+
+async function runSteps(ctx: ProbeContext, s: Session, cfg: TunnelConfig): Promise<void> {
+  for (const [i, st] of cfg.steps.entries()) {
+    const name = `step ${i + 1}`;
+    await withStepTimeout(ctx, cfg.stepTimeout, `${name}: waiting for /${st.expect?.source ?? ''}/`, async (c) => {
+      if (st.send !== undefined) s.tunnel.socket.write(st.send);
+      if (st.expect) {
+        const re = st.expect;
+        await s.reader!.wait(c.signal, `${name}: waiting for /${re.source}/`, (text) => {
+          const m = re.exec(text);
+          return m ? { value: m[0], used: m.index + m[0].length } : undefined;
+        });
+      }
+    });
+  }
+}
+
+async function checkHttp(ctx: ProbeContext, s: Session, cfg: NonNullable<TunnelConfig['http']>): Promise<void> {
+  const headers: Record<string, string> = { 'user-agent': 'fleetprobe' };
+  for (const [k, v] of Object.entries(cfg.headers)) headers[k.toLowerCase()] = v instanceof Secret ? v.reveal() : v;
+  const what = `HTTP ${cfg.method} ${cfg.path} through the tunnel`;
+  const res = await s.client!.request({ path: cfg.path, method: cfg.method, headers, signal: ctx.signal }).catch((err) => {
+    throw asProtocolError(err);
+  });
+  const body = await readBody(res.body as never, cfg.maxBodyBytes).catch((err) => {
+    throw asProtocolError(err);
+  });
+  if (!cfg.expect.status.some((m) => statusMatches(res.statusCode, m))) {
+    throw new ProbeError('assertion', `${what}: status ${res.statusCode} is not one of ${cfg.expect.status.join(', ')}${body.text ? `; body: ${excerpt(body.text)}` : ''}`);
+  }
+  if (cfg.expect.body !== undefined && !body.text.includes(cfg.expect.body)) {
+    throw new ProbeError('assertion', `${what}: body does not contain "${cfg.expect.body}"; body: ${excerpt(body.text)}`);
+  }
+  if (cfg.expect.bodyRegex && !cfg.expect.bodyRegex.test(body.text)) {
+    throw new ProbeError('assertion', `${what}: body does not match /${cfg.expect.bodyRegex.source}/; body: ${excerpt(body.text)}`);
+  }
+}
+
+/** The part of the checks a held tunnel repeats as its keepalive: steps, or the HTTP request. */
+async function exchange(ctx: ProbeContext, s: Session, cfg: TunnelConfig): Promise<void> {
+  if (cfg.steps.length) await runSteps(ctx, s, cfg);
+  if (cfg.http) {
+    const http = cfg.http;
+    await withStepTimeout(ctx, cfg.stepTimeout, `HTTP ${http.method} ${http.path} through the tunnel`, (c) => checkHttp(c, s, http));
+  }
+}
+
+/** Opens the tunnel and runs every check once (phase `target`). The caller closes the session. */
+async function openAndCheck(ctx: ProbeContext, cfg: TunnelConfig): Promise<Session> {
+  const target = targetOf(cfg);
+  const tunnel = await dialThroughProxy(ctx, {
+    proxy: { ...cfg.tunnel, tls: cfg.tunnelTls },
+    target,
+    credentials: { user: cfg.user, token: cfg.token },
+    stepTimeoutMs: cfg.stepTimeout,
+  });
+  ctx.log.debug({ status: tunnel.status, statusText: tunnel.statusText, earlyBytes: tunnel.earlyBytes }, 'tunnel open');
+  const session = openSession(tunnel, target, cfg);
+  try {
+    await ctx.phase('target', async () => {
+      const banner = cfg.expect.banner;
+      if (banner) await withStepTimeout(ctx, cfg.stepTimeout, 'waiting for the first line from the device', (c) => checkBanner(c, session, banner));
+      await exchange(ctx, session, cfg);
+    });
+    return session;
+  } catch (err) {
+    session.close();
+    throw err;
+  }
+}
+
+// Reconnect delays of a held tunnel: exponential from 0.5 s to 30 s, each a random point in the
+// upper half of its step ("equal jitter"). Probers cut together by a deploy then come back spread
+// out instead of as a herd (the 2024-11-19 incident was a thundering herd of reconnecting tunnels).
+// Worked example: after the 3rd failed attempt in a row the wait is 2-4 s; from the 7th on, 15-30 s.
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+export function backoffMs(failures: number, random: () => number = Math.random): number {
+  const step = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(failures, 16));
+  return Math.round(step / 2 + random() * (step / 2));
+}
+
+async function pause(ms: number, signal: AbortSignal): Promise<void> {
+  await sleep(ms, undefined, { signal }).catch(() => undefined);
+}
+
+type HoldEnd = { kind: 'stopped' } | { kind: 'rotated' } | { kind: 'interrupted'; err: unknown };
+
+/** Keeps an open session alive with the repeatable checks every `intervalMs` until it ends. */
+async function keepAlive(h: HoldContext, ctx: ProbeContext, s: Session, cfg: TunnelConfig, intervalMs: number, upSince: number): Promise<HoldEnd> {
+  const holdUntil = upSince + cfg.hold!;
+  let ended: Error | undefined;
+  void s.ended.then((e) => (ended = e));
+  const wake = new AbortController();
+  void s.ended.then(() => wake.abort());
+  const stop = AbortSignal.any([h.signal, wake.signal]);
+  for (;;) {
+    const wait = Math.min(intervalMs, holdUntil - Date.now());
+    if (wait > 0) await pause(wait, stop);
+    if (h.signal.aborted) return { kind: 'stopped' };
+    if (ended) return { kind: 'interrupted', err: ended };
+    if (Date.now() >= holdUntil) return { kind: 'rotated' };
+    try {
+      await exchange(ctx, s, cfg);
+    } catch (err) {
+      if (h.signal.aborted) return { kind: 'stopped' };
+      return { kind: 'interrupted', err: ended ?? err };
+    }
+    h.observe({ tunnel_held_seconds: (Date.now() - upSince) / 1000 });
+  }
+}
+
+async function holdTunnel(h: HoldContext, cfg: TunnelConfig, intervalMs: number): Promise<void> {
+  let failures = 0;
+  // Set while an interruption lasts: from the break to the next working tunnel.
+  let downSince: number | undefined;
+  while (!h.signal.aborted) {
+    let keepCtx: ProbeContext | undefined;
+    const session = await h.attempt(async (ctx) => {
+      // The tunnel must outlive this attempt: tie it to the hold, and to the attempt only until it passes.
+      const life = new AbortController();
+      const onHold = () => life.abort(h.signal.reason);
+      const onAttempt = () => life.abort(ctx.signal.reason);
+      h.signal.addEventListener('abort', onHold, { once: true });
+      ctx.signal.addEventListener('abort', onAttempt, { once: true });
+      try {
+        const s = await openAndCheck({ ...ctx, signal: life.signal }, cfg);
+        ctx.signal.throwIfAborted();
+        void s.ended.then(() => h.signal.removeEventListener('abort', onHold));
+        keepCtx = { ...ctx, signal: life.signal, deadline: Infinity, remainingMs: () => Infinity, phase: async (_name, fn) => fn() };
+        ctx.observe('tunnel_held_seconds', 0);
+        return s;
+      } catch (err) {
+        life.abort(err);
+        h.signal.removeEventListener('abort', onHold);
+        throw err;
+      } finally {
+        ctx.signal.removeEventListener('abort', onAttempt);
+      }
+    });
+    if (!session || !keepCtx) {
+      await pause(backoffMs(failures++), h.signal);
+      continue;
+    }
+    failures = 0;
+    const upSince = Date.now();
+    if (downSince !== undefined) {
+      const seconds = (upSince - downSince) / 1000;
+      h.observe({ tunnel_last_interruption_seconds: seconds, tunnel_down_seconds: seconds });
+      h.log.info({ downSeconds: seconds }, `tunnel back after an interruption of ${seconds.toFixed(1)}s`);
+      downSince = undefined;
+    }
+    const end = await keepAlive(h, keepCtx, session, cfg, intervalMs, upSince);
+    session.close();
+    if (end.kind !== 'interrupted') continue;
+    const heldSeconds = (Date.now() - upSince) / 1000;
+    downSince = Date.now();
+    const err = new Error(`the tunnel was interrupted after being held ${heldSeconds.toFixed(1)}s`, { cause: end.err });
+    h.interrupted(err, { phase: 'hold', durationSeconds: heldSeconds, observations: { tunnel_interruptions: 1, tunnel_held_seconds: 0 } });
+    await pause(backoffMs(failures++), h.signal);
+  }
+}
+
+export const tunnelKind = defineKind({
+  kind: 'tunnel',
+  description: "a port tunnel through the platform's CONNECT proxy to a device port, checked end to end (banner, send/expect, HTTP), optionally held open",
+  phases: ['resolve', 'connect', 'tls', 'proxy_connect', 'target', 'hold'],
+  platformFields: ['tunnel', 'tunnelTls', 'user', 'token'],
+  metrics: [
+    { name: 'fleetprobe_tunnel_interruptions_total', type: 'counter', observation: 'tunnel_interruptions', help: 'Held tunnels that broke after they were up (reset, closed, or keepalive stalled or wrong).' },
+    { name: 'fleetprobe_tunnel_held_seconds', type: 'gauge', observation: 'tunnel_held_seconds', help: 'How long the current held tunnel has been up, as of its last keepalive (0 while down).' },
+    { name: 'fleetprobe_tunnel_last_interruption_seconds', type: 'gauge', observation: 'tunnel_last_interruption_seconds', help: 'How long the last interruption of a held tunnel lasted, from the break to the next working tunnel.' },
+    { name: 'fleetprobe_tunnel_down_seconds_total', type: 'counter', observation: 'tunnel_down_seconds', help: 'Total time held tunnels spent interrupted (added when each interruption ends).' },
+  ],
+  schema,
+  check(cfg) {
+    const problems: { field: string; message: string }[] = [];
+    if (!cfg.device && !cfg.target) problems.push({ field: 'device', message: 'is required (or give a literal `target` host:port)' });
+    if (cfg.device && cfg.target) problems.push({ field: 'target', message: 'set either device (and port) or target, not both' });
+    if (cfg.http && (cfg.expect.banner || cfg.steps.length)) problems.push({ field: 'http', message: 'an HTTP check cannot be combined with expect.banner or steps (an HTTP server does not speak first)' });
+    if (cfg.hold !== undefined && !cfg.http && !cfg.steps.length) {
+      problems.push({ field: 'hold', message: 'a held tunnel needs keepalive traffic: add `http` or `steps` (repeated every interval)' });
+    }
+    return problems;
+  },
+  async run(ctx, cfg) {
+    const session = await openAndCheck(ctx, cfg);
+    session.close();
+    if (cfg.tunnelTls && cfg.tunnelTls.insecureSkipVerify) ctx.log.warn('TLS certificate verification of the tunnel proxy is disabled for this probe (tunnelTls.insecureSkipVerify)');
+  },
+  holds: (cfg) => cfg.hold !== undefined,
+  async hold(h, cfg, spec) {
+    await holdTunnel(h, cfg, spec.intervalMs ?? 60_000);
+  },
+});
