@@ -1,0 +1,78 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLab, type Lab } from '../../src/lab/index.js';
+import { ROOT } from '../helpers/cli.js';
+import { caseTitle, MATRIX, runCase, type CaseRun, type KindEnv, type MatrixCase } from './matrix-cases.js';
+import { renderMatrix, withMatrix } from './matrix-docs.js';
+
+/**
+ * Every row of the fault matrix, run for real against the lab and the kinds' peers through the
+ * fault proxy: the exact reason and phase, no faulted row ever passing, every degraded-but-working
+ * row passing, and nothing left open through the proxy afterwards.
+ */
+
+const log = pino({ level: 'silent' });
+let lab: Lab;
+const envs = new Map<string, KindEnv>();
+const runs = new Map<MatrixCase, CaseRun>();
+
+beforeAll(async () => {
+  lab = await startLab();
+  for (const k of MATRIX) envs.set(k.kind, await k.start(lab, log));
+  const cases = MATRIX.flatMap((k) => k.cases);
+  // Proxy faults are per case (one proxy each): run those together. Lab faults are lab-wide: after
+  // them, one at a time, so no other case sees them.
+  const own = cases.filter((c) => !c.labFaults?.length);
+  await Promise.all(own.map(async (c) => runs.set(c, await runCase(c, envs.get(c.kind)!, lab, { log }))));
+  for (const c of cases.filter((c) => c.labFaults?.length)) runs.set(c, await runCase(c, envs.get(c.kind)!, lab, { log }));
+}, 60_000);
+
+afterAll(async () => {
+  for (const r of runs.values()) await r.proxy?.close();
+  for (const e of envs.values()) await e.close();
+  await lab?.close();
+});
+
+for (const k of MATRIX) {
+  describe(`fault matrix: ${k.kind}`, () => {
+    it.each(k.cases.map((c) => [caseTitle(c), c] as const))('%s', async (_title, c) => {
+      const { result } = runs.get(c)!;
+      const seen = { success: result.success, reason: result.reason, phase: result.phase };
+      if (c.expect === 'pass') {
+        expect(seen, result.message ?? '').toEqual({ success: true, reason: null, phase: null });
+      } else {
+        expect(seen, result.message ?? '').toEqual({ success: false, reason: c.expect.reason, phase: c.expect.phase });
+        expect(result.aborted).toBe(false);
+        // A failure says what happened, in one bounded line.
+        expect(result.message).toBeTruthy();
+        expect(result.message!.length).toBeLessThanOrEqual(512);
+        expect(result.message).not.toMatch(/\n/);
+      }
+      // Whatever happened, the probe let go of every connection it made (slow-close rows hold the
+      // server side open on purpose for a while, hence the wait).
+      await runs.get(c)!.proxy?.idle(5000);
+    });
+  });
+}
+
+describe('fault matrix: the table itself', () => {
+  it('has a healthy pass-through row and faulted rows for every kind, none of which may pass', () => {
+    for (const k of MATRIX) {
+      expect(k.cases.some((c) => c.fault === 'healthy path' && c.expect === 'pass' && !c.proxy), k.kind).toBe(true);
+      const faulted = k.cases.filter((c) => c.expect !== 'pass');
+      expect(faulted.length, k.kind).toBeGreaterThan(5);
+      // Pass rows only for conditions a working path may show: no lab fault, no reset, no stall.
+      for (const c of k.cases.filter((c) => c.expect === 'pass')) {
+        expect(c.labFaults ?? [], c.fault).toEqual([]);
+        expect(['reset', 'blackhole', 'half-open'], c.fault).not.toContain(typeof c.proxy === 'object' ? c.proxy.type : 'computed');
+      }
+    }
+  });
+
+  it("the README's fault matrix is generated from this table (npm run docs:matrix)", () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    expect(readme, 'README.md is out of date: run `npm run docs:matrix`').toBe(withMatrix(readme, renderMatrix()));
+  });
+});
