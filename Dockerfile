@@ -14,15 +14,22 @@ RUN npm run build && npm prune --omit=dev --ignore-scripts
 
 FROM node:${NODE_VERSION}-bookworm-slim
 ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
 LABEL org.opencontainers.image.title="fleetprobe" \
       org.opencontainers.image.description="Synthetic end-to-end probes for device fleet platforms, exported as Prometheus metrics" \
       org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.licenses="Apache-2.0"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
+# TMPDIR: the only writable place with a read-only root filesystem (an emptyDir in Kubernetes).
 ENV NODE_ENV=production \
+    TMPDIR=/tmp \
+    NPM_CONFIG_UPDATE_NOTIFIER=false \
     FLEETPROBE_CONFIG=/etc/fleetprobe/probes \
     FLEETPROBE_LISTEN=0.0.0.0:9437
 COPY --from=build /src/node_modules ./node_modules
