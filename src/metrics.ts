@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { nominalIntervalMs } from './config/load.js';
-import type { ProbeKind, ProbeSpec } from './core/kind.js';
+import type { KindMetric, ProbeKind, ProbeSpec } from './core/kind.js';
 import { REASONS } from './core/reasons.js';
 import type { RunResult } from './core/result.js';
 
@@ -19,7 +19,8 @@ function probeMetrics(registry: Registry, staticLabels: string[], kinds: Record<
   for (const k of Object.values(kinds)) {
     for (const m of k.metrics ?? []) {
       if (extra.has(m.name)) continue;
-      extra.set(m.name, m.type === 'gauge' ? new Gauge({ name: m.name, help: m.help, labelNames: base, registers }) : new Counter({ name: m.name, help: m.help, labelNames: base, registers }));
+      const labelNames = m.label ? [...base, m.label.name] : base;
+      extra.set(m.name, m.type === 'gauge' ? new Gauge({ name: m.name, help: m.help, labelNames, registers }) : new Counter({ name: m.name, help: m.help, labelNames, registers }));
     }
   }
   return {
@@ -39,6 +40,13 @@ function probeMetrics(registry: Registry, staticLabels: string[], kinds: Record<
   };
 }
 type ProbeMetrics = ReturnType<typeof probeMetrics>;
+
+/** The series of a kind metric for one probe, with the observation that feeds each (see KindMetric.label). */
+function kindSeries(m: KindMetric, labels: Labels): { series: Labels; observation: string }[] {
+  if (!m.label) return [{ series: labels, observation: m.observation }];
+  const name = m.label.name;
+  return m.label.values.map((v) => ({ series: { ...labels, [name]: v }, observation: `${m.observation}.${v}` }));
+}
 
 /**
  * The only writer of prom-client series. Series for every phase, reason and result exist from the
@@ -108,7 +116,9 @@ export class Metrics {
       for (const reason of REASONS) p.failures.inc({ ...labels, reason }, 0);
       p.skipped.inc(labels, 0);
       p.latency.zero(labels);
-      for (const m of this.kinds[labels.kind]?.metrics ?? []) if (m.type === 'counter') (p.extra.get(m.name) as Counter).inc(labels, 0);
+      for (const m of this.kinds[labels.kind]?.metrics ?? []) {
+        if (m.type === 'counter') for (const { series } of kindSeries(m, labels)) (p.extra.get(m.name) as Counter).inc(series, 0);
+      }
     }
     this.configured = next;
     for (const k of Object.keys(this.kinds)) this.probesConfigured.set({ kind: k }, specs.filter((s) => s.kind === k).length);
@@ -116,7 +126,8 @@ export class Metrics {
 
   private removeSeries(labels: Labels, phases: readonly string[]): void {
     const p = this.probe;
-    for (const m of [p.success, p.duration, p.latency, p.lastRun, p.lastSuccess, p.skipped, p.certExpiry, p.interval, ...p.extra.values()]) m.remove(labels);
+    for (const m of [p.success, p.duration, p.latency, p.lastRun, p.lastSuccess, p.skipped, p.certExpiry, p.interval]) m.remove(labels);
+    for (const m of this.kinds[labels.kind]?.metrics ?? []) for (const { series } of kindSeries(m, labels)) p.extra.get(m.name)!.remove(series);
     for (const phase of phases) p.phase.remove({ ...labels, phase });
     for (const result of RESULTS) p.runs.remove({ ...labels, result });
     for (const reason of REASONS) p.failures.remove({ ...labels, reason });
@@ -149,14 +160,15 @@ export class Metrics {
     const entry = this.configured.get(name);
     if (!entry) return;
     for (const m of this.kinds[kind]?.metrics ?? []) {
-      const v = observations[m.observation];
-      if (typeof v !== 'number') continue;
-      const series = this.probe.extra.get(m.name)!;
-      if (series instanceof Gauge) series.set(entry.labels, v);
-      else (series as Counter).inc(entry.labels, v);
+      const metric = this.probe.extra.get(m.name)!;
+      for (const { series, observation } of kindSeries(m, entry.labels)) {
+        const v = observations[observation];
+        if (typeof v !== 'number') continue;
+        if (metric instanceof Gauge) metric.set(series, v);
+        else (metric as Counter).inc(series, v);
+      }
     }
   }
-
 
   skipped(spec: { name: string }): void {
     const entry = this.configured.get(spec.name);

@@ -40,12 +40,15 @@ export interface ProbeSpec<C = unknown> {
 /**
  * A series a kind adds beyond the common ones, fed from `ctx.observe(observation, number)`:
  * a gauge is set to the value, a counter is increased by it. It carries the probe's labels.
+ * With `label`, it has one more label of a fixed, bounded set of values, each fed from
+ * `ctx.observe(`${observation}.${value}`, number)` (counters start at 0 for every value).
  */
 export interface KindMetric {
   name: string;
   help: string;
   type: 'gauge' | 'counter';
   observation: string;
+  label?: { name: string; values: readonly string[] };
 }
 
 export interface ProbeKind<S extends z.ZodObject = z.ZodObject> {

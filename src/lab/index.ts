@@ -9,6 +9,7 @@ import { createLabCa } from './ca.js';
 import { startControl } from './control.js';
 import { startDeviceHttp, type DeviceHttpServer, type LabDevice } from './device-http.js';
 import { FaultSwitchboard } from './faults.js';
+import { startSshLab } from './ssh-lab.js';
 import type { LabServer } from './listen.js';
 import { startTunnelProxy, TunnelRoutes, LAB_TUNNEL_HOST } from './tunnel-proxy.js';
 import { LAB_URL_DOMAIN, startUrlFront } from './url-front.js';
@@ -86,6 +87,8 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     const front = await startUrlFront({ ca, faults, lookup: (uuid) => byUuid.get(uuid), domain: LAB_URL_DOMAIN, log });
     servers.push(front);
 
+    const ssh = await startSshLab({ dir, faults, devices: LAB_DEVICES, servers, writePrivate, log });
+
     // One routing table for the tunnel proxy: each lab part registers the device ports it serves.
     const tunnelRoutes = new TunnelRoutes();
     for (const s of deviceServers) tunnelRoutes.add(s.device.uuid, 80, { port: s.port });
@@ -110,6 +113,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       LAB_DEVICE3_UUID: LAB_DEVICES[2].uuid,
       LAB_CA_FILE: caFile,
       LAB_CONTROL_URL: control.url,
+      ...ssh.vars,
       LAB_TUNNEL_HOST,
       LAB_TUNNEL_PORT: String(tunnel.port),
       LAB_TUNNEL_TOKEN: tunnelToken,

@@ -1,0 +1,281 @@
+import fs from 'node:fs';
+import type { Duplex } from 'node:stream';
+import ssh2, { type Client, type ParsedKey } from 'ssh2';
+import { z } from 'zod';
+import { duration, readableFile, regex, secretRef } from '../config/fields.js';
+import { classifyError } from '../core/classify.js';
+import { ProbeError } from '../core/errors.js';
+import { defineKind, type ProbeContext } from '../core/kind.js';
+import { REASONS, type Reason } from '../core/reasons.js';
+import type { Secret } from '../core/redact.js';
+import { connectTcp, resolveHost } from '../net/dial.js';
+import type { HostKeyPolicy } from '../net/known-hosts.js';
+import { closeClient, inPhase, openSshClient, withTimeout, type SshConnectOptions, type SshCredentials } from '../net/ssh-client.js';
+import { runSshSession, type SshCommandOptions } from '../net/ssh-session.js';
+import { quantile, runLockstep } from './session-batch.js';
+
+const sshUtils = ssh2.utils;
+
+/**
+ * `ssh`: an SSH session all the way to a command, failing with the step that broke.
+ * - proxy: through the platform's SSH proxy (`host <uuid>`), success proven by markers (ssh-session.ts)
+ * - jump: a bastion's direct-tcpip channel to the device's SSH port, then SSH to the device
+ * - direct: SSH straight to a host
+ */
+
+const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
+
+/** `host`, `host:port`, `[v6]:port`. */
+const hostPort = z.string().min(1).transform((v, ctx) => {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]/]+))(?::(\d{1,5}))?$/.exec(v);
+  const port = m?.[3] === undefined ? 22 : Number(m[3]);
+  if (!m || port < 1 || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not host or host:port` });
+    return z.NEVER;
+  }
+  return { host: m[1] ?? m[2], port };
+});
+
+const hostKeys = z.union([
+  z.string().regex(FINGERPRINT, 'a pinned host key is a SHA256: fingerprint (as printed by ssh-keygen -lf)').transform((f) => [f]),
+  z.array(z.string().regex(FINGERPRINT, 'a pinned host key is a SHA256: fingerprint (as printed by ssh-keygen -lf)')).min(1),
+  z.strictObject({ file: readableFile }),
+]);
+
+/** A private key (OpenSSH or PEM) by reference; checked at load without its passphrase. */
+const privateKeyRef = secretRef.superRefine((s, ctx) => {
+  const parsed = sshUtils.parseKey((s as Secret).reveal());
+  // Only "it is encrypted" is fine here: the passphrase is a separate field, checked at run.
+  if (parsed instanceof Error && !/encrypted|passphrase/i.test(parsed.message)) {
+    ctx.addIssue({ code: 'custom', message: `not a private key fleetprobe can read (${parsed.message.replace(/^Cannot parse privateKey: /, '')})` });
+  }
+});
+
+const schema = z.object({
+  mode: z.enum(['proxy', 'jump', 'direct']).default('proxy'),
+  /** proxy mode: the platform's SSH proxy. */
+  sshProxy: hostPort.default({ host: 'ssh.balena-devices.com', port: 22 }),
+  /** jump mode: the bastion. */
+  bastion: hostPort.optional(),
+  /** direct mode: the server; jump mode: the device's SSH address as the bastion sees it. */
+  host: hostPort.optional(),
+  device: z.string().regex(/^[0-9a-fA-F]{7,64}$/, 'a device uuid is hexadecimal').optional(),
+  container: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a container name is letters, digits, "_", "." and "-"').optional(),
+  user: z.string().min(1).regex(/^[^\s@]+$/, 'a user name has no spaces or "@"'),
+  /** jump mode: the user on the device. */
+  deviceUser: z.string().min(1).default('root'),
+  sshKey: privateKeyRef.optional(),
+  sshKeyPassphrase: secretRef.optional(),
+  hostKeys: hostKeys.optional(),
+  /** jump mode: the device's keys (default: hostKeys). */
+  deviceHostKeys: hostKeys.optional(),
+  insecureAcceptAnyHostKey: z.boolean().default(false),
+  /** Connect to this address instead of resolving the first hop's name. */
+  resolve: z.union([z.ipv4(), z.ipv6()]).optional(),
+  command: z.string().min(1).default('cat /etc/os-release'),
+  expect: z
+    .strictObject({
+      exitStatus: z.number().int().min(0).max(255).default(0),
+      stdout: z.string().optional(),
+      stdoutRegex: regex.optional(),
+      stdoutNotRegex: regex.optional(),
+    })
+    .default({ exitStatus: 0 }),
+  timeouts: z
+    .strictObject({
+      connect: duration.default(5000),
+      handshake: duration.default(5000),
+      auth: duration.default(5000),
+      session: duration.default(10_000),
+      command: duration.default(10_000),
+    })
+    .default({ connect: 5000, handshake: 5000, auth: 5000, session: 10_000, command: 10_000 }),
+  keepalive: duration.default(5000),
+  maxOutputBytes: z.number().int().min(1).max(4 * 1024 * 1024).default(64 * 1024),
+  sessions: z.number().int().min(1).max(256).default(1),
+  minSuccessRatio: z.number().min(0).max(1).default(1),
+});
+type SshConfig = z.output<typeof schema>;
+
+/** Cross-field rules, reported at load (see ProbeKind.check). */
+function check(c: SshConfig): { field: string; message: string }[] {
+  const out: { field: string; message: string }[] = [];
+  if (c.mode === 'proxy' && !c.device) out.push({ field: 'device', message: 'is required in proxy mode (the device uuid)' });
+  if (c.mode !== 'proxy' && !c.host) out.push({ field: 'host', message: `is required in ${c.mode} mode (${c.mode === 'jump' ? "the device's SSH address as the bastion sees it" : 'the SSH server'})` });
+  if (c.mode === 'jump' && !c.bastion) out.push({ field: 'bastion', message: 'is required in jump mode' });
+  if (c.mode !== 'proxy' && c.container) out.push({ field: 'container', message: 'is for proxy mode only' });
+  if (!c.hostKeys && !c.insecureAcceptAnyHostKey) {
+    out.push({ field: 'hostKeys', message: 'is required: pinned SHA256: fingerprints or {file: known_hosts} (insecureAcceptAnyHostKey: true turns verification off)' });
+  }
+  if (!c.sshKey && !process.env.SSH_AUTH_SOCK) out.push({ field: 'sshKey', message: 'is required when no ssh-agent is available (SSH_AUTH_SOCK is not set)' });
+  if (c.sshKeyPassphrase && !c.sshKey) out.push({ field: 'sshKeyPassphrase', message: 'is only used with sshKey' });
+  if (c.sshKey) {
+    try {
+      parsedKey(c.sshKey, c.sshKeyPassphrase);
+    } catch (err) {
+      out.push({ field: c.sshKeyPassphrase ? 'sshKeyPassphrase' : 'sshKey', message: (err as Error).message });
+    }
+  }
+  return out;
+}
+
+// Parsing an encrypted key runs bcrypt-pbkdf: do it once per key, not on every run.
+const parsedKeys = new WeakMap<Secret, ParsedKey>();
+function parsedKey(key: Secret, passphrase: Secret | undefined): ParsedKey {
+  const hit = parsedKeys.get(key);
+  if (hit) return hit;
+  const parsed = sshUtils.parseKey(key.reveal(), passphrase?.reveal());
+  if (parsed instanceof Error) {
+    const why = parsed.message.replace(/^Cannot parse privateKey: /, '');
+    throw new Error(passphrase ? `the private key cannot be decrypted with this passphrase (${why})` : `the private key cannot be read (${why})`);
+  }
+  const one = Array.isArray(parsed) ? parsed[0] : parsed;
+  parsedKeys.set(key, one);
+  return one;
+}
+
+function policyOf(keys: SshConfig['hostKeys'], insecure: boolean): HostKeyPolicy {
+  if (insecure) return { kind: 'any' };
+  if (!keys) throw new ProbeError('internal', 'no host keys configured');
+  return Array.isArray(keys) ? { kind: 'fingerprints', fingerprints: keys } : { kind: 'known_hosts', file: keys.file };
+}
+
+function credentialsOf(c: SshConfig): SshCredentials {
+  if (c.sshKey) return { privateKey: parsedKey(c.sshKey, c.sshKeyPassphrase) };
+  const agentSocket = process.env.SSH_AUTH_SOCK;
+  if (!agentSocket || !fs.existsSync(agentSocket)) throw new ProbeError('auth', `no private key configured and the ssh-agent socket ${agentSocket ? 'SSH_AUTH_SOCK points to does not exist' : '(SSH_AUTH_SOCK) is not set'}`);
+  return { agentSocket };
+}
+
+/** Opens a direct-tcpip channel from the bastion to the device (phase `connect`). */
+function forwardOut(client: Client, host: string, port: number, signal: AbortSignal): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    client.forwardOut('127.0.0.1', 0, host, port, (err, channel) => {
+      signal.removeEventListener('abort', onAbort);
+      if (err) {
+        const reason = (err as { reason?: number }).reason;
+        // RFC 4254 §5.1: 1 administratively prohibited, 2 connect failed, 3 unknown channel type.
+        if (reason === 1) return reject(new ProbeError('denied', `the bastion does not allow forwarding to ${host}:${port}: ${err.message}`, { cause: err }));
+        return reject(new ProbeError('connect', `the bastion could not connect to ${host}:${port}: ${err.message}`, { cause: err }));
+      }
+      if (signal.aborted) {
+        channel.destroy();
+        return reject(signal.reason);
+      }
+      resolve(channel);
+    });
+  });
+}
+
+/** One session of the probe, from DNS to the checked command. Closes everything it opened. */
+async function runOne(ctx: ProbeContext, c: SshConfig): Promise<void> {
+  const credentials = credentialsOf(c);
+  const first = c.mode === 'proxy' ? c.sshProxy : c.mode === 'jump' ? c.bastion! : c.host!;
+  const common = { credentials, keepaliveMs: c.keepalive, handshakeTimeoutMs: c.timeouts.handshake, authTimeoutMs: c.timeouts.auth };
+  const address = await resolveHost(ctx, first.host, { address: c.resolve });
+  // connectTcp is its own `connect` phase: only the time limit is added here.
+  const socket = await withTimeout(ctx, c.timeouts.connect, `TCP connect to ${first.host}:${first.port}`, (signal) =>
+    connectTcp({ ...ctx, signal }, address, first.port),
+  );
+  const command: Omit<SshCommandOptions, 'target'> = {
+    command: c.command,
+    expect: c.expect,
+    sessionTimeoutMs: c.timeouts.session,
+    commandTimeoutMs: c.timeouts.command,
+    maxOutputBytes: c.maxOutputBytes,
+  };
+  const firstHop: SshConnectOptions = { ...common, host: first.host, port: first.port, user: c.user, hostKeys: policyOf(c.hostKeys, c.insecureAcceptAnyHostKey), role: c.mode === 'proxy' ? 'SSH proxy' : c.mode === 'jump' ? 'bastion' : 'host' };
+
+  if (c.mode === 'proxy') {
+    const proxyCommand = c.container ? `enter ${c.device} ${c.container}` : `host ${c.device}`;
+    await runSshSession(ctx, socket, firstHop, { ...command, proxyCommand, target: `device ${c.device}${c.container ? ` container ${c.container}` : ''}` });
+    return;
+  }
+  if (c.mode === 'direct') {
+    await runSshSession(ctx, socket, firstHop, { ...command, target: `${c.host!.host}:${c.host!.port}` });
+    return;
+  }
+  const bastion = await openSshClient(ctx, socket, firstHop);
+  try {
+    const dev = c.host!;
+    const channel = await inPhase(ctx, 'connect', c.timeouts.connect, `the bastion's connection to ${dev.host}:${dev.port}`, (signal) => forwardOut(bastion, dev.host, dev.port, signal));
+    await runSshSession(
+      ctx,
+      channel,
+      { ...common, host: dev.host, port: dev.port, user: c.deviceUser, hostKeys: policyOf(c.deviceHostKeys ?? c.hostKeys, c.insecureAcceptAnyHostKey), role: 'device' },
+      { ...command, target: `device ${dev.host}:${dev.port}` },
+    );
+  } finally {
+    closeClient(bastion, socket);
+  }
+}
+
+/** Observation names of the kind's metrics. */
+const OBS = { ratio: 'ssh_sessions_success_ratio', latency: 'ssh_session_latency_seconds', failures: 'ssh_session_failures' } as const;
+// Percentiles, not a `quantile` label: Prometheus reserves that for summaries (promtool rejects it).
+const PERCENTILES = ['50', '90', '99', '100'] as const;
+
+export const sshKind = defineKind({
+  kind: 'ssh',
+  description: 'an SSH session through the platform proxy (or a bastion, or direct) to a command on the device, checked by markers, exit status and output',
+  phases: ['resolve', 'connect', 'handshake', 'auth', 'session', 'command'],
+  schema,
+  platformFields: ['sshProxy', 'bastion', 'user', 'sshKey', 'sshKeyPassphrase', 'hostKeys'],
+  check,
+  metrics: [
+    { name: 'probe_ssh_sessions_success_ratio', help: 'Share of the sessions of the last run that passed (sessions: N opens N at once).', type: 'gauge', observation: OBS.ratio },
+    {
+      name: 'probe_ssh_session_latency_seconds',
+      help: 'Percentiles of the durations of the passed sessions of the last run, in seconds (100 = the slowest).',
+      type: 'gauge',
+      observation: OBS.latency,
+      label: { name: 'percentile', values: PERCENTILES },
+    },
+    { name: 'probe_ssh_session_failures_total', help: 'Failed SSH sessions by failure reason (each session of a batch counts).', type: 'counter', observation: OBS.failures, label: { name: 'reason', values: REASONS } },
+  ],
+  async run(ctx, cfg) {
+    if (cfg.insecureAcceptAnyHostKey) ctx.log.warn('SSH host key verification is disabled for this probe (insecureAcceptAnyHostKey): anyone in the middle can answer');
+    if (cfg.sessions === 1) {
+      const t0 = performance.now();
+      try {
+        await runOne(ctx, cfg);
+      } catch (err) {
+        ctx.observe(OBS.ratio, 0);
+        ctx.observe(`${OBS.failures}.${classifyError(err)}`, 1);
+        throw err;
+      }
+      const s = (performance.now() - t0) / 1000;
+      ctx.observe(OBS.ratio, 1);
+      for (const p of PERCENTILES) ctx.observe(`${OBS.latency}.${p}`, s);
+      return;
+    }
+    const outcomes = await runLockstep(ctx, cfg.sessions, (sub) => runOne(sub, cfg));
+    const passed = outcomes.filter((o) => o.ok);
+    const ratio = passed.length / outcomes.length;
+    ctx.observe(OBS.ratio, ratio);
+    for (const p of PERCENTILES) ctx.observe(`${OBS.latency}.${p}`, quantile(passed.map((o) => o.seconds), Number(p) / 100));
+    const failed = outcomes.filter((o) => !o.ok);
+    const byReason = new Map<Reason, number>();
+    for (const o of failed) byReason.set(o.reason!, (byReason.get(o.reason!) ?? 0) + 1);
+    for (const [reason, count] of byReason) ctx.observe(`${OBS.failures}.${reason}`, count);
+    if (ratio >= cfg.minSuccessRatio) return;
+    // The batch fails with its most common reason, in the phase where that reason struck most.
+    const [reason] = [...byReason].sort((a, b) => b[1] - a[1])[0];
+    const same = failed.filter((o) => o.reason === reason);
+    const phases = new Map<string, number>();
+    for (const o of same) phases.set(o.phase ?? 'connect', (phases.get(o.phase ?? 'connect') ?? 0) + 1);
+    const [phase] = [...phases].sort((a, b) => b[1] - a[1])[0];
+    const summary = [...byReason].map(([r, n]) => `${r} x${n}`).join(', ');
+    const err = new ProbeError(
+      reason,
+      `${failed.length} of ${outcomes.length} sessions failed (success ratio ${ratio.toFixed(2)} < ${cfg.minSuccessRatio}; ${summary}); first: ${same[0].message}`,
+      { cause: same[0].error },
+    );
+    await ctx.phase(phase, () => {
+      throw err;
+    });
+  },
+});

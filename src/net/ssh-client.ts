@@ -1,0 +1,188 @@
+import type { Duplex } from 'node:stream';
+import ssh2, { type Client, type ParsedKey } from 'ssh2';
+import { ProbeError } from '../core/errors.js';
+import type { ProbeContext } from '../core/kind.js';
+import { hostKeyCheck, type HostKeyPolicy } from './known-hosts.js';
+
+/**
+ * The SSH client side of a probe: key exchange (`handshake`) and user authentication (`auth`) with
+ * ssh2's Client over a stream someone else dialled (a TCP socket, a `direct-tcpip` channel, a
+ * CONNECT tunnel), so every byte path is measured and no process is forked.
+ */
+
+/** The part of a ProbeContext the SSH steps need; a batch of sessions gives each its own. */
+export type PhaseRunner = Pick<ProbeContext, 'signal' | 'phase' | 'log'>;
+
+/** Our identity: a private key parsed once at config load, or an ssh-agent socket. Never printed. */
+export interface SshCredentials {
+  privateKey?: ParsedKey;
+  /** Path of an ssh-agent socket (SSH_AUTH_SOCK), used when there is no private key. */
+  agentSocket?: string;
+}
+
+export interface SshConnectOptions {
+  /** The server as the probe names it: looked up in known_hosts and shown in messages. */
+  host: string;
+  port: number;
+  user: string;
+  credentials: SshCredentials;
+  hostKeys: HostKeyPolicy;
+  /** What the server is to the probe, for messages: "SSH proxy", "bastion", "device". */
+  role: string;
+  keepaliveMs: number;
+  handshakeTimeoutMs: number;
+  authTimeoutMs: number;
+}
+
+/**
+ * Runs `fn` with its own time limit inside the run's deadline: its signal aborts at whichever
+ * comes first, and a step that outlives its own limit fails with `timeout` naming the step.
+ */
+export async function withTimeout<T>(t: PhaseRunner, timeoutMs: number, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const own = new AbortController();
+  const timer = setTimeout(() => own.abort(new ProbeError('timeout', `${what} did not finish within ${timeoutMs}ms`)), timeoutMs);
+  const signal = AbortSignal.any([t.signal, own.signal]);
+  try {
+    return await fn(signal);
+  } catch (err) {
+    if (own.signal.aborted && !t.signal.aborted) throw own.signal.reason;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `withTimeout` as phase `name`. */
+export function inPhase<T>(t: PhaseRunner, name: string, timeoutMs: number, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  return t.phase(name, () => withTimeout(t, timeoutMs, what, fn));
+}
+
+/**
+ * Waiting on state that event handlers update: `wait` re-runs `test` on every `notify()` until it
+ * returns true (resolve) or throws (reject), or the signal aborts. Handlers record, tests decide.
+ */
+export class Condition {
+  private readonly waiters = new Set<() => void>();
+  notify(): void {
+    for (const w of [...this.waiters]) w();
+  }
+  wait(signal: AbortSignal, test: () => boolean): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const finish = (err?: unknown) => {
+        this.waiters.delete(check);
+        signal.removeEventListener('abort', onAbort);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const check = () => {
+        try {
+          if (test()) finish();
+        } catch (err) {
+          finish(err ?? new Error('wait failed'));
+        }
+      };
+      const onAbort = () => finish(signal.reason);
+      if (signal.aborted) return onAbort();
+      this.waiters.add(check);
+      signal.addEventListener('abort', onAbort, { once: true });
+      check();
+    });
+  }
+}
+
+type Level = string | undefined;
+const levelOf = (err: unknown): Level => (err as { level?: string } | null)?.level;
+
+/** One place that turns what ssh2 reports into a reason a user can act on. */
+function translate(err: unknown, opts: SshConnectOptions, stage: 'handshake' | 'auth', refusal: string | undefined): unknown {
+  if (err instanceof ProbeError) return err;
+  const where = `${opts.role} ${opts.host}:${opts.port}`;
+  const msg = (err as Error)?.message ?? String(err);
+  if (refusal) return new ProbeError('hostkey', `${where}: ${refusal}`, { cause: err });
+  const level = levelOf(err);
+  if (level === 'client-authentication' || level === 'agent' || stage === 'auth' && /authentication|agent/i.test(msg)) {
+    const how = opts.credentials.privateKey ? `key ${opts.credentials.privateKey.type}` : 'the keys of the ssh-agent';
+    return new ProbeError('auth', `${where} refused user "${opts.user}" with ${how}: ${msg}`, { cause: err });
+  }
+  if (level === 'client-timeout') return new ProbeError('timeout', `${where}: ${msg}`, { cause: err });
+  if (level === 'client-socket') return err; // a Node socket error: classified by its code
+  if (level === 'protocol' || level === 'handshake') {
+    return new ProbeError('protocol', `${stage === 'handshake' ? 'SSH handshake' : 'SSH authentication'} with ${where} failed: ${msg}`, { cause: err });
+  }
+  return err;
+}
+
+/**
+ * Does the SSH handshake and authentication over `stream`, as phases `handshake` and `auth`.
+ * The returned client is authenticated; the caller closes it with `closeClient`. On failure
+ * everything (client and stream) is closed before the error is thrown.
+ */
+export async function openSshClient(t: PhaseRunner, stream: Duplex, opts: SshConnectOptions): Promise<Client> {
+  const client = new ssh2.Client();
+  const check = hostKeyCheck(opts.hostKeys, opts.host, opts.port);
+  // Both milestones are watched from the start: ssh2 emits them as soon as the bytes arrive, which
+  // may be before the phase that waits for them begins.
+  let failure: unknown;
+  let closed = false;
+  let handshaken = false;
+  let ready = false;
+  const changed = new Condition();
+  client.on('handshake', () => ((handshaken = true), changed.notify()));
+  client.on('ready', () => ((ready = true), changed.notify()));
+  client.on('error', (err) => ((failure ??= err), changed.notify()));
+  client.on('close', () => ((closed = true), changed.notify()));
+
+  const waitUntil = (done: () => boolean, signal: AbortSignal, stage: 'handshake' | 'auth') =>
+    changed.wait(signal, () => {
+      if (failure !== undefined) throw translate(failure, opts, stage, check.refusal);
+      if (done()) return true;
+      if (closed) {
+        const what = stage === 'handshake' ? 'before the SSH handshake finished' : 'during SSH authentication';
+        throw Object.assign(new Error(`${opts.role} ${opts.host}:${opts.port} closed the connection ${what}`), { code: 'ECONNRESET' });
+      }
+      return false;
+    });
+
+  try {
+    await inPhase(t, 'handshake', opts.handshakeTimeoutMs, `SSH handshake with ${opts.role} ${opts.host}:${opts.port}`, (signal) => {
+      client.connect({
+        sock: stream as never,
+        username: opts.user,
+        // One method, no `none` probe first: a round trip saved, and a refusal is unambiguous.
+        // (ssh2 takes an already-parsed key only through authHandler, so a key is parsed once.)
+        authHandler: [
+          opts.credentials.privateKey
+            ? { type: 'publickey', username: opts.user, key: opts.credentials.privateKey }
+            : { type: 'agent', username: opts.user, agent: opts.credentials.agentSocket! },
+        ] as never,
+        hostVerifier: (key: Buffer) => check.verify(key),
+        algorithms: check.algorithms ? { serverHostKey: check.algorithms as never } : undefined,
+        keepaliveInterval: opts.keepaliveMs,
+        keepaliveCountMax: 3,
+        readyTimeout: 0,
+        ident: 'fleetprobe',
+      });
+      return waitUntil(() => handshaken, signal, 'handshake');
+    });
+    await inPhase(t, 'auth', opts.authTimeoutMs, `SSH authentication of "${opts.user}" to ${opts.role} ${opts.host}:${opts.port}`, (signal) =>
+      waitUntil(() => ready, signal, 'auth'),
+    );
+  } catch (err) {
+    closeClient(client, stream);
+    throw err;
+  }
+  // After `ready`, errors (keepalive timeout, socket reset) are the session's to report: the
+  // listener above stays so an 'error' event never goes unhandled.
+  return client;
+}
+
+/** Closes an SSH client and the stream under it, whatever state they are in. Idempotent. */
+export function closeClient(client: Client, stream?: Duplex): void {
+  try {
+    client.end();
+  } catch {
+    /* already closed */
+  }
+  // end() queued a DISCONNECT: let it reach the socket before tearing the stream down.
+  if (stream) setImmediate(() => stream.destroy());
+}
