@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -164,4 +165,16 @@ export function toolPath(name: string, debianPackage: string): string | undefine
 /** promtool, when installed; under CI=true its absence is a failure, not a skip. */
 export function promtoolPath(): string | undefined {
   return toolPath('promtool', 'prometheus');
+}
+
+/** A port free on 127.0.0.1 right now, for servers that cannot listen on port 0 and report it (prometheus, alertmanager). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
 }

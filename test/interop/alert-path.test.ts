@@ -1,10 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { DaemonProcess, LAB_URL_PROBE, ROOT, tempDir, toolPath, writeLabConfig } from '../helpers/cli.js';
+import { DaemonProcess, LAB_URL_PROBE, ROOT, freePort, tempDir, toolPath, writeLabConfig } from '../helpers/cli.js';
 
 const prometheus = toolPath('prometheus', 'prometheus');
 
@@ -34,17 +33,6 @@ function scaledRules(text: string): string {
     }
   }
   return stringify(doc, { lineWidth: 0 });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 interface PromAlert {

@@ -1,12 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { KINDS } from '../../src/kinds/index.js';
 import { Metrics } from '../../src/metrics.js';
-import { ROOT, promtoolPath, tempDir, toolPath } from '../helpers/cli.js';
+import { ROOT, freePort, promtoolPath, tempDir, toolPath } from '../helpers/cli.js';
 
 const DEPLOY = path.join(ROOT, 'deploy');
 const RULES = path.join(DEPLOY, 'prometheus/rules.yml');
@@ -181,17 +180,6 @@ describe('Alertmanager', () => {
     });
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitFor(pred: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
