@@ -1,0 +1,158 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DaemonProcess, metricValue, runCli, tempDir } from '../helpers/cli.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { closedPort, httpPeer, httpsPeer, rawPeer, selfSignedCert, type Peer } from '../helpers/http-peers.js';
+
+/**
+ * Canary secrets in config ({env} and {file}), sent by probes that fail in every way a message could
+ * carry them: peers echoing our headers in bodies, headers and raw bytes, redirects carrying the
+ * token in the Location, credentials in URLs, plus DNS, TLS, timeout and lab failures. Afterwards no
+ * canary, in any encoding it is sent in, appears in the daemon's log, /metrics, /probes, or the
+ * CLI's text and JSON output.
+ *
+ * A kind joins by adding rows to SECRET_PROBES (its secret fields: key passphrases, private keys,
+ * tokens) pointing at its lab endpoints and peers.
+ */
+
+const ENV_CANARY = 'fpcanary-env-7Hq2Zk9wQx';
+const FILE_CANARY = 'fpcanary-file-Lm4Rt8Vb2N';
+const URL_CANARY = 'fpcanary-url-Pz6Jd3Kc1S';
+const CANARIES = [ENV_CANARY, FILE_CANARY, URL_CANARY];
+
+/** Every form a canary may travel in: as is, in a Basic header, URL-encoded. */
+function forms(s: string): string[] {
+  return [s, Buffer.from(s).toString('base64'), Buffer.from(`Bearer ${s}`).toString('base64'), encodeURIComponent(`Bearer ${s}`)];
+}
+function leaks(text: string): string[] {
+  return CANARIES.flatMap(forms).filter((f) => text.includes(f));
+}
+
+interface SecretProbe {
+  name: string;
+  /** YAML of the probe, indented for a `probes:` list. */
+  yaml: string;
+  /** Needs the embedded lab (file marked lab: true, runs with --lab). */
+  lab?: boolean;
+}
+
+let dir: string;
+let peers: Peer[] = [];
+let proxies: FaultProxy[] = [];
+let SECRET_PROBES: SecretProbe[] = [];
+let daemon: DaemonProcess | undefined;
+const env = { FP_CANARY_TOKEN: `Bearer ${ENV_CANARY}`, FP_URL_CANARY: URL_CANARY };
+
+const http = (name: string, url: string, extra = '') =>
+  `  - name: ${name}\n    kind: http\n    url: ${url}\n    headers:\n      authorization: { env: FP_CANARY_TOKEN }\n      x-api-key: { file: token.txt }\n${extra}`;
+
+beforeAll(async () => {
+  dir = tempDir('fleetprobe-secrets-');
+  fs.writeFileSync(path.join(dir, 'token.txt'), FILE_CANARY + '\n');
+  const echoHeaders = (h: Record<string, unknown>) => JSON.stringify(h);
+  // 500 with every request header in the body: the failure message quotes the body.
+  const echoBody = await httpPeer((req, res) => {
+    req.resume();
+    res.writeHead(500, { 'content-type': 'text/plain' });
+    res.end(`you sent: ${echoHeaders(req.headers)} to ${req.url}`);
+  });
+  // 200 with our headers in its own headers: the header check quotes the value.
+  const echoHeader = await httpPeer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'x-echo': String(req.headers.authorization), 'x-key': String(req.headers['x-api-key']) });
+    res.end('ok');
+  });
+  const closed = await closedPort();
+  // A redirect carrying the token in the query, to an origin that refuses; and one to itself forever.
+  const redirect = await httpPeer((req, res) => {
+    req.resume();
+    const token = encodeURIComponent(String(req.headers.authorization));
+    const loop = req.url?.startsWith('/loop');
+    res.writeHead(302, { location: loop ? `/loop?token=${token}&key=${req.headers['x-api-key']}` : `http://127.0.0.1:${closed}/cb?token=${token}` });
+    res.end();
+  });
+  // Not HTTP at all: our request bytes, verbatim, as the answer.
+  const rawEcho = await rawPeer((s) => s.once('data', (d) => s.end(Buffer.concat([Buffer.from('HTTP/1.1 2x0 '), d]))));
+  const tlsSelfSigned = await httpsPeer(selfSignedCert(), (_req, res) => res.end('ok'));
+  const blackhole = await startFaultProxy({ port: echoBody.port }, { type: 'blackhole' });
+  const resetter = await startFaultProxy({ port: echoBody.port }, { type: 'reset', afterBytes: 10, direction: 'upstream' });
+  peers = [echoBody, echoHeader, redirect, rawEcho, tlsSelfSigned];
+  proxies = [blackhole, resetter];
+
+  SECRET_PROBES = [
+    { name: 'http-echo-body', yaml: http('http-echo-body', `${echoBody.url}/?q=${'$'}{FP_URL_CANARY}`) },
+    { name: 'http-echo-header', yaml: http('http-echo-header', echoHeader.url, '    expect:\n      headers: { x-echo: "^nope$" }\n') },
+    { name: 'http-echo-key', yaml: http('http-echo-key', echoHeader.url, '    expect:\n      headers: { x-key: "^nope$" }\n') },
+    { name: 'http-redirect-token', yaml: http('http-redirect-token', redirect.url) },
+    { name: 'http-redirect-loop', yaml: http('http-redirect-loop', `${redirect.url}/loop`) },
+    { name: 'http-raw-echo', yaml: http('http-raw-echo', rawEcho.url) },
+    { name: 'http-userinfo', yaml: http('http-userinfo', `http://fleet:${'$'}{FP_URL_CANARY}@127.0.0.1:${echoBody.port}/`) },
+    { name: 'http-userinfo-dns', yaml: http('http-userinfo-dns', `https://fleet:${'$'}{FP_URL_CANARY}@no-such-host.invalid/?token=${'$'}{FP_URL_CANARY}`) },
+    { name: 'http-tls', yaml: http('http-tls', tlsSelfSigned.url) },
+    { name: 'http-timeout', yaml: http('http-timeout', `http://127.0.0.1:${blackhole.port}/`) },
+    { name: 'http-reset', yaml: http('http-reset', `http://127.0.0.1:${resetter.port}/`) },
+    {
+      name: 'lab-offline',
+      lab: true,
+      yaml: http('lab-offline', 'https://${LAB_DEVICE_UUID}.${LAB_URL_DOMAIN}:${LAB_URL_FRONT_PORT}/health', '    resolve: 127.0.0.1\n    tls: { caFile: "${LAB_CA_FILE}" }\n'),
+    },
+  ];
+  const file = (lab: boolean) => `${lab ? 'lab: true\n' : ''}defaults:\n  interval: 1s\n  timeout: 800ms\nprobes:\n${SECRET_PROBES.filter((p) => Boolean(p.lab) === lab).map((p) => p.yaml).join('')}`;
+  fs.writeFileSync(path.join(dir, 'peers.yaml'), file(false));
+  fs.writeFileSync(path.join(dir, 'lab.yaml'), file(true));
+}, 30_000);
+
+afterAll(async () => {
+  await daemon?.stop();
+  for (const p of [...peers, ...proxies]) await p.close();
+});
+
+describe('secrets never leave the process', () => {
+  it('daemon: log lines, /metrics and /probes after every probe failed', async () => {
+    daemon = new DaemonProcess(['--lab', '--lab-fault', 'device-offline', '--config', dir, '--log-level', 'debug'], env);
+    const base = await daemon.url();
+    const failedOnce = (t: string) => SECRET_PROBES.every((p) => (metricValue(t, 'probe_runs_total', { probe: p.name, result: 'failure' }) ?? 0) >= 1);
+    const metrics = await daemon.waitForMetrics(failedOnce, 20_000);
+    const probes = await (await fetch(`${base}/probes`)).text();
+    expect(await daemon.stop()).toBe(0);
+
+    // Every probe really failed, with a message (the place a secret would show up).
+    const parsed = JSON.parse(probes) as { name: string; lastRun: { success: boolean; reason: string; message: string } }[];
+    for (const p of parsed) {
+      expect(p.lastRun.success, p.name).toBe(false);
+      expect(p.lastRun.reason, p.name).not.toBe('internal');
+      expect(p.lastRun.message, p.name).toBeTruthy();
+    }
+    expect(daemon.lines.filter((l) => l.level === 'warn' && /failed in/.test(String(l.msg))).length).toBeGreaterThanOrEqual(SECRET_PROBES.length);
+    expect(leaks(daemon.raw), 'daemon log').toEqual([]);
+    expect(leaks(metrics), '/metrics').toEqual([]);
+    expect(leaks(probes), '/probes').toEqual([]);
+  }, 40_000);
+
+  it('CLI: run (text and --json), list and check', async () => {
+    const runs = SECRET_PROBES.flatMap((p) => {
+      const common = ['--config', dir, ...(p.lab ? ['--lab', '--lab-fault', 'device-offline'] : [])];
+      return [['run', p.name, ...common], ['run', p.name, '--json', ...common]];
+    });
+    runs.push(['list', '--config', dir, '--lab', '--json'], ['list', '--config', dir, '--lab'], ['check', '--config', dir, '--lab']);
+    // A few at a time: each is a Node process (and a lab for lab probes).
+    const results: Awaited<ReturnType<typeof runCli>>[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < runs.length) {
+          const i = next++;
+          results[i] = await runCli(runs[i], { env: { ...env, FLEETPROBE_LOG_LEVEL: 'debug' }, timeoutMs: 30_000 });
+        }
+      }),
+    );
+    results.forEach((r, i) => {
+      const args = runs[i];
+      if (args[0] === 'run') expect(r.code, `${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(1);
+      else expect(r.code, `${args.join(' ')}\n${r.stderr}`).toBe(0);
+      if (args.includes('--json') && args[0] === 'run') expect(JSON.parse(r.stdout).message).toBeTruthy();
+      expect(leaks(r.stdout + r.stderr), args.join(' ')).toEqual([]);
+    });
+  }, 60_000);
+});

@@ -1,0 +1,119 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { nextDue } from '../../src/scheduler.js';
+import { DaemonProcess, LAB_URL_PROBE, metricValue, tempDir, writeLabConfig } from '../helpers/cli.js';
+
+/**
+ * SIGTERM while runs are in flight: the daemon exits 0 within its grace period, leaves no child
+ * process and no listening socket (its own or the lab's), and its log ends with every aborted run
+ * and `stopped`.
+ *
+ * A kind joins with a row: lab probes of that kind that are mid-run when the signal comes (a lab
+ * fault that makes them hang, e.g. `slow-url`; a slow build; a held tunnel).
+ */
+
+interface ShutdownRow {
+  kind: string;
+  /** Lab probes (YAML list items) by name, each of which is still running when SIGTERM arrives. */
+  probes: (name: string) => string;
+  count: number;
+  labFaults: string[];
+}
+
+const ROWS: ShutdownRow[] = [{ kind: 'http', probes: (n) => LAB_URL_PROBE(n), count: 3, labFaults: ['slow-url'] }];
+
+const INTERVAL_MS = 20_000;
+
+/**
+ * Probe names whose first run comes 1.5-6 s from now: runs start at hash-staggered points of their
+ * interval, so names are picked for a start soon after the daemon is up rather than waiting up to a
+ * whole interval.
+ */
+function namesStartingSoon(prefix: string, count: number): string[] {
+  const names: string[] = [];
+  const now = Date.now();
+  for (let i = 0; names.length < count; i++) {
+    const name = `${prefix}-${i}`;
+    const due = nextDue({ name, intervalMs: INTERVAL_MS }, now + 1500);
+    if (due - now < 6000) names.push(name);
+  }
+  return names;
+}
+
+const GRACE_MS = 3000;
+
+let daemon: DaemonProcess | undefined;
+afterEach(async () => {
+  if (daemon?.child.exitCode === null) daemon.child.kill('SIGKILL');
+  daemon = undefined;
+});
+
+/** Pids whose parent is `pid` (Linux /proc). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      // The command may hold spaces and parens: the fields after the last ')' are fixed.
+      const stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(e));
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', () => resolve(true));
+  });
+}
+
+describe('SIGTERM during runs', () => {
+  it.each(ROWS.map((r) => [r.kind, r] as const))('%s: exits 0 within the grace period, leaves nothing behind, logs the aborted runs', async (_k, row) => {
+    const dir = tempDir();
+    const names = namesStartingSoon(`stuck-${row.kind}`, row.count);
+    writeLabConfig(dir, names.map(row.probes).join(''), 'lab.yaml', `interval: ${INTERVAL_MS / 1000}s\n  timeout: 15s`);
+    daemon = new DaemonProcess(['--lab', '--lab-fault', row.labFaults.join(','), '--config', dir, '--grace', `${GRACE_MS}ms`, '--log-level', 'debug']);
+    const base = await daemon.url();
+    const endpoints = (await daemon.waitForLog((l) => l.endpoints?.control)).endpoints as Record<string, string>;
+    // Every probe's first run comes within its interval (staggered) and then hangs.
+    await daemon.waitForMetrics((t) => metricValue(t, 'fleetprobe_runs_in_flight') === names.length, 15_000);
+
+    const pid = daemon.child.pid!;
+    const children = childrenOf(pid);
+    const ports = [new URL(base).port, ...Object.values(endpoints).map((u) => new URL(u).port)].map(Number);
+
+    const t0 = Date.now();
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exit).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(GRACE_MS);
+
+    for (const c of children) expect(alive(c), `child ${c} of the daemon`).toBe(false);
+    for (const p of ports) expect(await refused(p), `port ${p} still accepts connections`).toBe(true);
+
+    // The last results are in the log: one aborted line per run in flight, then `stopped`.
+    const aborted = daemon.lines.filter((l: any) => /aborted by shutdown/.test(String(l.msg)) && l.result?.aborted === true).map((l: any) => l.probe);
+    expect(aborted.sort()).toEqual([...names].sort());
+    expect(daemon.lines.at(-1)?.msg).toBe('stopped');
+    // No run was counted as a failure on the way out.
+    expect(daemon.lines.some((l: any) => l.result && l.result.success === false && !l.result.aborted)).toBe(false);
+  }, 60_000);
+});
