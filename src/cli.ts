@@ -9,6 +9,7 @@ import { runProbe } from './core/run.js';
 import { startDaemon } from './daemon.js';
 import { KINDS } from './kinds/index.js';
 import { LAB_FAULTS, startLab, type Lab } from './lab/index.js';
+import { LiveProgress } from './live-progress.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { renderList, renderTimeline } from './render.js';
 import { ownedBy, shardFrom } from './shard.js';
@@ -150,7 +151,10 @@ async function cmdRun(args: Args): Promise<number> {
     const interrupt = new AbortController();
     const onSigint = () => interrupt.abort();
     process.once('SIGINT', onSigint);
-    const result = await runProbe(spec, KINDS[spec.kind], { shutdown: interrupt.signal, log });
+    // The target's output live (a build's log), unless the output is for a machine.
+    const live = args.values.json ? undefined : new LiveProgress(process.stdout);
+    const result = await runProbe(spec, KINDS[spec.kind], { shutdown: interrupt.signal, log, onProgress: live?.onProgress });
+    live?.stop();
     process.off('SIGINT', onSigint);
     if (args.values.json) process.stdout.write(JSON.stringify(resultToJson(result)) + '\n');
     else process.stdout.write(renderTimeline(result, KINDS[spec.kind].phases, Boolean(process.stdout.isTTY)) + '\n');

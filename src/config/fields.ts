@@ -79,6 +79,22 @@ export const readableFile = z.string().min(1).transform((p, ctx) => {
   return file;
 });
 
+/** A path to a readable directory (a build context), resolved relative to the config file. */
+export const readableDir = z.string().min(1).transform((p, ctx) => {
+  const dir = resolveConfigPath(p);
+  try {
+    if (!fs.statSync(dir).isDirectory()) {
+      ctx.addIssue({ code: 'custom', message: `${dir} is not a directory` });
+      return z.NEVER;
+    }
+    fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `cannot read directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
+    return z.NEVER;
+  }
+  return dir;
+});
+
 export const regex = z.string().transform((s, ctx) => {
   try {
     return new RegExp(s);

@@ -17,6 +17,26 @@ export interface ProbeContext {
   phase<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
   /** Records a value exported with the result (e.g. `ssl_earliest_cert_expiry`, a release id). */
   observe(key: string, value: number | string): void;
+  /**
+   * A line of the target's own output while the run goes on (e.g. a build log line), for
+   * `fleetprobe run` to show live; the daemon logs it at debug. `transient` lines (progress bars
+   * that replace the previous line) are shown only on a terminal's status line.
+   */
+  progress(line: string, opts?: { transient?: boolean }): void;
+  /**
+   * Work that must finish even when the run is over, e.g. cancelling a remote build after the
+   * deadline or on shutdown: runProbe waits for it (at most TEARDOWN_GRACE_MS) before it reports
+   * the result, so `fleetprobe run` and a draining daemon do not exit with it half done.
+   */
+  teardown(task: Promise<unknown>): void;
+}
+
+/** What `fleetprobe run` sees while a run goes on: phases as they start, the target's output lines. */
+export interface ProgressEvent {
+  phase: string | null;
+  /** Absent when the event is a phase starting. Redacted, stripped of control characters. */
+  line?: string;
+  transient?: boolean;
 }
 
 /** Static description of a probe as loaded from config. */
@@ -104,7 +124,6 @@ export interface HoldContext {
   /** Feeds the kind's metrics (KindMetric observations) without counting a run. */
   observe(observations: Record<string, number>): void;
 }
-
 
 export function defineKind<S extends z.ZodObject>(k: ProbeKind<S>): ProbeKind<S> {
   return k;

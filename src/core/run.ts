@@ -1,10 +1,13 @@
 import type { Logger } from 'pino';
 import { classifyError, describeError } from './classify.js';
-import type { ProbeContext, ProbeKind, ProbeSpec } from './kind.js';
+import type { ProbeContext, ProbeKind, ProbeSpec, ProgressEvent } from './kind.js';
 import { redact } from './redact.js';
 import type { RunResult } from './result.js';
 
 const MAX_MESSAGE_CHARS = 512;
+/** How long a run's teardown tasks (ctx.teardown) may hold the result back after the run ended. */
+export const TEARDOWN_GRACE_MS = 10_000;
+const MAX_PROGRESS_CHARS = 2000;
 
 export class RunTimeoutError extends Error {
   override name = 'TimeoutError';
@@ -26,6 +29,23 @@ export interface RunOptions {
   /** Aborts the run without counting it as a failure (daemon shutdown, Ctrl-C). */
   shutdown?: AbortSignal;
   log: Logger;
+  /** Live output of the run (`fleetprobe run`); without it progress lines are logged at debug. */
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+/**
+ * A target's output line made safe for a terminal and a log: secrets redacted, ANSI escapes and
+ * other control characters removed (a builder colours its log; a hostile one could move the cursor).
+ */
+export function cleanProgressLine(text: string): string {
+  const plain = text
+    .replace(/\u001b\[[0-?]*[ -/]*[@-~]/g, '')
+    .replace(/\u001b\][^\u0007\u001b]*(\u0007|\u001b\\)?/g, '')
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, '')
+    .replace(/\t/g, '  ')
+    .trimEnd();
+  const line = redact(plain);
+  return line.length > MAX_PROGRESS_CHARS ? line.slice(0, MAX_PROGRESS_CHARS - 1) + '…' : line;
 }
 
 export function boundMessage(text: string): string {
@@ -58,6 +78,14 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
 
   const phases: Record<string, number> = {};
   const observations: Record<string, number | string> = {};
+  const teardowns: Promise<unknown>[] = [];
+  const emit = (event: ProgressEvent) => {
+    try {
+      opts.onProgress?.(event);
+    } catch {
+      /* a broken renderer must not fail the run */
+    }
+  };
   let current: { name: string; start: number } | null = null;
   // Phases run in sequence, so the failing phase is the last one entered.
   let lastEntered: string | null = null;
@@ -70,6 +98,8 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
     remainingMs: () => Math.max(0, deadline - Date.now()),
     async phase(name, fn) {
       controller.signal.throwIfAborted();
+      // A phase entered again (its time adds up) is not news to a live display.
+      if (name !== lastEntered) emit({ phase: name });
       current = { name, start: performance.now() };
       lastEntered = name;
       phases[name] ??= 0;
@@ -85,6 +115,19 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
     },
     observe(key, value) {
       observations[key] = value;
+    },
+    progress(text, progressOpts) {
+      // Each physical line on its own: a builder may send several in one message.
+      for (const part of text.split(/\r?\n|\r/)) {
+        const line = cleanProgressLine(part);
+        if (!line) continue;
+        if (opts.onProgress) emit({ phase: (current as { name: string } | null)?.name ?? lastEntered, line, transient: progressOpts?.transient });
+        else if (!progressOpts?.transient) log.debug({ progress: line }, 'probe output');
+      }
+    },
+    teardown(task) {
+      // Its failure is the task's own business (it logs); it must never become the run's.
+      teardowns.push(task.catch((err) => log.warn({ err }, 'a teardown step of the run failed')));
     },
   };
 
@@ -117,6 +160,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
   }
 
   const durationSeconds = (performance.now() - t0) / 1000;
+  if (teardowns.length) await settleTeardowns(teardowns, log);
   const base = { name: spec.name, kind: spec.kind, durationSeconds, phases, startedAt, observations, labels: spec.labels };
   if (!failed) {
     return { ...base, success: true, aborted: false, reason: null, phase: null, message: null };
@@ -131,4 +175,22 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
     ? `${phase ?? 'run'} did not finish within the run timeout of ${spec.timeoutMs}ms`
     : describeError(failure);
   return { ...base, success: false, aborted: false, reason, phase, message: boundMessage(message) };
+}
+
+/** Waits for the run's teardown tasks, at most TEARDOWN_GRACE_MS; they may add more while running. */
+async function settleTeardowns(tasks: Promise<unknown>[], log: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), TEARDOWN_GRACE_MS)));
+  try {
+    for (let done = 0; done < tasks.length; ) {
+      const batch = tasks.slice(done);
+      done = tasks.length;
+      if ((await Promise.race([Promise.all(batch), grace])) === 'late') {
+        log.warn({ graceMs: TEARDOWN_GRACE_MS }, 'teardown of the run did not finish within its grace period');
+        return;
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+  }
 }

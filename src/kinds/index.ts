@@ -1,4 +1,5 @@
 import type { ProbeKind } from '../core/kind.js';
+import { buildKind } from './build.js';
 import { httpKind } from './http.js';
 import { sshKind } from './ssh.js';
 import { tunnelKind } from './tunnel.js';
@@ -6,6 +7,7 @@ import { tunnelKind } from './tunnel.js';
 /** The one list of probe kinds. The config schema, metrics and docs all take their names from here. */
 export const KINDS: Record<string, ProbeKind> = {
   [httpKind.kind]: httpKind as unknown as ProbeKind,
+  [buildKind.kind]: buildKind as unknown as ProbeKind,
   [sshKind.kind]: sshKind as unknown as ProbeKind,
   [tunnelKind.kind]: tunnelKind as unknown as ProbeKind,
 };

@@ -5,12 +5,14 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { LabError } from '../core/errors.js';
 import { rememberSecret } from '../core/redact.js';
+import { startApi } from './api.js';
+import { LabReleases, startBuilder } from './builder.js';
 import { createLabCa } from './ca.js';
 import { startControl } from './control.js';
 import { startDeviceHttp, type DeviceHttpServer, type LabDevice } from './device-http.js';
 import { FaultSwitchboard } from './faults.js';
 import { startSshLab } from './ssh-lab.js';
-import type { LabServer } from './listen.js';
+import { LAB_HOST, type LabServer } from './listen.js';
 import { startTunnelProxy, TunnelRoutes, LAB_TUNNEL_HOST } from './tunnel-proxy.js';
 import { LAB_URL_DOMAIN, startUrlFront } from './url-front.js';
 
@@ -23,6 +25,7 @@ import { LAB_URL_DOMAIN, startUrlFront } from './url-front.js';
 export { FaultSwitchboard, LAB_FAULTS, type LabFault } from './faults.js';
 export { LAB_URL_DOMAIN, DEVICE_UNREACHABLE_PHRASE } from './url-front.js';
 export { LAB_TUNNEL_HOST, TunnelRoutes } from './tunnel-proxy.js';
+export { LabReleases, type LabRelease } from './builder.js';
 
 /** Stable uuids, so probe configs and dashboards can name lab devices literally. */
 export const LAB_DEVICES: readonly LabDevice[] = [
@@ -45,6 +48,8 @@ export interface Lab {
   controlUrl: string;
   /** Where the tunnel proxy sends `<uuid>.balena:<port>`; add a device port with tunnelRoutes.add(). */
   tunnelRoutes: TunnelRoutes;
+  /** Releases the lab builder created, with their status (a cancelled one records when). */
+  releases: LabReleases;
   /** Closes every server and every open connection; idempotent. */
   close(): Promise<void>;
 }
@@ -99,6 +104,19 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     const tunnel = await startTunnelProxy({ ca, faults, routes: tunnelRoutes, tokens: [tunnelToken], log });
     servers.push(tunnel);
 
+    // The builder and the API share one token, as the platform's do (an API key works on both).
+    // Random per lab; it is a secret like any token, so it is redacted from every output.
+    const builderToken = randomBytes(24).toString('base64url');
+    rememberSecret(builderToken);
+    const builderTokenFile = path.join(dir, 'builder-token');
+    writePrivate(builderTokenFile, builderToken + '\n');
+    const releases = new LabReleases();
+    const platformCert = ca.issue({ ips: [LAB_HOST], dnsNames: ['localhost'] });
+    const builder = await startBuilder({ cert: platformCert, faults, releases, token: builderToken, log });
+    servers.push(builder);
+    const api = await startApi({ cert: platformCert, releases, token: builderToken, log });
+    servers.push(api);
+
     const endpoints: Record<string, string> = {};
     const control = await startControl({ faults, endpoints: () => endpoints, log });
     servers.push(control);
@@ -118,6 +136,10 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       LAB_TUNNEL_PORT: String(tunnel.port),
       LAB_TUNNEL_TOKEN: tunnelToken,
       LAB_TUNNEL_TOKEN_FILE: tunnelTokenFile,
+      LAB_BUILDER_URL: builder.url,
+      LAB_API_URL: api.url,
+      LAB_BUILDER_TOKEN_FILE: builderTokenFile,
+      LAB_BUILDER_TOKEN: builderToken,
     };
 
     const credentialsFile = path.join(dir, 'credentials.json');
@@ -133,7 +155,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       })());
 
     log?.info({ endpoints, faults: faults.active() }, 'lab started');
-    return { vars, endpoints, devices, faults, credentialsFile, caFile, controlUrl: control.url, tunnelRoutes, close };
+    return { vars, endpoints, devices, faults, credentialsFile, caFile, controlUrl: control.url, tunnelRoutes, releases, close };
   } catch (err) {
     await closeAll();
     if (createdDir) fs.rmSync(dir, { recursive: true, force: true });

@@ -94,11 +94,20 @@ export async function withStepTimeout<T>(ctx: ProbeContext, ms: number, what: st
 }
 
 export async function connectTcp(ctx: ProbeContext, address: string, port: number): Promise<net.Socket> {
+  return connectSocket(ctx, { host: address, port, noDelay: true }, `TCP connect to ${address}:${port}`);
+}
+
+/** A unix socket (a Docker engine's /var/run/docker.sock): the `connect` phase of a local target. */
+export async function connectUnix(ctx: ProbeContext, socketPath: string): Promise<net.Socket> {
+  return connectSocket(ctx, { path: socketPath }, `connect to unix socket ${socketPath}`);
+}
+
+async function connectSocket(ctx: ProbeContext, opts: net.NetConnectOpts, what: string): Promise<net.Socket> {
   return ctx.phase('connect', async () => {
-    const socket = net.connect({ host: address, port, noDelay: true });
+    const socket = net.connect(opts);
     destroyOnAbort(socket, ctx.signal);
     try {
-      await waitFor(socket, 'connect', ctx.signal, `TCP connect to ${address}:${port}`);
+      await waitFor(socket, 'connect', ctx.signal, what);
     } catch (err) {
       socket.destroy();
       throw err;
