@@ -1,11 +1,15 @@
 import type net from 'node:net';
-import { Client, errors as undiciErrors } from 'undici';
+import type { Client } from 'undici';
 import { z } from 'zod';
 import { headerMap, readableFile, regex } from '../config/fields.js';
 import { ProbeError } from '../core/errors.js';
 import { defineKind, type ProbeContext } from '../core/kind.js';
 import { redact, Secret } from '../core/redact.js';
 import { connectTcp, earliestCertExpiry, resolveHost, upgradeTls } from '../net/dial.js';
+import { asProtocolError, clientOverSocket } from '../net/http-client.js';
+
+// Kept importable from here for the kinds that already do (tunnel).
+export { asProtocolError };
 
 /**
  * `http`: a device's public URL (or any HTTP(S) endpoint), on a fresh connection every run so
@@ -93,15 +97,6 @@ export async function readBody(body: AsyncIterable<Buffer> & { destroy(): void }
 // and fetch do on a cross-origin redirect), so a redirect cannot hand our token to a third party.
 const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie']);
 
-// undici's HTTPParserError carries no code (it looks llhttp's error number up in a name->number
-// map), so classifyError could not tell a non-HTTP answer from a bug of ours: name it here.
-export function asProtocolError(err: unknown): unknown {
-  if (err instanceof undiciErrors.HTTPParserError && !(err as { code?: string }).code) {
-    return new ProbeError('protocol', `the answer is not valid HTTP/1.1: ${(err as Error).message}`, { cause: err });
-  }
-  return err;
-}
-
 async function exchange(ctx: ProbeContext, url: URL, method: string, cfg: HttpConfig, readWholeBody: boolean, first: URL): Promise<Answer> {
   const https = url.protocol === 'https:';
   const port = Number(url.port) || (https ? 443 : 80);
@@ -122,15 +117,8 @@ async function exchange(ctx: ProbeContext, url: URL, method: string, cfg: HttpCo
       const expiry = earliestCertExpiry(socket as import('node:tls').TLSSocket);
       if (expiry !== undefined) ctx.observe('ssl_earliest_cert_expiry', expiry);
     }
-    const connected = socket;
     // undici takes the socket we dialled, so the phases above are real and the connection is ours.
-    // The callback must come asynchronously: undici is still inside its resume loop when it asks.
-    client = new Client(url.origin, {
-      connect: (_opts, cb) => queueMicrotask(() => cb(null, connected)),
-      pipelining: 0,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-    });
+    client = clientOverSocket(url.origin, socket);
     const headers: Record<string, string> = { 'user-agent': 'fleetprobe', host: url.host };
     for (const [k, v] of Object.entries(cfg.headers)) {
       const name = k.toLowerCase();
