@@ -8,9 +8,9 @@ import { ProbeError } from '../core/errors.js';
 import { defineKind, type ProbeContext } from '../core/kind.js';
 import { REASONS, type Reason } from '../core/reasons.js';
 import type { Secret } from '../core/redact.js';
-import { connectTcp, resolveHost } from '../net/dial.js';
+import { connectTcp, resolveHost, withStepTimeout } from '../net/dial.js';
 import type { HostKeyPolicy } from '../net/known-hosts.js';
-import { closeClient, inPhase, openSshClient, withTimeout, type SshConnectOptions, type SshCredentials } from '../net/ssh-client.js';
+import { closeClient, inPhase, openSshClient, type SshConnectOptions, type SshCredentials } from '../net/ssh-client.js';
 import { runSshSession, type SshCommandOptions } from '../net/ssh-session.js';
 import { quantile, runLockstep } from './session-batch.js';
 
@@ -177,9 +177,7 @@ async function runOne(ctx: ProbeContext, c: SshConfig): Promise<void> {
   const common = { credentials, keepaliveMs: c.keepalive, handshakeTimeoutMs: c.timeouts.handshake, authTimeoutMs: c.timeouts.auth };
   const address = await resolveHost(ctx, first.host, { address: c.resolve });
   // connectTcp is its own `connect` phase: only the time limit is added here.
-  const socket = await withTimeout(ctx, c.timeouts.connect, `TCP connect to ${first.host}:${first.port}`, (signal) =>
-    connectTcp({ ...ctx, signal }, address, first.port),
-  );
+  const socket = await withStepTimeout(ctx, c.timeouts.connect, `TCP connect to ${first.host}:${first.port}`, (step) => connectTcp(step, address, first.port));
   const command: Omit<SshCommandOptions, 'target'> = {
     command: c.command,
     expect: c.expect,

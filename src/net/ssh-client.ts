@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ParsedKey } from 'ssh2';
 import { ProbeError } from '../core/errors.js';
 import type { ProbeContext } from '../core/kind.js';
+import { withStepTimeout } from './dial.js';
 import { hostKeyCheck, type HostKeyPolicy } from './known-hosts.js';
 
 /**
@@ -10,8 +11,8 @@ import { hostKeyCheck, type HostKeyPolicy } from './known-hosts.js';
  * CONNECT tunnel), so every byte path is measured and no process is forked.
  */
 
-/** The part of a ProbeContext the SSH steps need; a batch of sessions gives each its own. */
-export type PhaseRunner = Pick<ProbeContext, 'signal' | 'phase' | 'log'>;
+/** The run context the SSH steps use; a batch of sessions gives each session its own. */
+export type PhaseRunner = ProbeContext;
 
 /** Our identity: a private key parsed once at config load, or an ssh-agent socket. Never printed. */
 export interface SshCredentials {
@@ -34,27 +35,9 @@ export interface SshConnectOptions {
   authTimeoutMs: number;
 }
 
-/**
- * Runs `fn` with its own time limit inside the run's deadline: its signal aborts at whichever
- * comes first, and a step that outlives its own limit fails with `timeout` naming the step.
- */
-export async function withTimeout<T>(t: PhaseRunner, timeoutMs: number, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const own = new AbortController();
-  const timer = setTimeout(() => own.abort(new ProbeError('timeout', `${what} did not finish within ${timeoutMs}ms`)), timeoutMs);
-  const signal = AbortSignal.any([t.signal, own.signal]);
-  try {
-    return await fn(signal);
-  } catch (err) {
-    if (own.signal.aborted && !t.signal.aborted) throw own.signal.reason;
-    throw err;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** `withTimeout` as phase `name`. */
+/** A step with its own time limit (dial.ts's withStepTimeout) as phase `name`. */
 export function inPhase<T>(t: PhaseRunner, name: string, timeoutMs: number, what: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  return t.phase(name, () => withTimeout(t, timeoutMs, what, fn));
+  return t.phase(name, () => withStepTimeout(t, timeoutMs, what, (step) => fn(step.signal)));
 }
 
 /**
