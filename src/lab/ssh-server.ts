@@ -18,10 +18,16 @@ export interface LabKeyPair {
 }
 
 export function generateLabKey(comment: string): LabKeyPair {
-  const pair = sshUtils.generateKeyPairSync('ed25519', { comment });
-  const parsed = sshUtils.parseKey(pair.private);
-  if (parsed instanceof Error) throw parsed;
-  return { private: pair.private, public: pair.public, parsed: Array.isArray(parsed) ? parsed[0] : parsed };
+  // ssh2's generator drops a leading zero byte of the ed25519 public key (about 1 key in 280),
+  // which makes a key nothing can parse: check each key with a signature and make another if needed.
+  for (let attempt = 0; ; attempt++) {
+    const pair = sshUtils.generateKeyPairSync('ed25519', { comment });
+    const parsed = sshUtils.parseKey(pair.private);
+    const key = parsed instanceof Error ? undefined : Array.isArray(parsed) ? parsed[0] : parsed;
+    const probe = Buffer.from('fleetprobe-lab-key-check');
+    if (key && key.verify(probe, key.sign(probe)) === true) return { private: pair.private, public: pair.public, parsed: key };
+    if (attempt >= 20) throw new Error(`could not generate a usable ed25519 key: ${parsed instanceof Error ? parsed.message : 'signature check failed'}`);
+  }
 }
 
 /** The raw public-key blob (what hosts and known_hosts compare). */
