@@ -80,7 +80,13 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
     const [lo, hi] = DROP_AFTER_MS;
     t.dropTimer = setTimeout(() => {
       log?.debug('lab tunnel proxy: tunnel-drop cuts a tunnel');
-      t.client.resetAndDestroy?.() ?? t.client.destroy();
+      // resetAndDestroy() throws ERR_INVALID_HANDLE_TYPE on a TLS socket (only TCP handles can send
+      // an RST), which crashed the daemon under --lab: fall back to a plain close.
+      try {
+        t.client.resetAndDestroy();
+      } catch {
+        t.client.destroy();
+      }
       t.upstream.destroy();
     }, lo + Math.random() * (hi - lo));
   };
