@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Cron } from 'croner';
 import type { Logger } from 'pino';
 import type { ProbeSpec } from './core/kind.js';
@@ -89,6 +90,9 @@ export class Scheduler {
 
   constructor(private readonly opts: SchedulerOptions) {
     this.random = opts.random ?? Math.random;
+    // Every run in flight listens on the shutdown signal (up to --concurrency, 64 by default): not a
+    // leak, so no MaxListenersExceededWarning in the log past 10 runs at once.
+    setMaxListeners(0, this.shutdown.signal);
   }
 
   get isRunning(): boolean {
