@@ -345,12 +345,15 @@ describe('build kind against raw builders', () => {
 
 describe('build kind, docker target against raw engines on a unix socket', () => {
   const peers: Peer[] = [];
+  const dirs: string[] = [];
   afterAll(async () => {
     for (const p of peers) await p.close();
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
   });
 
   async function unixEngine(handler: http.RequestListener): Promise<{ socketPath: string; peer: Peer; deleted: string[] }> {
     const dir = fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'fp-docker-'));
+    dirs.push(dir);
     const socketPath = path.join(dir, 'docker.sock');
     const deleted: string[] = [];
     const server = http.createServer((req, res) => {
@@ -416,6 +419,7 @@ describe('build kind, docker target against raw engines on a unix socket', () =>
 describe('build probes in configuration and on the command line', () => {
   const dir = fs.mkdtempSync(path.join(process.env.TMPDIR ?? '/tmp', 'fp-build-cfg-'));
   process.env.FLEETPROBE_TEST_BUILD_TOKEN ??= 'canary-secret-91c3a7d0';
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
   const load = (yaml: string) => {
     const file = path.join(dir, `c${Math.random().toString(36).slice(2)}.yaml`);
     fs.writeFileSync(file, yaml);
