@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { constants, generateKeyPairSync, privateEncrypt, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
 
@@ -48,6 +48,23 @@ export function generateRsaKeyPair(): KeyPairPem {
   return { privateKeyPem: privateKey, publicKeyPem: publicKey };
 }
 
+// DER prefix of a PKCS#1 v1.5 DigestInfo for SHA-256 (RFC 8017, section 9.2, note 1).
+const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
+
+/**
+ * A signer forge's `cert.sign()` accepts, doing the RSA operation with Node's native crypto:
+ * forge's pure-JS big-number RSA takes ~50 ms per signature, and the lab signs several
+ * certificates every time it starts. PKCS#1 v1.5 signing is RSA over DigestInfo(hash).
+ */
+function nativeSigner(privateKeyPem: string): forge.pki.rsa.PrivateKey {
+  return {
+    sign(md: forge.md.MessageDigest) {
+      const digestInfo = Buffer.concat([SHA256_DIGEST_INFO, Buffer.from(md.digest().getBytes(), 'binary')]);
+      return privateEncrypt({ key: privateKeyPem, padding: constants.RSA_PKCS1_PADDING }, digestInfo).toString('binary');
+    },
+  } as unknown as forge.pki.rsa.PrivateKey;
+}
+
 /** A positive, non-zero serial (DER integers are signed: clear the top bit, set a low one). */
 function serialNumber(): string {
   const b = randomBytes(16);
@@ -57,7 +74,7 @@ function serialNumber(): string {
 
 export function createLabCa(commonName = 'fleetprobe lab CA'): LabCa {
   const caKey = generateRsaKeyPair();
-  const caPrivate = forge.pki.privateKeyFromPem(caKey.privateKeyPem);
+  const caPrivate = nativeSigner(caKey.privateKeyPem);
   const caCert = forge.pki.createCertificate();
   caCert.publicKey = forge.pki.publicKeyFromPem(caKey.publicKeyPem);
   caCert.serialNumber = serialNumber();
@@ -78,8 +95,11 @@ export function createLabCa(commonName = 'fleetprobe lab CA'): LabCa {
   caCert.sign(caPrivate, forge.md.sha256.create());
   const caKeyId = caCert.generateSubjectKeyIdentifier().getBytes();
 
+  // One key for every leaf this CA issues: each RSA-2048 key costs ~200 ms to make, and the lab
+  // starts for every `run --lab` and many tests. Separate keys would prove nothing a probe checks.
+  let leafKey: KeyPairPem | undefined;
   function issue(opts: IssueOptions): IssuedCert {
-    const key = opts.key ?? generateRsaKeyPair();
+    const key = opts.key ?? (leafKey ??= generateRsaKeyPair());
     const cert = forge.pki.createCertificate();
     cert.publicKey = forge.pki.publicKeyFromPem(key.publicKeyPem);
     cert.serialNumber = serialNumber();

@@ -3,7 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import { generateRsaKeyPair, type LabCa } from './ca.js';
+import type { LabCa } from './ca.js';
 import type { FaultSwitchboard } from './faults.js';
 import { listenLoopback, LAB_HOST, type LabServer } from './listen.js';
 
@@ -39,12 +39,10 @@ export async function startUrlFront(opts: UrlFrontOptions): Promise<LabServer> {
   const names = [`*.${domain}`, domain];
 
   // One key, two certificates: only the validity dates differ, so `expired-cert` tests exactly that.
-  const key = generateRsaKeyPair();
-  const good = ca.issue({ dnsNames: names, ips: [LAB_HOST], key });
+  const good = ca.issue({ dnsNames: names, ips: [LAB_HOST] });
   const expired = ca.issue({
     dnsNames: names,
     ips: [LAB_HOST],
-    key,
     notBefore: new Date(Date.now() - 30 * DAY),
     notAfter: new Date(Date.now() - 1 * DAY),
   });
