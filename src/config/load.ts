@@ -198,7 +198,9 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
     interpolateDocument(doc, lc, file, vars, issues);
     // A field whose variable is missing still holds "${NAME}"; its schema error would only repeat that.
     const unresolved = new Set(issues.slice(before).map((i) => i.path));
-    const schemaIssues = (found: ConfigIssue[]) => found.filter((i) => !unresolved.has(i.path));
+    // Nor would a problem reported on a field that holds one, e.g. `token` for `token: {file: "${X}"}`.
+    const holdsUnresolved = (p: string) => [...unresolved].some((u) => u === p || u.startsWith(p + '.') || u.startsWith(p + '['));
+    const schemaIssues = (found: ConfigIssue[]) => found.filter((i) => !holdsUnresolved(i.path));
     const raw = doc.toJS() ?? {};
     const parsedFile = fileSchema.safeParse(raw);
     if (!parsedFile.success) {

@@ -9,7 +9,8 @@ import { defineKind, type HoldContext, type ProbeContext } from '../core/kind.js
 import { Secret } from '../core/redact.js';
 import { deviceAuthority, dialThroughProxy, parseHostPort, printable, type ConnectedTunnel } from '../net/connect-tunnel.js';
 import { withStepTimeout } from '../net/dial.js';
-import { asProtocolError, excerpt, readBody, statusMatcher, statusMatches } from './http.js';
+import { asProtocolError } from '../net/http-client.js';
+import { excerpt, readBody, statusMatcher, statusMatches } from './http.js';
 
 /**
  * `tunnel`: a port tunnel through the platform's CONNECT proxy (PROTOCOLS.md "Port tunnel"),
@@ -50,17 +51,19 @@ const httpCheck = z.strictObject({
 const schema = z.object({
   /** The tunnel proxy, host:port. */
   tunnel: hostPort.default({ host: 'tunnel.balena-cloud.com', port: 443 }),
-  /** TLS to the proxy (SNI = serverName or the tunnel host), or `false` for plain TCP. */
+  /** TLS to the proxy (SNI = serverName or the tunnel host); `true` for the defaults, `false` for plain TCP. */
   tunnelTls: z
     .union([
-      z.literal(false),
+      // A boolean, not a literal: the loader then reports a problem inside the object by its own path.
+      z.boolean(),
       z.strictObject({
         caFile: readableFile.optional(),
         serverName: z.string().optional(),
         insecureSkipVerify: z.boolean().default(false),
       }),
     ])
-    .default({ insecureSkipVerify: false }),
+    .default(true)
+    .transform((v) => (v === true ? { insecureSkipVerify: false } : v)),
   /** The platform ignores the user and checks the token; `root` is what non-user API keys use. */
   user: z.string().min(1).default('root'),
   token: secretRef,

@@ -3,7 +3,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { LabError } from '../../src/core/errors.js';
-import { FaultSwitchboard, startLab, type Lab } from '../../src/lab/index.js';
+import { FaultSwitchboard, LAB_FAULTS, startLab, type Lab } from '../../src/lab/index.js';
 
 interface Answer {
   status: number;
@@ -123,7 +123,7 @@ describe('embedded lab: public device URLs', () => {
 
   it('control: lists faults, rejects unknown names and paths', async () => {
     const list = (await (await fetch(`${lab.controlUrl}/faults`)).json()) as { name: string; description: string; on: boolean }[];
-    expect(list.map((f) => f.name).sort()).toEqual(['device-offline', 'expired-cert', 'slow-url']);
+    expect(list.map((f) => f.name).sort()).toEqual(Object.keys(LAB_FAULTS).sort());
     const bad = await setFault(lab, 'foo', true);
     expect(bad.status).toBe(404);
     expect(((await bad.json()) as { error: string }).error).toContain('foo');
@@ -133,7 +133,7 @@ describe('embedded lab: public device URLs', () => {
 
   it('unknown fault names throw LabError', () => {
     expect(() => new FaultSwitchboard(['foo'])).toThrow(LabError);
-    expect(() => new FaultSwitchboard(['foo'])).toThrow('unknown lab fault "foo"; known faults: device-offline, expired-cert, slow-url');
+    expect(() => new FaultSwitchboard(['foo'])).toThrow(`unknown lab fault "foo"; known faults: ${Object.keys(LAB_FAULTS).sort().join(', ')}`);
     expect(() => new FaultSwitchboard().set('bar', true)).toThrow(LabError);
     return expect(startLab({ faults: ['nope'] })).rejects.toMatchObject({ code: 'FP_ERR_LAB' });
   });

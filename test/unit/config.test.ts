@@ -2,10 +2,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig, type LoadOptions } from '../../src/config/load.js';
 import { ConfigError, formatConfigIssue } from '../../src/core/errors.js';
 import { Secret } from '../../src/core/redact.js';
+import { startLab } from '../../src/lab/index.js';
 import { KIND_NAMES } from '../../src/kinds/index.js';
 
 /** Static fixtures; issue lines show their paths relative to this directory. */
@@ -400,30 +402,32 @@ describe('probes/lab.yaml', () => {
     expect(loadConfig({ paths: [labFile] })).toEqual({ probes: [], files: [labFile], skippedLabFiles: [labFile] });
   });
 
-  it('loads with the lab and its variables', () => {
+  it('loads with the lab and its variables', async () => {
     vi.stubEnv('FLEETPROBE_LOCATION', undefined);
-    const dir = tree({ 'ca.pem': 'dummy CA\n' });
-    const vars = {
-      LAB_DEVICE_UUID: 'aaaa1111',
-      LAB_DEVICE2_UUID: 'bbbb2222',
-      LAB_URL_DOMAIN: 'devices.lab.test',
-      LAB_URL_FRONT_PORT: '18443',
-      LAB_CA_FILE: path.join(dir, 'ca.pem'),
-    };
-    const { probes, skippedLabFiles } = loadConfig({ paths: [labFile], lab: true, vars });
-    expect(skippedLabFiles).toEqual([]);
-    expect(probes.map((p) => [p.name, p.kind, p.intervalMs, p.timeoutMs, p.labels])).toEqual([
-      ['lab-url', 'http', 15_000, 5_000, { location: 'lab' }],
-      ['lab-url-device-2', 'http', 15_000, 5_000, { location: 'lab' }],
-    ]);
-    expect(probes[0].config).toMatchObject({
-      url: 'https://aaaa1111.devices.lab.test:18443/health',
-      resolve: '127.0.0.1',
-      tls: { caFile: vars.LAB_CA_FILE, insecureSkipVerify: false },
-      expect: { status: [200], body: 'ok aaaa1111' },
-    });
-    expect((probes[0].config as { expect: { headers: Record<string, RegExp> } }).expect.headers['content-type']).toEqual(/^text\/plain/);
-    expect(probes[1].config).toMatchObject({ url: 'https://bbbb2222.devices.lab.test:18443/', expect: { status: ['2xx'], bodyRegex: /lab-device-2/ } });
+    // The running lab's own variables: each kind's lab probes need theirs (ports, keys, tokens).
+    const lab = await startLab();
+    try {
+      const v = lab.vars;
+      const { probes, skippedLabFiles } = loadConfig({ paths: [labFile], lab: true, vars: v });
+      expect(skippedLabFiles).toEqual([]);
+      expect(probes.length).toBe(parseYaml(fs.readFileSync(labFile, 'utf8')).probes.length);
+      // Each kind's lab probes are checked by that kind's tests; these are the http ones.
+      const http = probes.filter((p) => p.kind === 'http');
+      expect(http.map((p) => [p.name, p.kind, p.intervalMs, p.timeoutMs, p.labels])).toEqual([
+        ['lab-url', 'http', 15_000, 5_000, { location: 'lab' }],
+        ['lab-url-device-2', 'http', 15_000, 5_000, { location: 'lab' }],
+      ]);
+      expect(http[0].config).toMatchObject({
+        url: `https://${v.LAB_DEVICE_UUID}.${v.LAB_URL_DOMAIN}:${v.LAB_URL_FRONT_PORT}/health`,
+        resolve: '127.0.0.1',
+        tls: { caFile: v.LAB_CA_FILE, insecureSkipVerify: false },
+        expect: { status: [200], body: `ok ${v.LAB_DEVICE_UUID}` },
+      });
+      expect((http[0].config as { expect: { headers: Record<string, RegExp> } }).expect.headers['content-type']).toEqual(/^text\/plain/);
+      expect(http[1].config).toMatchObject({ url: `https://${v.LAB_DEVICE2_UUID}.${v.LAB_URL_DOMAIN}:${v.LAB_URL_FRONT_PORT}/`, expect: { status: ['2xx'], bodyRegex: /lab-device-2/ } });
+    } finally {
+      await lab.close();
+    }
   });
 
   it('names every missing LAB_* variable when loaded with the lab but without them', () => {
@@ -431,7 +435,10 @@ describe('probes/lab.yaml', () => {
     for (const v of ['LAB_DEVICE_UUID', 'LAB_DEVICE2_UUID', 'LAB_URL_DOMAIN', 'LAB_URL_FRONT_PORT', 'LAB_CA_FILE']) vi.stubEnv(v, undefined);
     const missing = (line: number, field: string, name: string) => `lab.yaml:${line}: ${field}: environment variable ${name} is not set (used as \${${name}})`;
     // Only the missing variables: the fields still holding "${...}" are not reported again as invalid.
-    expect(issueLines({ paths: [labFile], lab: true }, path.join(REPO, 'probes'))).toEqual([
+    const lines = issueLines({ paths: [labFile], lab: true }, path.join(REPO, 'probes'));
+    // Every problem is a missing variable; those of the first two (http) probes exactly:
+    for (const l of lines) expect(l).toMatch(/: environment variable LAB_\w+ is not set \(used as \$\{LAB_\w+\}\)$/);
+    expect(lines.filter((l) => /probes\[[01]\]\./.test(l))).toEqual([
       missing(13, 'probes[0].url', 'LAB_DEVICE_UUID'),
       missing(13, 'probes[0].url', 'LAB_URL_DOMAIN'),
       missing(13, 'probes[0].url', 'LAB_URL_FRONT_PORT'),
