@@ -1,0 +1,92 @@
+// Targets the benchmarks probe: stock nginx with a certificate from a CA made here, blackbox_exporter.
+import fs from 'node:fs';
+import path from 'node:path';
+import { dist, freePort, startChild, waitForPort } from './lib.mjs';
+
+export const NGINX = '/usr/sbin/nginx';
+export const BLACKBOX = '/usr/bin/prometheus-blackbox-exporter';
+
+export function missing(binary) {
+  return !fs.existsSync(binary);
+}
+
+/** A CA and a server certificate for 127.0.0.1 and `bench.test`, written to dir. */
+export async function benchCertificates(dir) {
+  const { createLabCa } = await dist('lab/ca.js');
+  const ca = createLabCa('fleetprobe bench CA');
+  const leaf = ca.issue({ commonName: 'bench.test', dnsNames: ['bench.test'], ips: ['127.0.0.1'] });
+  const files = { ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'server.pem'), key: path.join(dir, 'server.key') };
+  fs.writeFileSync(files.ca, ca.certPem);
+  fs.writeFileSync(files.cert, leaf.certPem);
+  fs.writeFileSync(files.key, leaf.keyPem, { mode: 0o600 });
+  return files;
+}
+
+/**
+ * nginx (one worker) answering `ok` on HTTPS and plain HTTP. Keep-alive is off, so every probe
+ * pays a full TCP and TLS handshake whichever client sends it.
+ */
+export async function startNginx(dir, certs) {
+  const tlsPort = await freePort();
+  const plainPort = await freePort();
+  const conf = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(
+    conf,
+    `daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_timeout 0;
+  server {
+    listen 127.0.0.1:${tlsPort} ssl;
+    listen 127.0.0.1:${plainPort};
+    ssl_certificate ${certs.cert};
+    ssl_certificate_key ${certs.key};
+    ssl_session_tickets off;
+    ssl_session_cache off;
+    location / { default_type text/plain; return 200 "ok\\n"; }
+  }
+}
+`,
+  );
+  const proc = startChild(NGINX, ['-c', conf, '-e', `${dir}/nginx-error.log`]);
+  await waitForPort(tlsPort).catch((err) => {
+    throw new Error(`${err.message}\n${proc.output()}`);
+  });
+  await waitForPort(plainPort);
+  return { proc, tlsPort, plainPort };
+}
+
+export async function startBlackbox(dir, certs) {
+  const port = await freePort();
+  const conf = path.join(dir, 'blackbox.yml');
+  fs.writeFileSync(
+    conf,
+    `modules:
+  https_ok:
+    prober: http
+    timeout: 5s
+    http:
+      preferred_ip_protocol: ip4
+      valid_status_codes: [200]
+      fail_if_not_ssl: true
+      fail_if_body_not_matches_regexp: ["ok"]
+      tls_config:
+        ca_file: ${certs.ca}
+        server_name: bench.test
+`,
+  );
+  const proc = startChild(BLACKBOX, [`--config.file=${conf}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn']);
+  await waitForPort(port).catch((err) => {
+    throw new Error(`${err.message}\n${proc.output()}`);
+  });
+  return { proc, port };
+}
