@@ -10,12 +10,14 @@ import type { StatusStore } from './status.js';
 export function recordResult(r: RunResult, deps: { metrics: Metrics; status: StatusStore; log: Logger }): void {
   deps.metrics.record(r);
   const prev = deps.status.update(r);
+  const changed = !r.aborted && prev !== undefined && prev.success !== r.success;
+  // A healthy run logs at debug: skip building its fields when debug is off (most runs).
+  if (r.success && !changed && !deps.log.isLevelEnabled('debug')) return;
   const fields = { probe: r.name, kind: r.kind, result: resultToJson(r) };
   if (r.aborted) {
     deps.log.info(fields, `probe ${r.name} aborted by shutdown`);
     return;
   }
-  const changed = prev !== undefined && prev.success !== r.success;
   if (!r.success) {
     deps.log.warn({ ...fields, stateChange: changed || undefined }, `probe ${r.name} failed in ${r.phase}: ${r.reason}: ${r.message}`);
   } else if (changed) {

@@ -25,6 +25,8 @@ export class ShutdownError extends Error {
   }
 }
 
+const RUN_ENDED = new ShutdownError();
+
 export interface RunOptions {
   /** Aborts the run without counting it as a failure (daemon shutdown, Ctrl-C). */
   shutdown?: AbortSignal;
@@ -89,11 +91,15 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
   let current: { name: string; start: number } | null = null;
   // Phases run in sequence, so the failing phase is the last one entered.
   let lastEntered: string | null = null;
-  const log = opts.log.child({ probe: spec.name, kind: spec.kind });
+  // Made on first use: a pino child costs a few microseconds and most passing runs never log.
+  let childLog: Logger | undefined;
+  const runLog = () => (childLog ??= opts.log.child({ probe: spec.name, kind: spec.kind }));
 
   const ctx: ProbeContext = {
     signal: controller.signal,
-    log,
+    get log() {
+      return runLog();
+    },
     deadline,
     remainingMs: () => Math.max(0, deadline - Date.now()),
     async phase(name, fn) {
@@ -122,12 +128,12 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
         const line = cleanProgressLine(part);
         if (!line) continue;
         if (opts.onProgress) emit({ phase: (current as { name: string } | null)?.name ?? lastEntered, line, transient: progressOpts?.transient });
-        else if (!progressOpts?.transient) log.debug({ progress: line }, 'probe output');
+        else if (!progressOpts?.transient) runLog().debug({ progress: line }, 'probe output');
       }
     },
     teardown(task) {
       // Its failure is the task's own business (it logs); it must never become the run's.
-      teardowns.push(task.catch((err) => log.warn({ err }, 'a teardown step of the run failed')));
+      teardowns.push(task.catch((err) => runLog().warn({ err }, 'a teardown step of the run failed')));
     },
   };
 
@@ -156,11 +162,13 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
       phases[open.name] += (performance.now() - open.start) / 1000;
       current = null;
     }
-    if (!controller.signal.aborted) controller.abort(new ShutdownError());
+    // The run is over: whatever is still tied to its signal closes now. One shared reason, not a
+    // new error (and stack trace) per run; nothing reads it once the result is settled.
+    if (!controller.signal.aborted) controller.abort(RUN_ENDED);
   }
 
   const durationSeconds = (performance.now() - t0) / 1000;
-  if (teardowns.length) await settleTeardowns(teardowns, log);
+  if (teardowns.length) await settleTeardowns(teardowns, runLog());
   const base = { name: spec.name, kind: spec.kind, durationSeconds, phases, startedAt, observations, labels: spec.labels };
   if (!failed) {
     return { ...base, success: true, aborted: false, reason: null, phase: null, message: null };
@@ -170,7 +178,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
     return { ...base, success: false, aborted: true, reason: null, phase, message: 'aborted by shutdown' };
   }
   const reason = failure instanceof RunTimeoutError ? 'timeout' : classifyError(failure);
-  if (reason === 'internal') log.error({ err: failure }, 'probe kind threw an unclassified error (a bug in fleetprobe)');
+  if (reason === 'internal') runLog().error({ err: failure }, 'probe kind threw an unclassified error (a bug in fleetprobe)');
   const message = failure instanceof RunTimeoutError
     ? `${phase ?? 'run'} did not finish within the run timeout of ${spec.timeoutMs}ms`
     : describeError(failure);

@@ -125,32 +125,58 @@ export interface TlsOptions {
 }
 
 // One secure context per CA file: building one parses the whole bundle, which would otherwise be
-// paid on every run. Keyed by path and mtime so a rotated CA file is picked up.
-const contexts = new Map<string, tls.SecureContext>();
+// paid on every run. Keyed by path and mtime so a rotated CA file is picked up; the mtime is looked
+// at no more than once a second per file (10,000 probes sharing a CA would otherwise stat it
+// 10,000 times a minute).
+const CA_RECHECK_MS = 1000;
+const contexts = new Map<string, { mtimeMs: number; checkedAt: number; sc: tls.SecureContext }>();
 function secureContextFor(caFile: string): tls.SecureContext {
-  const key = `${caFile}:${fs.statSync(caFile).mtimeMs}`;
-  let sc = contexts.get(key);
-  if (!sc) {
-    sc = tls.createSecureContext({ ca: fs.readFileSync(caFile) });
-    contexts.set(key, sc);
+  const now = Date.now();
+  const cached = contexts.get(caFile);
+  if (cached && now - cached.checkedAt < CA_RECHECK_MS) return cached.sc;
+  const { mtimeMs } = fs.statSync(caFile);
+  if (cached && cached.mtimeMs === mtimeMs) {
+    cached.checkedAt = now;
+    return cached.sc;
   }
+  const sc = tls.createSecureContext({ ca: fs.readFileSync(caFile) });
+  contexts.set(caFile, { mtimeMs, checkedAt: now, sc });
   return sc;
 }
 
+// Node's hostname check asks for the detailed peer chain (every certificate up to the root turned
+// into JS objects: about 0.3 ms of CPU per handshake) but reads only the leaf's subject and
+// altnames. During the handshake the socket hands it the leaf alone (about 0.05 ms), and the leaf
+// is kept for earliestCertExpiry, which needs the chain only for a leaf it has not seen lately.
+const leafOnly = function (this: tls.TLSSocket) {
+  return tls.TLSSocket.prototype.getPeerCertificate.call(this, false);
+};
+const peerLeaves = new WeakMap<tls.TLSSocket, tls.PeerCertificate>();
 export async function upgradeTls(ctx: ProbeContext, socket: net.Socket, opts: TlsOptions): Promise<tls.TLSSocket> {
   return ctx.phase('tls', async () => {
     const servername = opts.servername && !net.isIP(opts.servername) ? opts.servername : undefined;
-    const secure = tls.connect({
+    const secure: tls.TLSSocket = tls.connect({
       socket,
+      // The name the certificate is checked against; without it an IP target (no SNI) would be
+      // checked as "localhost" and a certificate for the IP would fail.
+      host: opts.servername,
       servername,
       secureContext: opts.caFile ? secureContextFor(opts.caFile) : undefined,
       rejectUnauthorized: !opts.insecureSkipVerify,
       ALPNProtocols: opts.alpn,
+      checkServerIdentity: (host, cert) => {
+        restore();
+        peerLeaves.set(secure, cert);
+        return tls.checkServerIdentity(host, cert);
+      },
     });
+    secure.getPeerCertificate = leafOnly as tls.TLSSocket['getPeerCertificate'];
+    const restore = () => delete (secure as { getPeerCertificate?: unknown }).getPeerCertificate;
     destroyOnAbort(secure, ctx.signal);
     try {
       await waitFor(secure, 'secureConnect', ctx.signal, `TLS handshake with ${opts.servername ?? 'peer'}`);
     } catch (err) {
+      restore();
       secure.destroy();
       const code = (err as { code?: string }).code ?? '';
       // An abort (run deadline, a step timeout, shutdown) is not a TLS failure: keep its own reason.
@@ -163,8 +189,21 @@ export async function upgradeTls(ctx: ProbeContext, socket: net.Socket, opts: Tl
   });
 }
 
+// Earliest expiry of the chain by leaf fingerprint: probes of one platform mostly see the same
+// (wildcard) certificate, so the chain is walked about once a minute, not on every handshake.
+const EXPIRY_TTL_MS = 60_000;
+const EXPIRY_CACHE_MAX = 10_000;
+const expiryByLeaf = new Map<string, { earliest: number | undefined; at: number }>();
+
 /** The earliest notAfter in the peer's chain, in seconds since the epoch (blackbox's probe_ssl_earliest_cert_expiry). */
 export function earliestCertExpiry(socket: tls.TLSSocket): number | undefined {
+  // Node skips its hostname check (and so the capture) only when the chain did not verify, which
+  // reaches here only with insecureSkipVerify.
+  const leaf = peerLeaves.get(socket) ?? socket.getPeerCertificate(false);
+  const key = leaf?.fingerprint256;
+  const now = Date.now();
+  const hit = key ? expiryByLeaf.get(key) : undefined;
+  if (hit && now - hit.at < EXPIRY_TTL_MS) return hit.earliest;
   let cert = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
   let earliest: number | undefined;
   const seen = new Set<string>();
@@ -173,6 +212,10 @@ export function earliestCertExpiry(socket: tls.TLSSocket): number | undefined {
     const t = Date.parse(cert.valid_to) / 1000;
     if (earliest === undefined || t < earliest) earliest = t;
     cert = cert.issuerCertificate;
+  }
+  if (key) {
+    if (expiryByLeaf.size >= EXPIRY_CACHE_MAX) expiryByLeaf.clear();
+    expiryByLeaf.set(key, { earliest, at: now });
   }
   return earliest;
 }
