@@ -103,6 +103,8 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     writePrivate(tunnelTokenFile, tunnelToken + '\n');
     const tunnel = await startTunnelProxy({ ca, faults, routes: tunnelRoutes, tokens: [tunnelToken], log });
     servers.push(tunnel);
+    // Each device's own SSH is also reachable through the tunnel proxy, as `<uuid>.balena:22222`.
+    for (const d of ssh.devices) tunnelRoutes.add(d.uuid, 22222, { port: d.port });
 
     // The builder and the API share one token, as the platform's do (an API key works on both).
     // Random per lab; it is a secret like any token, so it is redacted from every output.

@@ -19,6 +19,8 @@ export const LAB_SSH_USER = 'lab-user';
 
 export interface SshLab {
   vars: Record<string, string>;
+  /** Each device's own SSH server (port 22222 on balenaOS), for the tunnel proxy's routes. */
+  devices: { uuid: string; port: number }[];
 }
 
 /** A hashed known_hosts name, as `ssh-keygen -H` writes it. */
@@ -86,5 +88,5 @@ export async function startSshLab(opts: {
     LAB_SSH_KNOWN_HOSTS: knownHosts,
   };
   devices.forEach((d, i) => (vars[i === 0 ? 'LAB_SSH_DEVICE_PORT' : `LAB_SSH_DEVICE${i + 1}_PORT`] = String(d.port)));
-  return { vars };
+  return { vars, devices: devices.map((d) => ({ uuid: d.device.uuid, port: d.port })) };
 }

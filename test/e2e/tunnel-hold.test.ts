@@ -1,0 +1,85 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { DaemonProcess, metricValue, tempDir, writeLabConfig } from '../helpers/cli.js';
+
+/**
+ * Held tunnels in a real daemon (a child process with the embedded lab): the tunnel stays open,
+ * keepalives flow, the lab cuts it (`tunnel-drop`) or refuses to reopen it (`tunnel-device-offline`),
+ * and what an operator sees is the metrics text.
+ */
+
+const HELD = `  - name: held
+    kind: tunnel
+    tunnel: 127.0.0.1:\${LAB_TUNNEL_PORT}
+    tunnelTls: { caFile: "\${LAB_CA_FILE}", serverName: "\${LAB_TUNNEL_HOST}" }
+    token: { file: "\${LAB_TUNNEL_TOKEN_FILE}" }
+    device: \${LAB_DEVICE_UUID}
+    http: { path: /health, expect: { status: [200] } }
+    hold: 1h
+    stepTimeout: 800ms
+`;
+
+const sel = { probe: 'held' };
+const value = (text: string, name: string, labels: Record<string, string> = {}) => metricValue(text, name, { ...sel, ...labels }) ?? 0;
+
+async function setFault(control: string, name: string, on: boolean): Promise<void> {
+  const res = await fetch(`${control}/faults/${name}`, { method: on ? 'PUT' : 'DELETE' });
+  expect(res.status).toBe(200);
+}
+
+describe('held tunnels in the daemon', () => {
+  let daemon: DaemonProcess | undefined;
+  afterEach(async () => {
+    await daemon?.stop();
+    daemon = undefined;
+  });
+
+  it('holds a tunnel, counts interruptions, is down (probe_success 0) while it cannot reopen, and recovers', async () => {
+    const file = writeLabConfig(tempDir(), HELD);
+    daemon = new DaemonProcess(['--lab', '--config', file]);
+    const control = await daemon.controlUrl();
+
+    // Up, and held across keepalives (interval 1s from the test defaults) on one tunnel.
+    let text = await daemon.waitForMetrics((t) => value(t, 'fleetprobe_tunnel_held_seconds') >= 1.5);
+    expect(value(text, 'probe_success')).toBe(1);
+    expect(value(text, 'probe_runs_total', { result: 'success' })).toBe(1);
+    expect(value(text, 'fleetprobe_tunnel_interruptions_total')).toBe(0);
+    expect(text).toMatch(/probe_phase_duration_seconds\{[^}]*probe="held"[^}]*phase="hold"/);
+
+    // A deploy: tunnels cut, and the device unreachable for a while.
+    await setFault(control, 'tunnel-device-offline', true);
+    await setFault(control, 'tunnel-drop', true);
+    text = await daemon.waitForMetrics((t) => value(t, 'probe_failures_total', { reason: 'device_offline' }) >= 1);
+    expect(value(text, 'probe_success')).toBe(0);
+    expect(value(text, 'fleetprobe_tunnel_interruptions_total')).toBe(1);
+    expect(value(text, 'fleetprobe_tunnel_held_seconds')).toBe(0);
+    // The cut itself: a reset of the held tunnel, in phase hold.
+    const cut = await daemon.waitForLog((l) => l.result?.phase === 'hold');
+    expect(cut.result).toMatchObject({ success: false, reason: 'connect', phase: 'hold' });
+    expect(cut.result.message).toMatch(/the tunnel was interrupted after being held \d+\.\ds/);
+
+    // Back: the tunnel reopens (with backoff), the interruption's length is recorded.
+    // Stop cutting first, so the tunnel that reopens is not cut again (that would be a second interruption).
+    await setFault(control, 'tunnel-drop', false);
+    await setFault(control, 'tunnel-device-offline', false);
+    text = await daemon.waitForMetrics((t) => value(t, 'probe_success') === 1 && value(t, 'fleetprobe_tunnel_last_interruption_seconds') > 0, 20_000);
+    const down = value(text, 'fleetprobe_tunnel_last_interruption_seconds');
+    expect(down).toBeGreaterThan(0);
+    expect(value(text, 'fleetprobe_tunnel_down_seconds_total')).toBeCloseTo(down, 6);
+    expect(value(text, 'fleetprobe_tunnel_interruptions_total')).toBe(1);
+    await daemon.waitForLog((l) => /tunnel back after an interruption of/.test(String(l.msg)));
+
+    // SIGTERM closes the held tunnel and exits cleanly.
+    expect(await daemon.stop()).toBe(0);
+    expect(daemon.raw).not.toMatch(/crashed|a bug in fleetprobe/);
+  });
+
+  it('tunnel-drop: a held tunnel cut again and again counts every interruption and keeps reconnecting', async () => {
+    const file = writeLabConfig(tempDir(), HELD);
+    daemon = new DaemonProcess(['--lab', '--lab-fault', 'tunnel-drop', '--config', file]);
+    const text = await daemon.waitForMetrics((t) => value(t, 'fleetprobe_tunnel_interruptions_total') >= 3, 25_000);
+    expect(value(text, 'probe_runs_total', { result: 'success' })).toBeGreaterThanOrEqual(3);
+    expect(value(text, 'probe_failures_total', { reason: 'connect' })).toBeGreaterThanOrEqual(3);
+    // Every interruption but the last has ended: its downtime is counted.
+    expect(value(text, 'fleetprobe_tunnel_down_seconds_total')).toBeGreaterThan(0);
+  });
+});
