@@ -36,14 +36,14 @@ const hostPort = z.string().min(1).transform((v, ctx) => {
   return { host: m[1] ?? m[2], port };
 });
 
-const hostKeys = z.union([
+export const hostKeys = z.union([
   z.string().regex(FINGERPRINT, 'a pinned host key is a SHA256: fingerprint (as printed by ssh-keygen -lf)').transform((f) => [f]),
   z.array(z.string().regex(FINGERPRINT, 'a pinned host key is a SHA256: fingerprint (as printed by ssh-keygen -lf)')).min(1),
   z.strictObject({ file: readableFile }),
 ]);
 
 /** A private key (OpenSSH or PEM) by reference; checked at load without its passphrase. */
-const privateKeyRef = secretRef.superRefine((s, ctx) => {
+export const privateKeyRef = secretRef.superRefine((s, ctx) => {
   const parsed = sshUtils.parseKey((s as Secret).reveal());
   // Only "it is encrypted" is fine here: the passphrase is a separate field, checked at run.
   if (parsed instanceof Error && !/encrypted|passphrase/i.test(parsed.message)) {
@@ -134,13 +134,13 @@ function parsedKey(key: Secret, passphrase: Secret | undefined): ParsedKey {
   return one;
 }
 
-function policyOf(keys: SshConfig['hostKeys'], insecure: boolean): HostKeyPolicy {
+export function policyOf(keys: SshConfig['hostKeys'], insecure: boolean): HostKeyPolicy {
   if (insecure) return { kind: 'any' };
   if (!keys) throw new ProbeError('internal', 'no host keys configured');
   return Array.isArray(keys) ? { kind: 'fingerprints', fingerprints: keys } : { kind: 'known_hosts', file: keys.file };
 }
 
-function credentialsOf(c: SshConfig): SshCredentials {
+export function credentialsOf(c: Pick<SshConfig, 'sshKey' | 'sshKeyPassphrase'>): SshCredentials {
   if (c.sshKey) return { privateKey: parsedKey(c.sshKey, c.sshKeyPassphrase) };
   const agentSocket = process.env.SSH_AUTH_SOCK;
   if (!agentSocket || !fs.existsSync(agentSocket)) throw new ProbeError('auth', `no private key configured and the ssh-agent socket ${agentSocket ? 'SSH_AUTH_SOCK points to does not exist' : '(SSH_AUTH_SOCK) is not set'}`);

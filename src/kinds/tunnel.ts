@@ -10,7 +10,9 @@ import { Secret } from '../core/redact.js';
 import { deviceAuthority, dialThroughProxy, parseHostPort, printable, type ConnectedTunnel } from '../net/connect-tunnel.js';
 import { withStepTimeout } from '../net/dial.js';
 import { asProtocolError } from '../net/http-client.js';
+import { runSshSession } from '../net/ssh-session.js';
 import { excerpt, readBody, statusMatcher, statusMatches } from './http.js';
+import { credentialsOf, hostKeys, policyOf, privateKeyRef } from './ssh.js';
 
 /**
  * `tunnel`: a port tunnel through the platform's CONNECT proxy (PROTOCOLS.md "Port tunnel"),
@@ -77,6 +79,28 @@ const schema = z.object({
   expect: z.strictObject({ banner: regex.optional() }).default({}),
   steps: z.array(step).default([]),
   http: httpCheck.optional(),
+  /** A whole SSH session through the tunnel (the ssh kind's code): handshake, host key, auth, command. */
+  ssh: z
+    .strictObject({
+      user: z.string().min(1).default('root'),
+      sshKey: privateKeyRef.optional(),
+      sshKeyPassphrase: secretRef.optional(),
+      hostKeys: hostKeys.optional(),
+      /** The name (host:port) the device's key is listed under in known_hosts (OpenSSH's HostKeyAlias); default the target. */
+      hostKeyAlias: hostPort.optional(),
+      insecureAcceptAnyHostKey: z.boolean().default(false),
+      command: z.string().min(1).default('cat /etc/os-release'),
+      expect: z
+        .strictObject({
+          exitStatus: z.number().int().min(0).max(255).default(0),
+          stdout: z.string().optional(),
+          stdoutRegex: regex.optional(),
+          stdoutNotRegex: regex.optional(),
+        })
+        .default({ exitStatus: 0 }),
+      maxOutputBytes: z.number().int().min(1).max(4 * 1024 * 1024).default(64 * 1024),
+    })
+    .optional(),
   /** Keep the tunnel open (daemon only), reopening it after this long; checks repeat every interval on it. */
   hold: duration.optional(),
 });
@@ -259,8 +283,44 @@ async function exchange(ctx: ProbeContext, s: Session, cfg: TunnelConfig): Promi
   }
 }
 
-/** Opens the tunnel and runs every check once (phase `target`). The caller closes the session. */
-async function openAndCheck(ctx: ProbeContext, cfg: TunnelConfig): Promise<Session> {
+/**
+ * An SSH session to the device over the tunnel, with the ssh kind's code (ssh-session.ts). Its own
+ * phases (handshake, auth, session, command) all count as this kind's `target`; its messages say
+ * which step failed. It takes the tunnel over and closes it.
+ */
+async function sshThroughTunnel(ctx: ProbeContext, tunnel: ConnectedTunnel, target: string, cfg: TunnelConfig, ssh: NonNullable<TunnelConfig['ssh']>): Promise<void> {
+  const named = ssh.hostKeyAlias ?? parseHostPort(target)!;
+  const flat: ProbeContext = { ...ctx, phase: async (_name, fn) => fn() };
+  await runSshSession(
+    flat,
+    tunnel.socket,
+    {
+      host: named.host,
+      port: named.port,
+      user: ssh.user,
+      credentials: credentialsOf(ssh),
+      hostKeys: policyOf(ssh.hostKeys, ssh.insecureAcceptAnyHostKey),
+      role: 'device',
+      keepaliveMs: 5000,
+      handshakeTimeoutMs: cfg.stepTimeout,
+      authTimeoutMs: cfg.stepTimeout,
+    },
+    {
+      command: ssh.command,
+      expect: ssh.expect,
+      sessionTimeoutMs: cfg.stepTimeout,
+      commandTimeoutMs: cfg.stepTimeout,
+      maxOutputBytes: ssh.maxOutputBytes,
+      target: `device ${target} through the tunnel`,
+    },
+  );
+}
+
+/**
+ * Opens the tunnel and runs every check once (phase `target`). The caller closes the session; an
+ * SSH check closes the tunnel itself and leaves no session (undefined).
+ */
+async function openAndCheck(ctx: ProbeContext, cfg: TunnelConfig): Promise<Session | undefined> {
   const target = targetOf(cfg);
   const tunnel = await dialThroughProxy(ctx, {
     proxy: { ...cfg.tunnel, tls: cfg.tunnelTls },
@@ -269,6 +329,10 @@ async function openAndCheck(ctx: ProbeContext, cfg: TunnelConfig): Promise<Sessi
     stepTimeoutMs: cfg.stepTimeout,
   });
   ctx.log.debug({ status: tunnel.status, statusText: tunnel.statusText, earlyBytes: tunnel.earlyBytes }, 'tunnel open');
+  if (cfg.ssh) {
+    await ctx.phase('target', () => sshThroughTunnel(ctx, tunnel, target, cfg, cfg.ssh!));
+    return undefined;
+  }
   const session = openSession(tunnel, target, cfg);
   try {
     await ctx.phase('target', async () => {
@@ -338,7 +402,7 @@ async function holdTunnel(h: HoldContext, cfg: TunnelConfig, intervalMs: number)
       h.signal.addEventListener('abort', onHold, { once: true });
       ctx.signal.addEventListener('abort', onAttempt, { once: true });
       try {
-        const s = await openAndCheck({ ...ctx, signal: life.signal }, cfg);
+        const s = (await openAndCheck({ ...ctx, signal: life.signal }, cfg))!;
         ctx.signal.throwIfAborted();
         void s.ended.then(() => h.signal.removeEventListener('abort', onHold));
         keepCtx = { ...ctx, signal: life.signal, deadline: Infinity, remainingMs: () => Infinity, phase: async (_name, fn) => fn() };
@@ -377,7 +441,7 @@ async function holdTunnel(h: HoldContext, cfg: TunnelConfig, intervalMs: number)
 
 export const tunnelKind = defineKind({
   kind: 'tunnel',
-  description: "a port tunnel through the platform's CONNECT proxy to a device port, checked end to end (banner, send/expect, HTTP), optionally held open",
+  description: "a port tunnel through the platform's CONNECT proxy to a device port, checked end to end (banner, send/expect, HTTP, an SSH session), optionally held open",
   phases: ['resolve', 'connect', 'tls', 'proxy_connect', 'target', 'hold'],
   platformFields: ['tunnel', 'tunnelTls', 'user', 'token'],
   metrics: [
@@ -391,6 +455,11 @@ export const tunnelKind = defineKind({
     const problems: { field: string; message: string }[] = [];
     if (!cfg.device && !cfg.target) problems.push({ field: 'device', message: 'is required (or give a literal `target` host:port)' });
     if (cfg.device && cfg.target) problems.push({ field: 'target', message: 'set either device (and port) or target, not both' });
+    if (cfg.ssh && (cfg.http || cfg.expect.banner || cfg.steps.length)) problems.push({ field: 'ssh', message: 'an SSH check takes the whole tunnel: it cannot be combined with http, expect.banner or steps' });
+    if (cfg.ssh && !cfg.ssh.hostKeys && !cfg.ssh.insecureAcceptAnyHostKey) {
+      problems.push({ field: 'ssh.hostKeys', message: 'is required: pinned SHA256: fingerprints or {file: known_hosts} (insecureAcceptAnyHostKey: true turns verification off)' });
+    }
+    if (cfg.ssh && !cfg.ssh.sshKey && !process.env.SSH_AUTH_SOCK) problems.push({ field: 'ssh.sshKey', message: 'is required when no ssh-agent is available (SSH_AUTH_SOCK is not set)' });
     if (cfg.http && (cfg.expect.banner || cfg.steps.length)) problems.push({ field: 'http', message: 'an HTTP check cannot be combined with expect.banner or steps (an HTTP server does not speak first)' });
     if (cfg.hold !== undefined && !cfg.http && !cfg.steps.length) {
       problems.push({ field: 'hold', message: 'a held tunnel needs keepalive traffic: add `http` or `steps` (repeated every interval)' });
@@ -399,7 +468,7 @@ export const tunnelKind = defineKind({
   },
   async run(ctx, cfg) {
     const session = await openAndCheck(ctx, cfg);
-    session.close();
+    session?.close();
     if (cfg.tunnelTls && cfg.tunnelTls.insecureSkipVerify) ctx.log.warn('TLS certificate verification of the tunnel proxy is disabled for this probe (tunnelTls.insecureSkipVerify)');
   },
   holds: (cfg) => cfg.hold !== undefined,

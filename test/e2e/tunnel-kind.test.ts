@@ -86,6 +86,18 @@ describe('tunnel kind against the lab tunnel proxy', () => {
     device: UUID,
     ...extra,
   });
+  const sshTo = (over: Fields = {}): Fields => ({
+    device: lab.vars.LAB_DEVICE3_UUID,
+    port: 22222,
+    ssh: {
+      sshKey: { file: lab.vars.LAB_SSH_KEY_FILE },
+      hostKeys: { file: lab.vars.LAB_SSH_KNOWN_HOSTS },
+      hostKeyAlias: `127.0.0.1:${lab.vars.LAB_SSH_DEVICE3_PORT}`,
+      command: 'cat /etc/os-release',
+      expect: { stdout: 'balenaOS' },
+      ...over,
+    },
+  });
   const http = { port: 80, http: { path: '/health', expect: { status: [200], body: `ok ${UUID}` } } };
   const banner = { port: 22222, expect: { banner: '^SSH-2\\.0-' } };
 
@@ -100,6 +112,9 @@ describe('tunnel kind against the lab tunnel proxy', () => {
     { name: 'HTTP through the tunnel to the device', fields: () => viaLab(http), want: [true, null, null] },
     { name: 'SSH banner through the tunnel', fields: () => viaLab(banner), want: [true, null, null] },
     { name: 'send/expect steps', fields: () => viaLab({ port: 7, steps: [{ send: 'ping\n', expect: '^pong' }, { send: 'ping\n', expect: 'pong' }] }), want: [true, null, null] },
+    { name: 'a whole SSH session through the tunnel (the ssh kind\'s code)', fields: () => viaLab(sshTo()), want: [true, null, null] },
+    { name: 'SSH: a device host key that is not the pinned one', fields: () => viaLab(sshTo({ hostKeys: ['SHA256:' + 'A'.repeat(43)], hostKeyAlias: undefined })), want: [false, 'hostkey', 'target'] },
+    { name: 'SSH: output not as expected', fields: () => viaLab(sshTo({ expect: { stdout: 'Windows' } })), want: [false, 'assertion', 'target', 'does not contain "Windows"'] },
     { name: 'a banner that does not match', fields: () => viaLab({ port: 22222, expect: { banner: '^HTTP/' } }), want: [false, 'assertion', 'target', 'SSH-2.0-OpenSSH_9.2p1', '/^HTTP\\//'] },
     { name: 'HTTP status not expected', fields: () => viaLab({ port: 80, http: { path: '/nope', expect: { status: [200] } } }), want: [false, 'assertion', 'target', 'status 404'] },
     { name: 'a device that never speaks', fields: () => viaLab({ port: 7, stepTimeout: '300ms', expect: { banner: '.' } }), want: [false, 'timeout', 'target', 'no answer within 300ms'] },
