@@ -4,9 +4,10 @@ import type { ProbeSpec } from '../../src/core/kind.js';
 import type { Reason } from '../../src/core/reasons.js';
 import { runProbe } from '../../src/core/run.js';
 import { KINDS } from '../../src/kinds/index.js';
-import { LAB_FAULTS, startLab, type Lab } from '../../src/lab/index.js';
+import { LAB_FAULTS } from '../../src/lab/index.js';
 import { Scheduler } from '../../src/scheduler.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { startLabProcess, type LabProcess } from '../helpers/lab-process.js';
 import { activeResources, heapAfterGc, settle } from '../helpers/resources.js';
 import { MATRIX, runCase, type KindEnv, type MatrixCase } from './matrix-cases.js';
 
@@ -29,7 +30,8 @@ const TIMEOUT_MS = 300;
 const HEAP_SLACK = 0.1;
 
 const log = pino({ level: 'silent' });
-let lab: Lab;
+// The lab runs in a child process: its servers, sessions and fault timers are not ours to count.
+let lab: LabProcess;
 const envs = new Map<string, KindEnv>();
 
 /** Deterministic, so a failure reproduces with the same mix (mulberry32). */
@@ -45,12 +47,18 @@ function prng(seed: number): () => number {
 }
 
 /** Switches lab faults on and off at random while runs go on, so lab-fault rows are in the mix too. */
-function toggleLabFaults(random: () => number, everyMs: number): () => void {
+function toggleLabFaults(random: () => number, everyMs: number): () => Promise<void> {
   const names = Object.keys(LAB_FAULTS);
-  const timer = setInterval(() => lab.faults.set(names[Math.floor(random() * names.length)], random() < 0.3), everyMs);
-  return () => {
+  let pending = Promise.resolve();
+  const timer = setInterval(() => {
+    const name = names[Math.floor(random() * names.length)];
+    const on = random() < 0.3;
+    pending = pending.then(() => lab.faults.set(name, on));
+  }, everyMs);
+  return async () => {
     clearInterval(timer);
-    for (const n of names) lab.faults.set(n, false);
+    await pending;
+    for (const n of names) await lab.faults.set(n, false);
   };
 }
 
@@ -64,7 +72,7 @@ async function pool(count: number, concurrency: number, work: (i: number) => Pro
 }
 
 beforeAll(async () => {
-  lab = await startLab();
+  lab = await startLabProcess();
   for (const k of MATRIX) envs.set(k.kind, await k.start(lab, log));
 }, 60_000);
 
@@ -92,7 +100,7 @@ describe('leaks', () => {
           if (result.reason === 'internal' || result.aborted) bad.push(`${c.fault}: ${JSON.stringify(result)}`);
         });
       } finally {
-        stopToggling();
+        await stopToggling();
       }
     };
 

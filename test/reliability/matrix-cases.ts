@@ -1,10 +1,12 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { ProbeSpec } from '../../src/core/kind.js';
 import type { Reason } from '../../src/core/reasons.js';
 import type { RunResult } from '../../src/core/result.js';
 import { runProbe } from '../../src/core/run.js';
 import { KINDS } from '../../src/kinds/index.js';
-import type { Lab, LabFault } from '../../src/lab/index.js';
+import type { LabFault } from '../../src/lab/index.js';
 import { PASS, startFaultProxy, type FaultMode, type FaultProxy } from '../helpers/fault-proxy.js';
 import { closedPort, httpPeer } from '../helpers/http-peers.js';
 
@@ -20,6 +22,14 @@ import { closedPort, httpPeer } from '../helpers/http-peers.js';
  */
 
 export type Expected = 'pass' | { reason: Reason; phase: string };
+
+/** What rows need of the lab: the in-process Lab, or the lab in a child process (test/helpers/lab-process.ts). */
+export interface MatrixLab {
+  vars: Record<string, string>;
+  caFile: string;
+  controlUrl: string;
+  faults: { set(name: string, on: boolean): unknown };
+}
 
 /** Timeout of matrix runs: long enough for a healthy run through a slow path, short for the stalls. */
 export const MATRIX_TIMEOUT_MS = 1500;
@@ -68,7 +78,7 @@ export interface MatrixCase {
 
 export interface MatrixKind {
   kind: string;
-  start(lab: Lab, log: Logger): Promise<KindEnv>;
+  start(lab: MatrixLab, log: Logger): Promise<KindEnv>;
   cases: MatrixCase[];
 }
 
@@ -83,7 +93,7 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 /** A plain-HTTP peer with a body large enough to fault mid-transfer (TLS records of the lab are one chunk). */
 const BIG_BODY_BYTES = 256 * 1024;
 
-async function startHttpEnv(lab: Lab, log: Logger): Promise<KindEnv> {
+async function startHttpEnv(lab: MatrixLab, log: Logger): Promise<KindEnv> {
   const body = Buffer.alloc(BIG_BODY_BYTES, 'x');
   const big = await httpPeer((req, res) => {
     req.resume();
@@ -155,10 +165,165 @@ const HTTP_CASES: MatrixCase[] = [
 ];
 
 // ---------------------------------------------------------------------------------------------
+// Rows every TCP-based kind shares: the path to its first target, broken in the same ways. The
+// kind says only where each lands (the phase its protocol is in when the fault hits).
+// ---------------------------------------------------------------------------------------------
+
+interface CommonPhases {
+  kind: string;
+  /** The phase of the first bytes exchanged (`tls`, `handshake`). */
+  first: string;
+  /** The reason when the target speaks another protocol (plain HTTP) on the port. */
+  wrongProtocol: Expected;
+  /** Target name of a plain-HTTP server the kind's env offers. */
+  plainHttp: string;
+}
+
+function commonRows({ kind, first, wrongProtocol, plainHttp }: CommonPhases): MatrixCase[] {
+  return [
+    { kind, fault: 'healthy path', how: 'pass-through proxy', expect: 'pass' },
+    { kind, fault: 'latency within the timeout', how: 'proxy: +20 ms per chunk', proxy: { type: 'latency', ms: 20 }, expect: 'pass' },
+    { kind, fault: 'narrow link', how: 'proxy: 64 KiB/s', proxy: { type: 'bandwidth', bytesPerSecond: 64 * 1024 }, expect: 'pass' },
+    { kind, fault: 'name does not resolve', how: 'host `no-such-host.invalid`', unresolvable: true, expect: fails('dns', 'resolve') },
+    { kind, fault: 'nothing listens', how: 'a closed port, no proxy', proxyTo: 'closed', direct: true, expect: fails('connect', 'connect') },
+    { kind, fault: 'target down behind a proxy', how: 'proxy to a closed port: accepted, then reset', proxyTo: 'closed', expect: fails('connect', first) },
+    { kind, fault: 'accepted, never answers', how: 'proxy: blackhole', proxy: { type: 'blackhole' }, expect: fails('timeout', first) },
+    { kind, fault: 'accepted, target reached late', how: 'proxy: 10 s before connecting on', proxy: { type: 'latency', ms: 10_000, at: 'connect' }, expect: fails('timeout', first) },
+    { kind, fault: 'latency beyond the timeout', how: 'proxy: +10 s per chunk', proxy: { type: 'latency', ms: 10_000 }, expect: fails('timeout', first) },
+    { kind, fault: 'reset on the first client bytes', how: 'proxy: reset after 0 B upstream', proxy: { type: 'reset', afterBytes: 0, direction: 'upstream' }, expect: fails('connect', first) },
+    { kind, fault: "reset inside the server's first answer", how: 'proxy: reset after 1 B downstream', proxy: { type: 'reset', afterBytes: 1, direction: 'downstream' }, expect: fails('connect', first) },
+    { kind, fault: 'server hangs in the handshake', how: 'proxy: half-open after 0 B downstream', proxy: { type: 'half-open', afterBytes: 0, direction: 'downstream' }, expect: fails('timeout', first) },
+    { kind, fault: 'another protocol on the port', how: 'proxy to a plain-HTTP server', proxyTo: plainHttp, expect: wrongProtocol },
+  ];
+}
+
+/** Targets every env can offer: a plain-HTTP server (the lab's control server answers anything). */
+const plainHttpTarget = (lab: MatrixLab) => ({ 'plain-http': Number(new URL(lab.controlUrl).port) });
+
+// ---------------------------------------------------------------------------------------------
+// ssh
+// ---------------------------------------------------------------------------------------------
+
+async function startSshEnv(lab: MatrixLab, log: Logger): Promise<KindEnv> {
+  const v = lab.vars;
+  const env: KindEnv = {
+    targets: { 'ssh-proxy': Number(v.LAB_SSH_PROXY_PORT), ...plainHttpTarget(lab) },
+    flow: {},
+    spec({ port, timeoutMs, unresolvable, name = 'matrix-ssh' }) {
+      // Pinned by fingerprint: known_hosts names the proxy by its own port, the probe dials the fault proxy's.
+      return makeSpec('ssh', name, {
+        mode: 'proxy',
+        sshProxy: `${unresolvable ? 'no-such-host.invalid' : '127.0.0.1'}:${port}`,
+        user: v.LAB_SSH_USER,
+        sshKey: { file: v.LAB_SSH_KEY_FILE },
+        hostKeys: v.LAB_SSH_PROXY_FINGERPRINT,
+        device: v.LAB_DEVICE_UUID,
+        command: 'cat /etc/os-release',
+        expect: { stdout: 'balenaOS' },
+      }, timeoutMs);
+    },
+    close: async () => {},
+  };
+  await measureFlow(env, log, ['ssh-proxy']);
+  return env;
+}
+
+const SSH_CASES: MatrixCase[] = [
+  ...commonRows({ kind: 'ssh', first: 'handshake', wrongProtocol: fails('protocol', 'handshake'), plainHttp: 'plain-http' }),
+  { kind: 'ssh', fault: 'banner, then silence', how: "proxy: half-open after the server's banner", proxy: (env) => ({ type: 'half-open', afterBytes: env.flow['ssh-proxy'].downstream[0], direction: 'downstream' }), expect: fails('timeout', 'handshake') },
+  { kind: 'ssh', fault: 'host key changed', how: 'lab fault `proxy-hostkey-changed`', labFaults: ['proxy-hostkey-changed'], expect: fails('hostkey', 'handshake') },
+  { kind: 'ssh', fault: 'our key refused', how: 'lab fault `proxy-reject-key`', labFaults: ['proxy-reject-key'], expect: fails('auth', 'auth') },
+  { kind: 'ssh', fault: 'proxy cannot authenticate to the device', how: 'lab fault `proxy-agent-empty`', labFaults: ['proxy-agent-empty'], expect: fails('device_auth', 'session') },
+  { kind: 'ssh', fault: 'device offline', how: 'lab fault `device-offline`', labFaults: ['device-offline'], expect: fails('device_offline', 'session') },
+  { kind: 'ssh', fault: 'device too slow to start a session', how: 'lab fault `device-slow`', labFaults: ['device-slow'], expect: fails('timeout', 'session') },
+  { kind: 'ssh', fault: 'session cut mid-output', how: 'lab fault `session-drop`', labFaults: ['session-drop'], expect: fails('connect', 'command') },
+];
+
+// ---------------------------------------------------------------------------------------------
+// tunnel
+// ---------------------------------------------------------------------------------------------
+
+async function startTunnelEnv(lab: MatrixLab, log: Logger): Promise<KindEnv> {
+  const v = lab.vars;
+  const env: KindEnv = {
+    targets: { 'tunnel-proxy': Number(v.LAB_TUNNEL_PORT), ...plainHttpTarget(lab) },
+    flow: {},
+    spec({ port, timeoutMs, unresolvable, name = 'matrix-tunnel' }) {
+      return makeSpec('tunnel', name, {
+        tunnel: `${unresolvable ? 'no-such-host.invalid' : '127.0.0.1'}:${port}`,
+        tunnelTls: { caFile: lab.caFile, serverName: v.LAB_TUNNEL_HOST },
+        user: 'probe-bot',
+        token: { file: v.LAB_TUNNEL_TOKEN_FILE },
+        device: v.LAB_DEVICE_UUID,
+        port: 80,
+        http: { path: '/health', expect: { status: [200], body: `ok ${v.LAB_DEVICE_UUID}` } },
+      }, timeoutMs);
+    },
+    close: async () => {},
+  };
+  await measureFlow(env, log, ['tunnel-proxy']);
+  return env;
+}
+
+const TUNNEL_CASES: MatrixCase[] = [
+  ...commonRows({ kind: 'tunnel', first: 'tls', wrongProtocol: fails('tls', 'tls'), plainHttp: 'plain-http' }),
+  { kind: 'tunnel', fault: 'CONNECT swallowed', how: "proxy: half-open after the server's TLS handshake", proxy: (env) => ({ type: 'half-open', afterBytes: env.flow['tunnel-proxy'].downstream[0], direction: 'downstream' }), expect: fails('timeout', 'proxy_connect') },
+  { kind: 'tunnel', fault: 'token refused', how: 'lab fault `tunnel-token-revoked` (407)', labFaults: ['tunnel-token-revoked'], expect: fails('auth', 'proxy_connect') },
+  { kind: 'tunnel', fault: 'device not on the VPN', how: 'lab fault `tunnel-device-offline` (503)', labFaults: ['tunnel-device-offline'], expect: fails('device_offline', 'proxy_connect') },
+  { kind: 'tunnel', fault: 'device port closed', how: 'lab fault `tunnel-port-closed` (500)', labFaults: ['tunnel-port-closed'], expect: fails('device_offline', 'proxy_connect') },
+  { kind: 'tunnel', fault: 'proxy slow to answer CONNECT', how: 'lab fault `tunnel-slow-connect`', labFaults: ['tunnel-slow-connect'], expect: fails('timeout', 'proxy_connect') },
+  { kind: 'tunnel', fault: 'generic proxy dialect', how: 'lab fault `tunnel-nonstandard` (HTTP/1.1, odd reasons)', labFaults: ['tunnel-nonstandard'], expect: 'pass' },
+  { kind: 'tunnel', fault: 'device answers too slowly', how: 'lab fault `slow-url` (device HTTP)', labFaults: ['slow-url'], expect: fails('timeout', 'target') },
+];
+
+// ---------------------------------------------------------------------------------------------
+// build
+// ---------------------------------------------------------------------------------------------
+
+const BUILD_CONTEXT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'probes', 'build-context');
+
+async function startBuildEnv(lab: MatrixLab, log: Logger): Promise<KindEnv> {
+  const v = lab.vars;
+  const env: KindEnv = {
+    targets: { builder: Number(new URL(v.LAB_BUILDER_URL).port), ...plainHttpTarget(lab) },
+    flow: {},
+    spec({ port, timeoutMs, unresolvable, name = 'matrix-build' }) {
+      return makeSpec('build', name, {
+        fleet: 'lab/probe-fleet',
+        // The lab's certificates name 127.0.0.1, so the builder may be dialled by address.
+        builder: `https://${unresolvable ? 'no-such-host.invalid' : '127.0.0.1'}:${port}`,
+        api: v.LAB_API_URL,
+        token: { file: v.LAB_BUILDER_TOKEN_FILE },
+        context: BUILD_CONTEXT,
+        tls: { caFile: lab.caFile },
+      }, timeoutMs);
+    },
+    close: async () => {},
+  };
+  await measureFlow(env, log, ['builder']);
+  return env;
+}
+
+const BUILD_CASES: MatrixCase[] = [
+  ...commonRows({ kind: 'build', first: 'tls', wrongProtocol: fails('tls', 'tls'), plainHttp: 'plain-http' }),
+  { kind: 'build', fault: 'upload swallowed', how: "proxy: half-open after the server's TLS handshake", proxy: (env) => ({ type: 'half-open', afterBytes: env.flow.builder.downstream[0], direction: 'downstream' }), expect: fails('timeout', 'upload') },
+  { kind: 'build', fault: 'token refused', how: 'lab fault `builder-unauthorized` (401)', labFaults: ['builder-unauthorized'], expect: fails('auth', 'upload') },
+  { kind: 'build', fault: 'build fails', how: 'lab fault `build-fails`', labFaults: ['build-fails'], expect: fails('build_failed', 'build') },
+  { kind: 'build', fault: 'builder goes silent', how: 'lab fault `build-stall`', labFaults: ['build-stall'], expect: fails('timeout', 'build') },
+  { kind: 'build', fault: 'stream cut mid-item', how: 'lab fault `build-cut`', labFaults: ['build-cut'], expect: fails('protocol', 'build') },
+  { kind: 'build', fault: 'upload too slow', how: 'lab fault `build-slow-upload`', labFaults: ['build-slow-upload'], expect: fails('timeout', 'upload') },
+];
+
+// ---------------------------------------------------------------------------------------------
 // The table. Add a kind here.
 // ---------------------------------------------------------------------------------------------
 
-export const MATRIX: MatrixKind[] = [{ kind: 'http', start: startHttpEnv, cases: HTTP_CASES }];
+export const MATRIX: MatrixKind[] = [
+  { kind: 'http', start: startHttpEnv, cases: HTTP_CASES },
+  { kind: 'ssh', start: startSshEnv, cases: SSH_CASES },
+  { kind: 'tunnel', start: startTunnelEnv, cases: TUNNEL_CASES },
+  { kind: 'build', start: startBuildEnv, cases: BUILD_CASES },
+];
 export const MATRIX_CASES: MatrixCase[] = MATRIX.flatMap((k) => k.cases);
 
 // ---------------------------------------------------------------------------------------------
@@ -179,8 +344,9 @@ export function makeSpec(kind: string, name: string, fields: Record<string, unkn
 }
 
 /** Runs one healthy probe per target through a pass-through proxy and records its chunk sizes. */
-async function measureFlow(env: KindEnv, log: Logger): Promise<void> {
-  for (const [target, port] of Object.entries(env.targets)) {
+async function measureFlow(env: KindEnv, log: Logger, only = Object.keys(env.targets)): Promise<void> {
+  for (const target of only) {
+    const port = env.targets[target];
     const proxy = await startFaultProxy({ port });
     try {
       const spec = env.spec({ target, port: proxy.port, timeoutMs: 5000, name: 'matrix-calibration' });
@@ -206,19 +372,19 @@ export interface CaseRun {
  * Runs a case once. Each case gets its own fault proxy, so cases without lab faults may run
  * concurrently; lab faults are lab-wide, so the caller runs those cases one at a time.
  */
-export async function runCase(c: MatrixCase, env: KindEnv, lab: Lab, opts: { log: Logger; timeoutMs?: number; name?: string }): Promise<CaseRun> {
+export async function runCase(c: MatrixCase, env: KindEnv, lab: MatrixLab, opts: { log: Logger; timeoutMs?: number; name?: string }): Promise<CaseRun> {
   const target = c.target ?? Object.keys(env.targets)[0];
   const forwardTo = c.proxyTo === 'closed' ? await closedPort() : env.targets[c.proxyTo ?? target];
   const mode = typeof c.proxy === 'function' ? c.proxy(env) : c.proxy ?? PASS;
   const proxy = c.direct ? undefined : await startFaultProxy({ port: forwardTo }, mode);
   const spec = env.spec({ target, port: proxy?.port ?? forwardTo, timeoutMs: opts.timeoutMs ?? MATRIX_TIMEOUT_MS, unresolvable: c.unresolvable, name: opts.name });
-  for (const f of c.labFaults ?? []) lab.faults.set(f, true);
+  for (const f of c.labFaults ?? []) await lab.faults.set(f, true);
   try {
     const t0 = performance.now();
     const result = await runProbe(spec, KINDS[c.kind], { log: opts.log });
     return { result, elapsedMs: performance.now() - t0, proxy };
   } finally {
-    for (const f of c.labFaults ?? []) lab.faults.set(f, false);
+    for (const f of c.labFaults ?? []) await lab.faults.set(f, false);
   }
 }
 
