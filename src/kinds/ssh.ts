@@ -51,6 +51,16 @@ export const privateKeyRef = secretRef.superRefine((s, ctx) => {
   }
 });
 
+/** What the command must have done: its exit status and output (also the tunnel kind's `ssh.expect`). */
+export const sshExpect = z
+  .strictObject({
+    exitStatus: z.number().int().min(0).max(255).default(0),
+    stdout: z.string().optional(),
+    stdoutRegex: regex.optional(),
+    stdoutNotRegex: regex.optional(),
+  })
+  .default({ exitStatus: 0 });
+
 const schema = z.object({
   mode: z.enum(['proxy', 'jump', 'direct']).default('proxy'),
   /** proxy mode: the platform's SSH proxy. */
@@ -73,14 +83,7 @@ const schema = z.object({
   /** Connect to this address instead of resolving the first hop's name. */
   resolve: z.union([z.ipv4(), z.ipv6()]).optional(),
   command: z.string().min(1).default('cat /etc/os-release'),
-  expect: z
-    .strictObject({
-      exitStatus: z.number().int().min(0).max(255).default(0),
-      stdout: z.string().optional(),
-      stdoutRegex: regex.optional(),
-      stdoutNotRegex: regex.optional(),
-    })
-    .default({ exitStatus: 0 }),
+  expect: sshExpect,
   timeouts: z
     .strictObject({
       connect: duration.default(5000),

@@ -12,7 +12,7 @@ import { withStepTimeout } from '../net/dial.js';
 import { asProtocolError } from '../net/http-client.js';
 import { runSshSession } from '../net/ssh-session.js';
 import { excerpt, readBody, statusMatcher, statusMatches } from './http.js';
-import { credentialsOf, hostKeys, policyOf, privateKeyRef } from './ssh.js';
+import { credentialsOf, hostKeys, policyOf, privateKeyRef, sshExpect } from './ssh.js';
 
 /**
  * `tunnel`: a port tunnel through the platform's CONNECT proxy (PROTOCOLS.md "Port tunnel"),
@@ -90,14 +90,7 @@ const schema = z.object({
       hostKeyAlias: hostPort.optional(),
       insecureAcceptAnyHostKey: z.boolean().default(false),
       command: z.string().min(1).default('cat /etc/os-release'),
-      expect: z
-        .strictObject({
-          exitStatus: z.number().int().min(0).max(255).default(0),
-          stdout: z.string().optional(),
-          stdoutRegex: regex.optional(),
-          stdoutNotRegex: regex.optional(),
-        })
-        .default({ exitStatus: 0 }),
+      expect: sshExpect,
       maxOutputBytes: z.number().int().min(1).max(4 * 1024 * 1024).default(64 * 1024),
     })
     .optional(),
