@@ -89,7 +89,11 @@ function translate(err: unknown, opts: SshConnectOptions, stage: 'handshake' | '
   }
   if (level === 'client-timeout') return new ProbeError('timeout', `${where}: ${msg}`, { cause: err });
   if (level === 'client-socket') return err; // a Node socket error: classified by its code
-  if (level === 'protocol' || level === 'handshake') {
+  // ssh2's identification parser throws bare Errors with no level ("Invalid header: expected
+  // newline" for a peer that is not SSH): during the handshake those are the peer's fault. Other
+  // classes (TypeError, RangeError) stay unexplained, as the bugs of ours they would be.
+  const bare = (err as Error | null)?.constructor === Error && !(err as { code?: unknown }).code;
+  if (level === 'protocol' || level === 'handshake' || (stage === 'handshake' && bare && level === undefined)) {
     return new ProbeError('protocol', `${stage === 'handshake' ? 'SSH handshake' : 'SSH authentication'} with ${where} failed: ${msg}`, { cause: err });
   }
   return err;
