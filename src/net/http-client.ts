@@ -8,6 +8,7 @@ import { ProbeError } from '../core/errors.js';
  * run's deadline and the kind's per-step limits bound every wait.
  */
 export function clientOverSocket(origin: string, socket: net.Socket): Client {
+  closeWithError(socket);
   // The callback must come asynchronously: undici is still inside its resume loop when it asks.
   return new Client(origin, {
     connect: (_opts, cb) => queueMicrotask(() => cb(null, socket)),
@@ -15,6 +16,31 @@ export function clientOverSocket(origin: string, socket: net.Socket): Client {
     headersTimeout: 0,
     bodyTimeout: 0,
   });
+}
+
+/** Why we closed a socket ourselves (a run's abort or teardown), as undici sees it. */
+class ClosedByProbe extends Error {
+  override name = 'AbortError';
+  readonly code = 'FP_CLOSED_BY_PROBE';
+  constructor() {
+    super('connection closed by fleetprobe');
+  }
+}
+
+/**
+ * undici ends a response that has no length (delimited by the connection's close) when its socket
+ * closes without an error, even if the request was aborted meanwhile, and then fails its own
+ * assert(!this.aborted) inside the socket's close handler: an uncaught exception that ends the
+ * process (a run timing out in the middle of such a body was enough; found by
+ * test/reliability/fuzz.test.ts). A socket we close before the peer ended it never ends a message,
+ * so our closes carry an error, which undici records instead of completing the message. A close
+ * after the peer's FIN (Node's own, once both sides ended) stays a plain one.
+ */
+function closeWithError(socket: net.Socket): void {
+  // undici listens for errors itself while it uses the socket; this one covers the time after.
+  socket.on('error', () => {});
+  const destroy = socket.destroy.bind(socket);
+  socket.destroy = (err?: Error) => destroy(err ?? (socket.readableEnded ? undefined : new ClosedByProbe()));
 }
 
 /**

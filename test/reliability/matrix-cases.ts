@@ -8,7 +8,7 @@ import { runProbe } from '../../src/core/run.js';
 import { KINDS } from '../../src/kinds/index.js';
 import type { LabFault } from '../../src/lab/index.js';
 import { PASS, startFaultProxy, type FaultMode, type FaultProxy } from '../helpers/fault-proxy.js';
-import { closedPort, httpPeer } from '../helpers/http-peers.js';
+import { closedPort, httpPeer, rawPeer } from '../helpers/http-peers.js';
 
 /**
  * The fault matrix: for every probe kind, how each way of breaking its path must end (the exact
@@ -100,21 +100,27 @@ async function startHttpEnv(lab: MatrixLab, log: Logger): Promise<KindEnv> {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
     res.end(body);
   });
+  // A body with no length (it ends when the connection does) that stalls: the run's abort must end
+  // it without undici taking our close for the end of the message (which once crashed the process).
+  const unbounded = await rawPeer((sock) => sock.once('data', () => sock.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\npartial ')));
   const env: KindEnv = {
-    targets: { front: Number(lab.vars.LAB_URL_FRONT_PORT), big: big.port },
+    targets: { front: Number(lab.vars.LAB_URL_FRONT_PORT), big: big.port, unbounded: unbounded.port },
     flow: {},
     spec({ target, port, timeoutMs, unresolvable, name = 'matrix-http' }) {
       const host = unresolvable ? 'no-such-device.invalid' : `${lab.vars.LAB_DEVICE_UUID}.${lab.vars.LAB_URL_DOMAIN}`;
       const pin = unresolvable ? {} : { resolve: '127.0.0.1' };
       const fields =
-        target === 'big'
+        target === 'big' || target === 'unbounded'
           ? { url: `http://${host}:${port}/big`, ...pin, maxBodyBytes: 2 * BIG_BODY_BYTES, expect: { status: [200] } }
           : { url: `https://${host}:${port}/health`, ...pin, tls: { caFile: lab.caFile }, expect: { status: [200], body: `ok ${lab.vars.LAB_DEVICE_UUID}` } };
       return makeSpec('http', name, fields, timeoutMs);
     },
-    close: () => big.close(),
+    close: async () => {
+      await big.close();
+      await unbounded.close();
+    },
   };
-  await measureFlow(env, log);
+  await measureFlow(env, log, ['front', 'big']);
   return env;
 }
 
@@ -161,6 +167,7 @@ const HTTP_CASES: MatrixCase[] = [
   { kind: 'http', fault: 'reset mid-body', how: 'proxy: reset after 64 KiB downstream', target: 'big', proxy: { type: 'reset', afterBytes: 64 * 1024, direction: 'downstream' }, expect: fails('protocol', 'transfer') },
   { kind: 'http', fault: 'body stalls', how: 'proxy: half-open after 64 KiB downstream', target: 'big', proxy: { type: 'half-open', afterBytes: 64 * 1024, direction: 'downstream' }, expect: fails('timeout', 'transfer') },
   { kind: 'http', fault: 'body too slow', how: 'proxy: 16 KiB/s, 256 KiB body', target: 'big', proxy: { type: 'bandwidth', bytesPerSecond: 16 * 1024 }, expect: fails('timeout', 'transfer') },
+  { kind: 'http', fault: 'body without a length stalls', how: 'a peer: no content-length, then silence', target: 'unbounded', direct: true, proxyTo: 'unbounded', expect: fails('timeout', 'transfer') },
   { kind: 'http', fault: 'device offline', how: 'lab fault `device-offline` (platform error page)', labFaults: ['device-offline'], expect: fails('device_offline', 'transfer') },
 ];
 
