@@ -3,6 +3,7 @@ import type net from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
 import { pino } from 'pino';
+import { utils } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
@@ -235,11 +236,75 @@ const FUZZ_MARKER = 'fuzz-marker-9f3b1c';
 const httpSpec = (scheme: 'http' | 'https') => (port: number, timeoutMs: number) =>
   makeSpec('http', 'fuzz-http', { url: `${scheme}://127.0.0.1:${port}/`, tls: { insecureSkipVerify: true }, expect: { status: ['100-599'], body: FUZZ_MARKER } }, timeoutMs);
 
+/** SSH banners: a plausible or broken identification line, then random bytes. */
+const banners = fc
+  .record({
+    ident: fc.oneof(fc.constantFrom('SSH-2.0-OpenSSH_9.2p1', 'SSH-1.99-x', 'SSH-1.5-old', 'SSH-2.0-', 'HTTP/1.1 400 Bad Request'), fc.string({ maxLength: 40 })),
+    eol: fc.constantFrom('\r\n', '\n', ''),
+    rest: fc.uint8Array({ maxLength: 1024 }),
+    close: closeMostly,
+  })
+  .map(({ ident, eol, rest, close }) => ({ bytes: new Uint8Array([...enc(ident + eol), ...rest]), close }));
+
+/** Builder answers: a 200 whose stream is not a build log (random bytes, JSON of other shapes, cut items). */
+const builderStreams = fc
+  .record({
+    body: fc.oneof(
+      fc.uint8Array({ maxLength: 1024 }),
+      fc.jsonValue({ maxDepth: 3 }).map((v) => enc(JSON.stringify(v))),
+      fc.jsonValue({ maxDepth: 2 }).map((v) => enc(`[{"message":"Step 1/3","isError":fals${JSON.stringify(v)}`)),
+      fc.string({ maxLength: 200 }).map((t) => enc(`[{"type":"metadata","resource":"buildLogId","value":1},{"message":${JSON.stringify(t)}`)),
+    ),
+    chunked: fc.boolean(),
+    close: closeMostly,
+  })
+  .map(({ body, chunked, close }) => ({
+    bytes: new Uint8Array([...enc(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n${chunked ? 'transfer-encoding: chunked\r\n\r\n' + body.length.toString(16) + '\r\n' : '\r\n'}`), ...body]),
+    close,
+  }));
+
+let sshKeyFile = '';
+/** An unencrypted key the fuzz peers never accept (written once, ssh2 keys retried as in src/lab). */
+function sshKey(): string {
+  if (sshKeyFile) return sshKeyFile;
+  let key: string;
+  do key = utils.generateKeyPairSync('ed25519').private;
+  while (utils.parseKey(key) instanceof Error);
+  sshKeyFile = path.join(tempDir('fleetprobe-fuzz-key-'), 'key');
+  fs.writeFileSync(sshKeyFile, key, { mode: 0o600 });
+  return sshKeyFile;
+}
+
 const PEER_FUZZ: PeerFuzz[] = [
   { kind: 'http', name: 'random bytes', transport: 'tcp', answers: randomBytes, spec: httpSpec('http') },
   { kind: 'http', name: 'HTTP-shaped garbage', transport: 'tcp', answers: httpish, spec: httpSpec('http') },
   { kind: 'http', name: 'random bytes inside TLS', transport: 'tls', answers: fc.oneof(randomBytes, httpish), spec: httpSpec('https') },
+  {
+    kind: 'ssh',
+    name: 'SSH banners and random bytes',
+    transport: 'tcp',
+    answers: fc.oneof(banners, randomBytes),
+    spec: (port, timeoutMs) =>
+      makeSpec('ssh', 'fuzz-ssh', { sshProxy: `127.0.0.1:${port}`, user: 'fuzz', sshKey: { file: sshKey() }, hostKeys: 'SHA256:' + 'A'.repeat(43), device: 'c0ffee01', command: 'uname' }, timeoutMs),
+  },
+  {
+    kind: 'tunnel',
+    name: 'CONNECT proxy answers',
+    transport: 'tcp',
+    answers: fc.oneof(httpish, randomBytes),
+    spec: (port, timeoutMs) =>
+      makeSpec('tunnel', 'fuzz-tunnel', { tunnel: `127.0.0.1:${port}`, tunnelTls: false, user: 'fuzz', token: { env: 'FP_FUZZ_TOKEN' }, device: 'c0ffee01', port: 80, http: { path: '/', expect: { body: FUZZ_MARKER } } }, timeoutMs),
+  },
+  {
+    kind: 'build',
+    name: 'builder streams and API answers',
+    transport: 'tcp',
+    answers: fc.oneof(builderStreams, httpish, randomBytes),
+    spec: (port, timeoutMs) =>
+      makeSpec('build', 'fuzz-build', { fleet: 'fuzz/fleet', builder: `http://127.0.0.1:${port}`, api: `http://127.0.0.1:${port}`, token: { env: 'FP_FUZZ_TOKEN' }, dockerfile: 'FROM scratch\n' }, timeoutMs),
+  },
 ];
+process.env.FP_FUZZ_TOKEN ??= 'fuzz-token-not-a-secret';
 
 describe('random bytes from peers: never a pass, never internal, never a crash', () => {
   const peers = new Map<string, Peer>();

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { utils } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, metricValue, runCli, tempDir } from '../helpers/cli.js';
+import { DaemonProcess, metricValue, ROOT, runCli, tempDir } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { closedPort, httpPeer, httpsPeer, rawPeer, selfSignedCert, type Peer } from '../helpers/http-peers.js';
 
@@ -13,20 +14,34 @@ import { closedPort, httpPeer, httpsPeer, rawPeer, selfSignedCert, type Peer } f
  * CLI's text and JSON output.
  *
  * A kind joins by adding rows to SECRET_PROBES (its secret fields: key passphrases, private keys,
- * tokens) pointing at its lab endpoints and peers.
+ * tokens) pointing at its lab endpoints and peers. The ssh rows carry a passphrase-protected private
+ * key: neither the passphrase nor any line of the key may appear.
  */
 
 const ENV_CANARY = 'fpcanary-env-7Hq2Zk9wQx';
 const FILE_CANARY = 'fpcanary-file-Lm4Rt8Vb2N';
 const URL_CANARY = 'fpcanary-url-Pz6Jd3Kc1S';
-const CANARIES = [ENV_CANARY, FILE_CANARY, URL_CANARY];
+const PASSPHRASE_CANARY = 'fpcanary-pass-Qw7Ey2Ui5O';
+const CANARIES = [ENV_CANARY, FILE_CANARY, URL_CANARY, PASSPHRASE_CANARY];
+// A private key protected by the passphrase canary: none of its lines may appear anywhere either.
+const KEY = encryptedKey(PASSPHRASE_CANARY);
+const KEY_LINES = KEY.split('\n').filter((l) => l.length >= 20 && !l.startsWith('-----'));
 
-/** Every form a canary may travel in: as is, in a Basic header, URL-encoded. */
+/** ssh2 makes an ed25519 key it cannot parse back about 1 time in 280 (see src/lab): retry those. */
+function encryptedKey(passphrase: string): string {
+  for (;;) {
+    const key = utils.generateKeyPairSync('ed25519', { passphrase, cipher: 'aes256-cbc', rounds: 16 }).private;
+    if (!(utils.parseKey(key, passphrase) instanceof Error)) return key;
+  }
+}
+
+/** Every form a canary may travel in: as is, base64 (alone, as a Bearer value, as Basic user:token), URL-encoded. */
 function forms(s: string): string[] {
-  return [s, Buffer.from(s).toString('base64'), Buffer.from(`Bearer ${s}`).toString('base64'), encodeURIComponent(`Bearer ${s}`)];
+  const b64 = (t: string) => Buffer.from(t).toString('base64');
+  return [s, b64(s), b64(`Bearer ${s}`), b64(`probe-bot:${s}`), encodeURIComponent(`Bearer ${s}`)];
 }
 function leaks(text: string): string[] {
-  return CANARIES.flatMap(forms).filter((f) => text.includes(f));
+  return [...CANARIES.flatMap(forms), ...KEY_LINES].filter((f) => text.includes(f));
 }
 
 interface SecretProbe {
@@ -42,14 +57,24 @@ let peers: Peer[] = [];
 let proxies: FaultProxy[] = [];
 let SECRET_PROBES: SecretProbe[] = [];
 let daemon: DaemonProcess | undefined;
-const env = { FP_CANARY_TOKEN: `Bearer ${ENV_CANARY}`, FP_URL_CANARY: URL_CANARY };
+const env = { FP_CANARY_TOKEN: `Bearer ${ENV_CANARY}`, FP_URL_CANARY: URL_CANARY, FP_KEY_PASSPHRASE: PASSPHRASE_CANARY };
 
 const http = (name: string, url: string, extra = '') =>
   `  - name: ${name}\n    kind: http\n    url: ${url}\n    headers:\n      authorization: { env: FP_CANARY_TOKEN }\n      x-api-key: { file: token.txt }\n${extra}`;
 
+const ssh = (name: string, proxy: string) =>
+  `  - name: ${name}\n    kind: ssh\n    sshProxy: ${proxy}\n    user: lab-user\n    sshKey: { file: key }\n    sshKeyPassphrase: { env: FP_KEY_PASSPHRASE }\n    hostKeys: "${FAKE_FINGERPRINT}"\n    device: c0ffee00000000000000000000000001\n    command: uname\n`;
+const tunnel = (name: string, proxy: string, tls: string) =>
+  `  - name: ${name}\n    kind: tunnel\n    tunnel: ${proxy}\n    tunnelTls: ${tls}\n    user: probe-bot\n    token: { file: token.txt }\n    device: c0ffee00000000000000000000000001\n    port: 80\n`;
+const build = (name: string, builder: string, extra = '') =>
+  `  - name: ${name}\n    kind: build\n    interval: 5s\n    timeout: 4s\n    fleet: lab/probe-fleet\n    builder: ${builder}\n    api: ${builder}\n    token: { file: token.txt }\n    context: ${JSON.stringify(path.join(ROOT, 'probes', 'build-context'))}\n${extra}`;
+// Not the lab proxy's key: the run fails on the host key at the latest, having used the private key setup.
+const FAKE_FINGERPRINT = 'SHA256:' + 'A'.repeat(43);
+
 beforeAll(async () => {
   dir = tempDir('fleetprobe-secrets-');
   fs.writeFileSync(path.join(dir, 'token.txt'), FILE_CANARY + '\n');
+  fs.writeFileSync(path.join(dir, 'key'), KEY, { mode: 0o600 });
   const echoHeaders = (h: Record<string, unknown>) => JSON.stringify(h);
   // 500 with every request header in the body: the failure message quotes the body.
   const echoBody = await httpPeer((req, res) => {
@@ -75,9 +100,17 @@ beforeAll(async () => {
   // Not HTTP at all: our request bytes, verbatim, as the answer.
   const rawEcho = await rawPeer((s) => s.once('data', (d) => s.end(Buffer.concat([Buffer.from('HTTP/1.1 2x0 '), d]))));
   const tlsSelfSigned = await httpsPeer(selfSignedCert(), (_req, res) => res.end('ok'));
+  // A CONNECT proxy that refuses with our request (and its Proxy-Authorization) quoted back.
+  const echoProxy = await rawPeer((s) => s.once('data', (d) => s.end(Buffer.concat([Buffer.from('HTTP/1.0 502 Bad Gateway\r\ncontent-type: text/plain\r\n\r\nyou sent: '), d]))));
+  // A builder that refuses with our Authorization header quoted back, in its body and a header.
+  const echoBuilder = await httpPeer((req, res) => {
+    req.resume();
+    res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': String(req.headers.authorization) });
+    res.end(JSON.stringify({ error: `bad token ${req.headers.authorization}`, headers: req.headers }));
+  });
   const blackhole = await startFaultProxy({ port: echoBody.port }, { type: 'blackhole' });
   const resetter = await startFaultProxy({ port: echoBody.port }, { type: 'reset', afterBytes: 10, direction: 'upstream' });
-  peers = [echoBody, echoHeader, redirect, rawEcho, tlsSelfSigned];
+  peers = [echoBody, echoHeader, redirect, rawEcho, tlsSelfSigned, echoProxy, echoBuilder];
   proxies = [blackhole, resetter];
 
   SECRET_PROBES = [
@@ -92,6 +125,15 @@ beforeAll(async () => {
     { name: 'http-tls', yaml: http('http-tls', tlsSelfSigned.url) },
     { name: 'http-timeout', yaml: http('http-timeout', `http://127.0.0.1:${blackhole.port}/`) },
     { name: 'http-reset', yaml: http('http-reset', `http://127.0.0.1:${resetter.port}/`) },
+    // ssh: a passphrase-protected key (both secrets) the lab proxy does not know, and a proxy that does not resolve.
+    { name: 'ssh-refused-key', lab: true, yaml: ssh('ssh-refused-key', '127.0.0.1:${LAB_SSH_PROXY_PORT}') },
+    { name: 'ssh-no-such-proxy', lab: true, yaml: ssh('ssh-no-such-proxy', 'no-such-host.invalid:22') },
+    // tunnel: a wrong token (the file canary) at the lab proxy, and a proxy quoting our request back.
+    { name: 'tunnel-wrong-token', lab: true, yaml: tunnel('tunnel-wrong-token', '127.0.0.1:${LAB_TUNNEL_PORT}', '{ caFile: "${LAB_CA_FILE}", serverName: "${LAB_TUNNEL_HOST}" }') },
+    { name: 'tunnel-echo-proxy', yaml: tunnel('tunnel-echo-proxy', `127.0.0.1:${echoProxy.port}`, 'false') },
+    // build: a wrong token at the lab builder, and a builder quoting our token back.
+    { name: 'build-wrong-token', lab: true, yaml: build('build-wrong-token', '${LAB_BUILDER_URL}', '    tls: { caFile: "${LAB_CA_FILE}" }\n') },
+    { name: 'build-echo-builder', yaml: build('build-echo-builder', echoBuilder.url) },
     {
       name: 'lab-offline',
       lab: true,
