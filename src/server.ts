@@ -25,7 +25,8 @@ export function createServer(deps: { metrics: Metrics; status: StatusStore; stat
     try {
       switch (url.pathname) {
         case '/metrics': {
-          const { contentType, body } = await deps.metrics.render();
+          const body = await deps.metrics.renderBytes();
+          const contentType = deps.metrics.registry.contentType;
           res.writeHead(200, { 'content-type': contentType }).end(body);
           return;
         }

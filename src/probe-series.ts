@@ -1,0 +1,372 @@
+import type { KindMetric, ProbeKind } from './core/kind.js';
+import { REASONS } from './core/reasons.js';
+
+/**
+ * The per-probe series of /metrics: about 50 per probe (every phase, reason and result exists from
+ * the start), so 11,500 probes make over half a million. prom-client keeps each series as an
+ * object with its own label map and hash key (about 100 KB per probe once scraped) and renders
+ * them in seconds; here each probe has one label string and one Float64Array of values in a
+ * fixed layout per kind, rendered by a plain loop. NaN marks a gauge not set yet (not exported,
+ * as prom-client does with a gauge never set).
+ */
+
+export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
+export const RESULTS = ['success', 'failure', 'aborted'] as const;
+type Result = (typeof RESULTS)[number];
+type Labels = Record<string, string>;
+type MetricType = 'gauge' | 'counter' | 'histogram';
+
+interface Family {
+  name: string;
+  help: string;
+  type: MetricType;
+}
+
+/** The families every probe has, in the order they are exported. */
+export const PROBE_FAMILIES = {
+  success: { name: 'probe_success', help: 'Whether the last run of the probe succeeded (1) or failed (0).', type: 'gauge' },
+  duration: { name: 'probe_duration_seconds', help: 'How long the last run of the probe took, in seconds.', type: 'gauge' },
+  phase: { name: 'probe_phase_duration_seconds', help: 'Time spent in each phase of the last run (0 for phases not reached).', type: 'gauge' },
+  runs: { name: 'probe_runs_total', help: 'Runs of the probe by result (success, failure, aborted by shutdown).', type: 'counter' },
+  failures: { name: 'probe_failures_total', help: 'Failed runs of the probe by failure reason.', type: 'counter' },
+  latency: { name: 'probe_latency_seconds', help: 'Duration of every completed run of the probe, in seconds.', type: 'histogram' },
+  lastRun: { name: 'probe_last_run_timestamp_seconds', help: 'When the last run of the probe started (seconds since the epoch).', type: 'gauge' },
+  lastSuccess: { name: 'probe_last_success_timestamp_seconds', help: 'When the last successful run of the probe started (seconds since the epoch).', type: 'gauge' },
+  skipped: { name: 'probe_skipped_runs_total', help: 'Runs not started because the previous run of the probe was still going.', type: 'counter' },
+  certExpiry: { name: 'probe_ssl_earliest_cert_expiry', help: 'Earliest notAfter of the certificate chain seen by the last TLS handshake (seconds since the epoch).', type: 'gauge' },
+  // Lets an alert say "has not run for 3 intervals" whatever each probe's schedule is.
+  interval: { name: 'probe_interval_seconds', help: "The probe's interval (for cron probes the longest gap between runs), in seconds.", type: 'gauge' },
+} as const satisfies Record<string, Family>;
+
+/** Where each value of a probe of one kind lives in its Float64Array. */
+interface Layout {
+  phases: readonly string[];
+  phase: number;
+  runs: number;
+  failures: number;
+  /** LATENCY_BUCKETS.length cumulative bucket counts, then sum, then count (the +Inf bucket). */
+  latency: number;
+  success: number;
+  duration: number;
+  lastRun: number;
+  lastSuccess: number;
+  skipped: number;
+  certExpiry: number;
+  interval: number;
+  /** The kind's own series by metric name: first slot and, with a label, one slot per value. */
+  extra: Map<string, { metric: KindMetric; slot: number }>;
+  size: number;
+}
+
+interface Entry {
+  labels: Labels;
+  /** `probe="x",kind="http",...`, escaped, without braces. */
+  text: string;
+  /** The same as UTF-8, made at the first render. */
+  bytes?: Uint8Array;
+  layout: Layout;
+  v: Float64Array;
+}
+
+const FIRST_VALUE: Partial<Record<keyof Layout, number>> = { success: NaN, duration: NaN, lastRun: NaN, lastSuccess: NaN, certExpiry: NaN };
+
+function escapeLabel(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+function escapeHelp(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+function num(v: number): string {
+  if (v === Infinity) return '+Inf';
+  if (v === -Infinity) return '-Inf';
+  return String(v);
+}
+const BUCKET_LABELS = [...LATENCY_BUCKETS.map((b) => String(b)), '+Inf'].map((b) => Buffer.from(`le="${b}"`, 'latin1'));
+const REASON_LABELS = REASONS.map((r) => Buffer.from(`reason="${r}"`, 'latin1'));
+const RESULT_LABELS = RESULTS.map((r) => Buffer.from(`result="${r}"`, 'latin1'));
+
+export class ProbeSeries {
+  private entries = new Map<string, Entry>();
+  private layouts = new Map<string, Layout>();
+  /** Every kind metric by name (one metric may serve several kinds), in first-seen order. */
+  private readonly extraFamilies = new Map<string, KindMetric>();
+  private staticLabels: string[] = [];
+
+  constructor(private readonly kinds: Record<string, ProbeKind>) {
+    for (const k of Object.values(kinds)) for (const m of k.metrics ?? []) if (!this.extraFamilies.has(m.name)) this.extraFamilies.set(m.name, m);
+  }
+
+  /** Every family with its type, for docs and rule checks (names, not values). */
+  families(): { name: string; help: string; type: MetricType }[] {
+    return [...Object.values(PROBE_FAMILIES), ...[...this.extraFamilies.values()].map((m) => ({ name: m.name, help: m.help, type: m.type }))];
+  }
+
+  private layoutOf(kindName: string): Layout {
+    let l = this.layouts.get(kindName);
+    if (l) return l;
+    const phases = this.kinds[kindName]?.phases ?? [];
+    let next = 0;
+    const take = (n: number) => ((next += n), next - n);
+    l = {
+      phases,
+      success: take(1),
+      duration: take(1),
+      phase: take(phases.length),
+      runs: take(RESULTS.length),
+      failures: take(REASONS.length),
+      latency: take(LATENCY_BUCKETS.length + 2),
+      lastRun: take(1),
+      lastSuccess: take(1),
+      skipped: take(1),
+      certExpiry: take(1),
+      interval: take(1),
+      extra: new Map(),
+      size: 0,
+    };
+    for (const m of this.kinds[kindName]?.metrics ?? []) l.extra.set(m.name, { metric: m, slot: take(m.label ? m.label.values.length : 1) });
+    l.size = next;
+    this.layouts.set(kindName, l);
+    return l;
+  }
+
+  private newValues(layout: Layout): Float64Array {
+    const v = new Float64Array(layout.size);
+    for (const [k, first] of Object.entries(FIRST_VALUE)) v[layout[k as keyof Layout] as number] = first!;
+    for (const { metric, slot } of layout.extra.values()) {
+      // Counters start at 0 for every value; gauges appear when first set.
+      if (metric.type === 'gauge') v.fill(NaN, slot, slot + (metric.label ? metric.label.values.length : 1));
+    }
+    return v;
+  }
+
+  /**
+   * Creates the series of the given probes (labels: probe, kind and the union of static labels,
+   * empty where a probe has none) and drops those of probes no longer configured. A probe whose
+   * labels are unchanged keeps its values; a change of the label set restarts every series.
+   */
+  configure(specs: readonly { name: string; kind: string; labels: Labels; intervalSeconds: number }[]): void {
+    const names = [...new Set(specs.flatMap((s) => Object.keys(s.labels)))].sort();
+    if (names.join() !== this.staticLabels.join()) {
+      this.staticLabels = names;
+      this.entries.clear();
+    }
+    const next = new Map<string, Entry>();
+    for (const spec of specs) {
+      const labels: Labels = { probe: spec.name, kind: spec.kind };
+      for (const n of this.staticLabels) labels[n] = spec.labels[n] ?? '';
+      const text = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',');
+      const old = this.entries.get(spec.name);
+      const entry: Entry = old && old.text === text ? old : { labels, text, layout: this.layoutOf(spec.kind), v: this.newValues(this.layoutOf(spec.kind)) };
+      // Set on every reload: an interval can change while the labels stay.
+      entry.v[entry.layout.interval] = spec.intervalSeconds;
+      next.set(spec.name, entry);
+    }
+    this.entries = next;
+  }
+
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  labelsOf(name: string): Labels | undefined {
+    return this.entries.get(name)?.labels;
+  }
+
+  recordRun(name: string, r: { success: boolean; aborted: boolean; reason: string | null; durationSeconds: number; phases: Record<string, number>; startedAt: number; certExpiry?: number }): void {
+    const e = this.entries.get(name);
+    if (!e) return; // removed by a reload while it ran
+    const { layout: l, v } = e;
+    const result: Result = r.aborted ? 'aborted' : r.success ? 'success' : 'failure';
+    v[l.runs + RESULTS.indexOf(result)]++;
+    if (r.aborted) return;
+    v[l.success] = r.success ? 1 : 0;
+    v[l.duration] = r.durationSeconds;
+    for (let i = 0; i < l.phases.length; i++) v[l.phase + i] = r.phases[l.phases[i]] ?? 0;
+    if (!r.success && r.reason) {
+      const at = (REASONS as readonly string[]).indexOf(r.reason);
+      if (at >= 0) v[l.failures + at]++;
+    }
+    for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (r.durationSeconds <= LATENCY_BUCKETS[i]) v[l.latency + i]++;
+    v[l.latency + LATENCY_BUCKETS.length] += r.durationSeconds;
+    v[l.latency + LATENCY_BUCKETS.length + 1]++;
+    v[l.lastRun] = r.startedAt / 1000;
+    if (r.success) v[l.lastSuccess] = r.startedAt / 1000;
+    if (typeof r.certExpiry === 'number') v[l.certExpiry] = r.certExpiry;
+  }
+
+  skipped(name: string): void {
+    const e = this.entries.get(name);
+    if (e) e.v[e.layout.skipped]++;
+  }
+
+  /** Feeds the kind's own series (KindMetric): a gauge is set, a counter increased. */
+  observe(name: string, observations: Record<string, number | string>): void {
+    const e = this.entries.get(name);
+    if (!e) return;
+    for (const { metric, slot } of e.layout.extra.values()) {
+      const keys = metric.label ? metric.label.values.map((x) => `${metric.observation}.${x}`) : [metric.observation];
+      for (let i = 0; i < keys.length; i++) {
+        const x = observations[keys[i]];
+        if (typeof x !== 'number') continue;
+        if (metric.type === 'gauge') e.v[slot + i] = x;
+        else e.v[slot + i] += x;
+      }
+    }
+  }
+
+  /**
+   * Exposition text of every family (HELP, TYPE, samples), families separated by a blank line,
+   * after `prefix` (the rest of /metrics), in one buffer.
+   */
+  render(prefix = ''): Buffer {
+    const w = new ByteWriter(this.lastSize);
+    if (prefix) w.text(prefix);
+    const entries = [...this.entries.values()];
+    for (const e of entries) e.bytes ??= Buffer.from(e.text, 'utf8');
+    const head = (f: Family) => w.text(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
+    // One family of one value per probe.
+    const single = (f: Family, slotOf: (l: Layout) => number) => {
+      head(f);
+      const name = latin1(f.name + '{');
+      for (const e of entries) {
+        const x = e.v[slotOf(e.layout)];
+        if (x === x) w.sample(name, e.bytes!, null, x); // x === x: not NaN (not set)
+      }
+    };
+    // One family with one more label of fixed values.
+    const labelled = (f: Family, slotOf: (l: Layout) => number, labelsOf: (l: Layout) => readonly Uint8Array[]) => {
+      head(f);
+      const name = latin1(f.name + '{');
+      for (const e of entries) {
+        const at = slotOf(e.layout);
+        const extra = labelsOf(e.layout);
+        for (let i = 0; i < extra.length; i++) {
+          const x = e.v[at + i];
+          if (x === x) w.sample(name, e.bytes!, extra[i], x);
+        }
+      }
+    };
+    const F = PROBE_FAMILIES;
+    single(F.success, (l) => l.success);
+    w.newline();
+    single(F.duration, (l) => l.duration);
+    w.newline();
+    const phaseLabels = new Map<Layout, Uint8Array[]>();
+    labelled(F.phase, (l) => l.phase, (l) => phaseLabels.get(l) ?? phaseLabels.set(l, l.phases.map((p) => labelBytes('phase', p))).get(l)!);
+    w.newline();
+    labelled(F.runs, (l) => l.runs, () => RESULT_LABELS);
+    w.newline();
+    labelled(F.failures, (l) => l.failures, () => REASON_LABELS);
+    w.newline();
+    {
+      const n = LATENCY_BUCKETS.length;
+      head(F.latency);
+      const bucket = latin1(`${F.latency.name}_bucket{`);
+      const sum = latin1(`${F.latency.name}_sum{`);
+      const count = latin1(`${F.latency.name}_count{`);
+      for (const e of entries) {
+        const at = e.layout.latency;
+        for (let i = 0; i <= n; i++) w.sample(bucket, e.bytes!, BUCKET_LABELS[i], e.v[at + (i < n ? i : n + 1)]);
+        w.sample(sum, e.bytes!, null, e.v[at + n]);
+        w.sample(count, e.bytes!, null, e.v[at + n + 1]);
+      }
+    }
+    for (const [f, slotOf] of [
+      [F.lastRun, (l: Layout) => l.lastRun],
+      [F.lastSuccess, (l: Layout) => l.lastSuccess],
+      [F.skipped, (l: Layout) => l.skipped],
+      [F.certExpiry, (l: Layout) => l.certExpiry],
+      [F.interval, (l: Layout) => l.interval],
+    ] as const) {
+      w.newline();
+      single(f, slotOf);
+    }
+    for (const m of this.extraFamilies.values()) {
+      w.newline();
+      head(m);
+      const name = latin1(m.name + '{');
+      const valueLabels = m.label ? m.label.values.map((x) => labelBytes(m.label!.name, x)) : null;
+      for (const e of entries) {
+        const found = e.layout.extra.get(m.name);
+        if (!found) continue;
+        for (let i = 0; i < (valueLabels?.length ?? 1); i++) {
+          const x = e.v[found.slot + i];
+          if (x === x) w.sample(name, e.bytes!, valueLabels ? valueLabels[i] : null, x);
+        }
+      }
+    }
+    const out = w.done();
+    this.lastSize = out.length;
+    return out;
+  }
+  private lastSize = 64 * 1024;
+}
+
+function latin1(text: string): Uint8Array {
+  return Buffer.from(text, 'latin1');
+}
+function labelBytes(name: string, value: string): Uint8Array {
+  return Buffer.from(`${name}="${escapeLabel(value)}"`, 'utf8');
+}
+
+/**
+ * Appends exposition lines to one growing buffer from pre-encoded pieces: half a million lines
+ * built as strings cost about four times as much (each line a new string, then a join and an encode).
+ */
+class ByteWriter {
+  private b: Buffer;
+  private o = 0;
+  constructor(size: number) {
+    this.b = Buffer.allocUnsafe(Math.max(1024, Math.ceil(size * 1.1)));
+  }
+  private room(n: number): void {
+    if (this.o + n <= this.b.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.b.length * 2, this.o + n));
+    this.b.copy(bigger, 0, 0, this.o);
+    this.b = bigger;
+  }
+  text(s: string): void {
+    const bytes = Buffer.from(s, 'utf8');
+    this.room(bytes.length);
+    this.o += bytes.copy(this.b, this.o);
+  }
+  newline(): void {
+    this.room(1);
+    this.b[this.o++] = 10;
+  }
+  /** `NAME{` + labels + (`,` + extra) + `} ` + value + newline. */
+  sample(nameOpen: Uint8Array, labels: Uint8Array, extra: Uint8Array | null, value: number): void {
+    this.room(nameOpen.length + labels.length + (extra ? extra.length + 1 : 0) + 40);
+    const b = this.b;
+    let o = this.o;
+    b.set(nameOpen, o);
+    o += nameOpen.length;
+    b.set(labels, o);
+    o += labels.length;
+    if (extra) {
+      b[o++] = 44; // ,
+      b.set(extra, o);
+      o += extra.length;
+    }
+    b[o++] = 125; // }
+    b[o++] = 32;
+    if (value >= 0 && value < 1e15 && Math.floor(value) === value) {
+      // Whole numbers (counters, bucket counts, 0/1 gauges) by hand, most significant digit first.
+      let div = 1;
+      while (div * 10 <= value) div *= 10;
+      for (; div >= 1; div /= 10) {
+        const d = Math.floor(value / div);
+        b[o++] = 48 + d;
+        value -= d * div;
+      }
+    } else {
+      const s = num(value);
+      for (let i = 0; i < s.length; i++) b[o++] = s.charCodeAt(i);
+    }
+    b[o++] = 10;
+    this.o = o;
+  }
+  done(): Buffer {
+    return this.b.subarray(0, this.o);
+  }
+}

@@ -1,0 +1,117 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import type { ProbeKind } from '../../src/core/kind.js';
+import { REASONS } from '../../src/core/reasons.js';
+import { LATENCY_BUCKETS, PROBE_FAMILIES, ProbeSeries, RESULTS } from '../../src/probe-series.js';
+
+// ProbeSeries renders by hand what prom-client used to: the same samples must come out, whatever
+// the label values hold (quotes, backslashes, newlines, non-ASCII) and whatever the values are.
+const kind: ProbeKind = {
+  kind: 'web',
+  description: 'fake',
+  phases: ['connect', 'tls'],
+  schema: z.object({}),
+  metrics: [
+    { name: 'probe_web_ratio', help: 'a gauge', type: 'gauge', observation: 'ratio' },
+    { name: 'probe_web_errors_total', help: 'a counter by code', type: 'counter', observation: 'errors', label: { name: 'code', values: ['a', 'b'] } },
+  ],
+  run: async () => {},
+};
+
+function samples(text: string): string[] {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$/.exec(line);
+    if (!m) throw new Error(`unparseable line: ${line}`);
+    const labels = [...m[2].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((l) => `${l[1]}=${l[2]}`).sort();
+    out.push(`${m[1]}{${labels.join(',')}} ${Number(m[3])}`);
+  }
+  return out.sort();
+}
+
+describe('ProbeSeries', () => {
+  it('renders the same samples as prom-client for the same runs, with awkward label values', async () => {
+    const names = ['plain', 'quote"d', 'back\\slash', 'new\nline', 'ünïcødé ✓'];
+    const series = new ProbeSeries({ web: kind });
+    series.configure(names.map((name, i) => ({ name, kind: 'web', labels: i % 2 ? { team: `t${i}"x` } : {}, intervalSeconds: 60 })));
+
+    const reg = new Registry();
+    const labelNames = ['probe', 'kind', 'team'];
+    const F = PROBE_FAMILIES;
+    const g = (f: { name: string; help: string }, extra: string[] = []) => new Gauge({ name: f.name, help: f.help, labelNames: [...labelNames, ...extra], registers: [reg] });
+    const c = (f: { name: string; help: string }, extra: string[] = []) => new Counter({ name: f.name, help: f.help, labelNames: [...labelNames, ...extra], registers: [reg] });
+    const p = {
+      success: g(F.success), duration: g(F.duration), phase: g(F.phase, ['phase']), runs: c(F.runs, ['result']), failures: c(F.failures, ['reason']),
+      latency: new Histogram({ name: F.latency.name, help: F.latency.help, labelNames, buckets: LATENCY_BUCKETS, registers: [reg] }),
+      lastRun: g(F.lastRun), lastSuccess: g(F.lastSuccess), skipped: c(F.skipped), certExpiry: g(F.certExpiry), interval: g(F.interval),
+      ratio: g({ name: 'probe_web_ratio', help: 'a gauge' }), errors: c({ name: 'probe_web_errors_total', help: 'a counter by code' }, ['code']),
+    };
+    names.forEach((name, i) => {
+      const l = { probe: name, kind: 'web', team: i % 2 ? `t${i}"x` : '' };
+      for (const phase of kind.phases) p.phase.set({ ...l, phase }, 0);
+      for (const result of RESULTS) p.runs.inc({ ...l, result }, 0);
+      for (const reason of REASONS) p.failures.inc({ ...l, reason }, 0);
+      p.skipped.inc(l, 0);
+      p.latency.zero(l);
+      p.interval.set(l, 60);
+      for (const code of ['a', 'b']) p.errors.inc({ ...l, code }, 0);
+      if (i === 0) return; // configured, never run
+      const runs = [
+        { success: true, reason: null, durationSeconds: 0.0123, phases: { connect: 0.001, tls: 0.01 }, startedAt: 1_700_000_000_123 + i },
+        { success: false, reason: 'tls', durationSeconds: 7.5, phases: { connect: 0.002 }, startedAt: 1_700_000_060_000 },
+      ];
+      for (const r of runs.slice(0, i % 2 ? 2 : 1)) {
+        series.recordRun(name, { ...r, aborted: false, certExpiry: 1.8e9 + 0.5 });
+        series.observe(name, { ratio: 0.25 * i, 'errors.b': 3 });
+        p.success.set(l, r.success ? 1 : 0);
+        p.duration.set(l, r.durationSeconds);
+        for (const phase of kind.phases) p.phase.set({ ...l, phase }, (r.phases as Record<string, number>)[phase] ?? 0);
+        p.runs.inc({ ...l, result: r.success ? 'success' : 'failure' });
+        if (r.reason) p.failures.inc({ ...l, reason: r.reason });
+        p.latency.observe(l, r.durationSeconds);
+        p.lastRun.set(l, r.startedAt / 1000);
+        if (r.success) p.lastSuccess.set(l, r.startedAt / 1000);
+        p.certExpiry.set(l, 1.8e9 + 0.5);
+        p.ratio.set(l, 0.25 * i);
+        p.errors.inc({ ...l, code: 'b' }, 3);
+      }
+      series.skipped(name);
+      p.skipped.inc(l);
+    });
+    series.recordRun('plain', { success: false, aborted: true, reason: null, durationSeconds: 1, phases: {}, startedAt: 0 });
+    p.runs.inc({ probe: 'plain', kind: 'web', team: '', result: 'aborted' });
+
+    const ours = series.render().toString('utf8');
+    expect(samples(ours)).toEqual(samples(await reg.metrics()));
+    // Every family has its HELP and TYPE once, in the same order as families() lists them.
+    const typed = [...ours.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]);
+    expect(typed).toEqual(series.families().map((f) => [f.name, f.type]));
+  });
+
+  it('keeps values across a reconfigure with the same labels, restarts them when the label set changes', () => {
+    const series = new ProbeSeries({ web: kind });
+    const run = { success: true, aborted: false, reason: null, durationSeconds: 1, phases: {}, startedAt: 1000 };
+    series.configure([{ name: 'a', kind: 'web', labels: {}, intervalSeconds: 60 }]);
+    series.recordRun('a', run);
+    series.configure([{ name: 'a', kind: 'web', labels: {}, intervalSeconds: 30 }]);
+    let text = series.render().toString();
+    expect(text).toContain('probe_runs_total{probe="a",kind="web",result="success"} 1\n');
+    expect(text).toContain('probe_interval_seconds{probe="a",kind="web"} 30\n');
+    series.configure([{ name: 'a', kind: 'web', labels: { region: 'eu' }, intervalSeconds: 30 }]);
+    text = series.render().toString();
+    expect(text).toContain('probe_runs_total{probe="a",kind="web",region="eu",result="success"} 0\n');
+    expect(text).not.toContain('probe_success{');
+  });
+
+  it('writes whole and fractional numbers exactly', () => {
+    const series = new ProbeSeries({ web: kind });
+    series.configure([{ name: 'a', kind: 'web', labels: {}, intervalSeconds: 86_400 * 365 }]);
+    for (const [key, value] of [['ratio', 0.1 + 0.2], ['ratio', 123456789012], ['ratio', 1e21], ['ratio', -3], ['ratio', 5e-7]] as const) {
+      series.observe('a', { [key]: value });
+      expect(series.render().toString()).toContain(`probe_web_ratio{probe="a",kind="web"} ${value}\n`);
+    }
+    expect(series.render().toString()).toContain('probe_interval_seconds{probe="a",kind="web"} 31536000\n');
+  });
+});
