@@ -35,7 +35,7 @@ describe('ProbeSeries', () => {
   it('renders the same samples as prom-client for the same runs, with awkward label values', async () => {
     const names = ['plain', 'quote"d', 'back\\slash', 'new\nline', 'ünïcødé ✓'];
     const series = new ProbeSeries({ web: kind });
-    series.configure(names.map((name, i) => ({ name, kind: 'web', labels: i % 2 ? { team: `t${i}"x` } : {}, intervalSeconds: 60 })));
+    series.configure(names.map((name, i) => ({ name, kind: 'web', labels: (i % 2 ? { team: `t${i}"x` } : {}) as Record<string, string>, intervalSeconds: 60 })));
 
     const reg = new Registry();
     const labelNames = ['probe', 'kind', 'team'];
