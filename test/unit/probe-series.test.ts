@@ -58,7 +58,7 @@ describe('ProbeSeries', () => {
       p.interval.set(l, 60);
       for (const code of ['a', 'b']) p.errors.inc({ ...l, code }, 0);
       if (i === 0) return; // configured, never run
-      const runs = [
+      const runs: { success: boolean; reason: string | null; durationSeconds: number; phases: Record<string, number>; startedAt: number }[] = [
         { success: true, reason: null, durationSeconds: 0.0123, phases: { connect: 0.001, tls: 0.01 }, startedAt: 1_700_000_000_123 + i },
         { success: false, reason: 'tls', durationSeconds: 7.5, phases: { connect: 0.002 }, startedAt: 1_700_000_060_000 },
       ];
@@ -67,7 +67,7 @@ describe('ProbeSeries', () => {
         series.observe(name, { ratio: 0.25 * i, 'errors.b': 3 });
         p.success.set(l, r.success ? 1 : 0);
         p.duration.set(l, r.durationSeconds);
-        for (const phase of kind.phases) p.phase.set({ ...l, phase }, (r.phases as Record<string, number>)[phase] ?? 0);
+        for (const phase of kind.phases) p.phase.set({ ...l, phase }, r.phases[phase] ?? 0);
         p.runs.inc({ ...l, result: r.success ? 'success' : 'failure' });
         if (r.reason) p.failures.inc({ ...l, reason: r.reason });
         p.latency.observe(l, r.durationSeconds);
