@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig } from './config/load.js';
+import type { Logger } from 'pino';
+import { loadConfig, nominalIntervalMs } from './config/load.js';
 import { parseDurationMs } from './core/duration.js';
 import { ConfigError, FleetprobeError, UnknownProbeError, UsageError } from './core/errors.js';
+import type { CompanionStatus, ProbeSpec } from './core/kind.js';
 import { resultToJson } from './core/result.js';
 import { runProbe } from './core/run.js';
 import { startDaemon } from './daemon.js';
@@ -153,7 +155,8 @@ async function cmdRun(args: Args): Promise<number> {
     process.once('SIGINT', onSigint);
     // The target's output live (a build's log), unless the output is for a machine.
     const live = args.values.json ? undefined : new LiveProgress(process.stdout);
-    const result = await runProbe(spec, KINDS[spec.kind], { shutdown: interrupt.signal, log, onProgress: live?.onProgress });
+    const companion = await runCompanions(spec, config.probes, interrupt.signal, log, Boolean(args.values.json));
+    const result = await runProbe(spec, KINDS[spec.kind], { shutdown: interrupt.signal, log, onProgress: live?.onProgress, companion });
     live?.stop();
     process.off('SIGINT', onSigint);
     if (args.values.json) process.stdout.write(JSON.stringify(resultToJson(result)) + '\n');
@@ -162,6 +165,22 @@ async function cmdRun(args: Args): Promise<number> {
   } finally {
     await lab?.close();
   }
+}
+
+/**
+ * The probes a probe reads (ProbeKind.companions) have no daemon behind them under `run`: run each
+ * once now, so `fleetprobe run <status probe>` works on its own and sees fresh results.
+ */
+async function runCompanions(spec: ProbeSpec, all: ProbeSpec[], shutdown: AbortSignal, log: Logger, quiet: boolean): Promise<(name: string) => CompanionStatus | undefined> {
+  const seen = new Map<string, CompanionStatus>();
+  for (const { probe } of KINDS[spec.kind].companions?.(spec.config as never) ?? []) {
+    const other = all.find((p) => p.name === probe);
+    if (!other || seen.has(probe)) continue;
+    const r = await runProbe(other, KINDS[other.kind], { shutdown, log });
+    seen.set(probe, { last: r.aborted ? undefined : r, lastSuccessAt: r.success ? r.startedAt : undefined, intervalMs: nominalIntervalMs(other) });
+    if (!quiet) process.stdout.write(`companion ${probe}: ${r.success ? 'passed' : `failed (${r.reason} in ${r.phase}: ${r.message})`}\n`);
+  }
+  return (name) => seen.get(name);
 }
 
 async function cmdCheck(args: Args): Promise<number> {

@@ -62,7 +62,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     log,
     hooks: {
       run: async (spec, shutdown) => {
-        const result = await runProbe(spec, KINDS[spec.kind], { shutdown, log });
+        const result = await runProbe(spec, KINDS[spec.kind], { shutdown, log, companion: (name) => status.companion(name) });
         recordResult(result, { metrics, status, log });
       },
       onSkip: (spec) => metrics.skipped(spec),

@@ -1,4 +1,5 @@
-import type { ProbeSpec } from './core/kind.js';
+import { nominalIntervalMs } from './config/load.js';
+import type { CompanionStatus, ProbeSpec } from './core/kind.js';
 import { resultToJson, type RunResult } from './core/result.js';
 import { formatDuration } from './core/duration.js';
 
@@ -37,6 +38,13 @@ export class StatusStore {
 
   get(name: string): ProbeStatus | undefined {
     return this.items.get(name);
+  }
+
+  /** What a probe reading `name` as its companion sees (RunOptions.companion); undefined if not configured here. */
+  companion(name: string): CompanionStatus | undefined {
+    const item = this.items.get(name);
+    if (!item) return undefined;
+    return { last: item.last, lastSuccessAt: item.lastSuccessAt, intervalMs: nominalIntervalMs(item.spec) };
   }
 
   toJson() {

@@ -163,6 +163,26 @@ export function nominalIntervalMs(spec: { intervalMs?: number; cron?: string }):
   return (spec.cron && cronGaps(spec.cron)?.max) || 0;
 }
 
+/**
+ * A probe that reads another's latest result needs that probe to exist in the loaded (enabled)
+ * configuration, to be another probe, to have results of its own (a held probe records one only
+ * when its connection opens or breaks, so its last result says little about now), and not to read
+ * companions itself (no chains, so `fleetprobe run` never recurses).
+ */
+function checkCompanions(probes: ProbeSpec[], withCompanions: { spec: ProbeSpec; refs: { field: string; probe: string }[]; issue: (field: string, message: string) => void }[]): void {
+  const byName = new Map(probes.map((p) => [p.name, p]));
+  for (const { spec, refs, issue } of withCompanions) {
+    for (const { field, probe } of refs) {
+      const other = byName.get(probe);
+      const otherKind = other && getKind(other.kind);
+      if (probe === spec.name) issue(field, 'names this probe itself; name another probe (e.g. a tunnel probe of the same device)');
+      else if (!other || !otherKind) issue(field, `no enabled probe is named "${probe}"`);
+      else if (otherKind.holds?.(other.config as never)) issue(field, `"${probe}" is a held probe (hold): its last result is not refreshed while it stays up; name a scheduled probe`);
+      else if (otherKind.companions?.(other.config as never).length) issue(field, `"${probe}" reads a companion probe itself; a companion must check the device directly`);
+    }
+  }
+}
+
 export function loadConfig(opts: LoadOptions): LoadedConfig {
   const issues: ConfigIssue[] = [];
   const inOrder: string[] = [];
@@ -171,6 +191,8 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
   const probes: ProbeSpec[] = [];
   const skippedLabFiles: string[] = [];
   const seen = new Map<string, string>();
+  // Probes that read other probes' results (ProbeKind.companions), checked once every probe is known.
+  const withCompanions: { spec: ProbeSpec; refs: { field: string; probe: string }[]; issue: (field: string, message: string) => void }[] = [];
 
   for (const file of files) {
     let text: string;
@@ -304,7 +326,7 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
         .update(JSON.stringify({ file, raw: input, intervalMs, cron, timeoutMs, labelsMerged }))
         .digest('hex')
         .slice(0, 16);
-      probes.push({
+      const spec: ProbeSpec = {
         name,
         kind: kind.kind,
         description,
@@ -315,9 +337,13 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
         source: { file, line },
         config,
         digest,
-      });
+      };
+      probes.push(spec);
+      const refs = kind.companions?.(config as never) ?? [];
+      if (refs.length) withCompanions.push({ spec, refs, issue });
     });
   }
+  checkCompanions(probes, withCompanions);
   if (issues.length) {
     // A bad platform field is met once per probe that uses it: report it once.
     const unique = new Map(issues.map((i) => [`${i.file}:${i.line}:${i.path}:${i.message}`, i]));

@@ -29,6 +29,22 @@ export interface ProbeContext {
    * the result, so `fleetprobe run` and a draining daemon do not exit with it half done.
    */
   teardown(task: Promise<unknown>): void;
+  /**
+   * The latest result of another probe this one reads (see ProbeKind.companions): from the daemon's
+   * status store, or, under `fleetprobe run`, from running that probe once just before. Undefined
+   * when it has no result yet (or the runner offers no companions).
+   */
+  companion?(name: string): CompanionStatus | undefined;
+}
+
+/** What a probe learns about a companion probe: its last result and how often it runs. */
+export interface CompanionStatus {
+  /** The companion's last completed (not aborted) run, if any. */
+  last?: { success: boolean; startedAt: number; reason: string | null; phase: string | null; message: string | null };
+  /** Start of its last passing run (ms since the epoch). */
+  lastSuccessAt?: number;
+  /** Its nominal interval (for cron, the longest gap), to judge whether `last` is stale. */
+  intervalMs: number;
 }
 
 /** What `fleetprobe run` sees while a run goes on: phases as they start, the target's output lines. */
@@ -92,6 +108,11 @@ export interface ProbeKind<S extends z.ZodObject = z.ZodObject> {
    * shape, so object-level refinements would be lost). Each problem names the field it is about.
    */
   check?(cfg: z.output<S>): { field: string; message: string }[];
+  /**
+   * Other probes whose latest results this probe reads through ctx.companion(). The loader checks
+   * that each exists, is not the probe itself, is scheduled (not held) and reads no companions itself.
+   */
+  companions?(cfg: z.output<S>): { field: string; probe: string }[];
   /** Resolves = pass, throws = fail. Must close everything it opened on every path. */
   run(ctx: ProbeContext, cfg: z.output<S>, spec: ProbeSpec<z.output<S>>): Promise<void>;
   /**

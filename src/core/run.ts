@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { classifyError, describeError } from './classify.js';
-import type { ProbeContext, ProbeKind, ProbeSpec, ProgressEvent } from './kind.js';
+import type { CompanionStatus, ProbeContext, ProbeKind, ProbeSpec, ProgressEvent } from './kind.js';
 import { redact } from './redact.js';
 import type { RunResult } from './result.js';
 
@@ -33,6 +33,8 @@ export interface RunOptions {
   log: Logger;
   /** Live output of the run (`fleetprobe run`); without it progress lines are logged at debug. */
   onProgress?: (event: ProgressEvent) => void;
+  /** The latest result of another probe, for kinds that read one (ProbeKind.companions). */
+  companion?: (name: string) => CompanionStatus | undefined;
 }
 
 /**
@@ -131,6 +133,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
         else if (!progressOpts?.transient) runLog().debug({ progress: line }, 'probe output');
       }
     },
+    companion: (name) => opts.companion?.(name),
     teardown(task) {
       // Its failure is the task's own business (it logs); it must never become the run's.
       teardowns.push(task.catch((err) => runLog().warn({ err }, 'a teardown step of the run failed')));

@@ -1,5 +1,6 @@
 import type { ProbeKind } from '../core/kind.js';
 import { buildKind } from './build.js';
+import { deviceStatusKind } from './device-status.js';
 import { httpKind } from './http.js';
 import { sshKind } from './ssh.js';
 import { tunnelKind } from './tunnel.js';
@@ -10,6 +11,7 @@ export const KINDS: Record<string, ProbeKind> = {
   [buildKind.kind]: buildKind as unknown as ProbeKind,
   [sshKind.kind]: sshKind as unknown as ProbeKind,
   [tunnelKind.kind]: tunnelKind as unknown as ProbeKind,
+  [deviceStatusKind.kind]: deviceStatusKind as unknown as ProbeKind,
 };
 export const KIND_NAMES = Object.keys(KINDS);
 

@@ -21,7 +21,7 @@ import { credentialsOf, hostKeys, policyOf, privateKeyRef, sshExpect } from './s
  * keeps the tunnel open and counts its interruptions instead of opening one per run.
  */
 
-const hostPort = z.string().transform((v, ctx) => {
+export const hostPort = z.string().transform((v, ctx) => {
   const hp = parseHostPort(v);
   if (!hp) {
     ctx.addIssue({ code: 'custom', message: `"${v}" is not host:port (e.g. tunnel.balena-cloud.com:443)` });
@@ -50,22 +50,25 @@ const httpCheck = z.strictObject({
     .default({ status: ['2xx'] }),
 });
 
+/** The tunnel proxy, host:port (shared with the device-status kind's own tunnel check). */
+export const tunnelField = hostPort.default({ host: 'tunnel.balena-cloud.com', port: 443 });
+/** TLS to the proxy (SNI = serverName or the tunnel host); `true` for the defaults, `false` for plain TCP. */
+export const tunnelTlsField = z
+  .union([
+    // A boolean, not a literal: the loader then reports a problem inside the object by its own path.
+    z.boolean(),
+    z.strictObject({
+      caFile: readableFile.optional(),
+      serverName: z.string().optional(),
+      insecureSkipVerify: z.boolean().default(false),
+    }),
+  ])
+  .default(true)
+  .transform((v) => (v === true ? { insecureSkipVerify: false } : v));
+
 const schema = z.object({
-  /** The tunnel proxy, host:port. */
-  tunnel: hostPort.default({ host: 'tunnel.balena-cloud.com', port: 443 }),
-  /** TLS to the proxy (SNI = serverName or the tunnel host); `true` for the defaults, `false` for plain TCP. */
-  tunnelTls: z
-    .union([
-      // A boolean, not a literal: the loader then reports a problem inside the object by its own path.
-      z.boolean(),
-      z.strictObject({
-        caFile: readableFile.optional(),
-        serverName: z.string().optional(),
-        insecureSkipVerify: z.boolean().default(false),
-      }),
-    ])
-    .default(true)
-    .transform((v) => (v === true ? { insecureSkipVerify: false } : v)),
+  tunnel: tunnelField,
+  tunnelTls: tunnelTlsField,
   /** The platform ignores the user and checks the token; `root` is what non-user API keys use. */
   user: z.string().min(1).default('root'),
   token: secretRef,

@@ -3,6 +3,9 @@ import https from 'node:https';
 import type { Logger } from 'pino';
 import { json, type LabReleases, type ReleaseStatus } from './builder.js';
 import type { IssuedCert } from './ca.js';
+import { serveDevices } from './api-devices.js';
+import type { LabDeviceStates } from './device-state.js';
+import type { FaultSwitchboard } from './faults.js';
 import { listenLoopback, LAB_HOST, type LabServer } from './listen.js';
 
 /**
@@ -18,11 +21,14 @@ export interface ApiOptions {
   cert: IssuedCert;
   releases: LabReleases;
   token: string;
+  /** The device resources (`GET /v7/device(...)`, the fleet listing), backed by the lab's device state. */
+  devices?: { states: LabDeviceStates; faults: FaultSwitchboard };
   log?: Logger;
 }
 
 export async function startApi(opts: ApiOptions): Promise<LabServer> {
   const { releases, token, log } = opts;
+  const devices = opts.devices ? serveDevices(opts.devices.states, opts.devices.faults) : undefined;
   const server = https.createServer({ cert: opts.cert.certPem, key: opts.cert.keyPem }, (req, res) => {
     const path = decodeURIComponent((req.url ?? '/').split('?')[0]);
     log?.debug({ method: req.method, path }, 'lab API request');
@@ -30,6 +36,7 @@ export async function startApi(opts: ApiOptions): Promise<LabServer> {
       req.resume();
       return json(res, 401, { message: 'Unauthorized' });
     }
+    if (devices?.handle(req, res, path)) return;
     const m = /^\/v\d+\/release\((\d+)\)$/.exec(path);
     if (!m) {
       req.resume();
@@ -59,7 +66,15 @@ export async function startApi(opts: ApiOptions): Promise<LabServer> {
       .catch((err) => json(res, 400, { message: `invalid JSON body: ${(err as Error).message}` }));
   });
   const h = await listenLoopback(server);
-  return { name: 'API', url: `https://${LAB_HOST}:${h.port}`, port: h.port, close: h.close };
+  return {
+    name: 'API',
+    url: `https://${LAB_HOST}:${h.port}`,
+    port: h.port,
+    close: async () => {
+      devices?.close();
+      await h.close();
+    },
+  };
 }
 
 function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {

@@ -12,6 +12,8 @@ export interface ControlOptions {
   faults: FaultSwitchboard;
   /** Read at request time: the control server's own URL is only known once it listens. */
   endpoints(): Record<string, string>;
+  /** `PUT /devices/<uuid>/offline` disconnects a device, `DELETE` reconnects it. */
+  devices?: { setOnline(uuid: string, online: boolean): boolean };
   log?: Logger;
 }
 
@@ -31,6 +33,12 @@ export async function startControl(opts: ControlOptions): Promise<LabServer> {
       if (!isLabFault(name)) return json(res, 404, { error: `unknown lab fault "${name}"; known faults: ${faults.list().map((f) => f.name).join(', ')}` });
       faults.set(name, method === 'PUT');
       return json(res, 200, faults.list());
+    }
+    const d = /^\/devices\/([0-9a-fA-F]+)\/offline$/.exec(path);
+    if (d && opts.devices && (method === 'PUT' || method === 'DELETE')) {
+      if (!opts.devices.setOnline(d[1], method === 'DELETE')) return json(res, 404, { error: `no lab device ${d[1]}` });
+      log?.info({ device: d[1], online: method === 'DELETE' }, `lab device ${d[1]} ${method === 'DELETE' ? 'back online' : 'offline'}`);
+      return json(res, 200, { uuid: d[1].toLowerCase(), online: method === 'DELETE' });
     }
     json(res, 404, { error: `no such control endpoint: ${method} ${path}` });
   });

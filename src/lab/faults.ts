@@ -24,6 +24,9 @@ export const LAB_FAULTS = {
   'build-cut': 'the builder closes the connection mid-stream, in the middle of a log item',
   'build-slow-upload': 'the builder reads the uploaded build context at 32 bytes per second',
   'builder-unauthorized': 'the builder answers every build with 401 Unauthorized',
+  'status-stale': 'the API misses disconnects: a device that goes offline stays `is_online: true` until the fault is off (the 2025-09-10 incident)',
+  'api-errors': 'the API answers device requests in turn with a 503, malformed JSON, and a 30 s wait (the cycle restarts when the fault is switched on)',
+  'device-3-offline': 'device 3 drops off the VPN: the tunnel proxy answers 503 for it and the API marks it offline (unless `status-stale`)',
 } as const;
 export type LabFault = keyof typeof LAB_FAULTS;
 

@@ -10,6 +10,7 @@ import { LabReleases, startBuilder } from './builder.js';
 import { createLabCa } from './ca.js';
 import { startControl } from './control.js';
 import { startDeviceHttp, type DeviceHttpServer, type LabDevice } from './device-http.js';
+import { LAB_FLEET_SIZE, LAB_FLEET_SLUG, LabDeviceStates, labDeviceUuid } from './device-state.js';
 import { FaultSwitchboard } from './faults.js';
 import { startSshLab } from './ssh-lab.js';
 import { LAB_HOST, type LabServer } from './listen.js';
@@ -26,6 +27,7 @@ export { FaultSwitchboard, LAB_FAULTS, type LabFault } from './faults.js';
 export { LAB_URL_DOMAIN, DEVICE_UNREACHABLE_PHRASE } from './url-front.js';
 export { LAB_TUNNEL_HOST, TunnelRoutes } from './tunnel-proxy.js';
 export { LabReleases, type LabRelease } from './builder.js';
+export { LAB_FLEET_SIZE, LAB_FLEET_SLUG, LAB_FLEET_OFFLINE_AT_START, LabDeviceStates, labDeviceUuid } from './device-state.js';
 
 /** Stable uuids, so probe configs and dashboards can name lab devices literally. */
 export const LAB_DEVICES: readonly LabDevice[] = [
@@ -50,6 +52,10 @@ export interface Lab {
   tunnelRoutes: TunnelRoutes;
   /** Releases the lab builder created, with their status (a cancelled one records when). */
   releases: LabReleases;
+  /** Which devices are connected (the tunnel proxy's view) and what the API says about them. */
+  deviceStates: LabDeviceStates;
+  /** The tunnel proxy's connection counts, for tests of bounded concurrency. */
+  tunnelProxy: { openTunnels(): number; peakConnections(): number; resetPeak(): void };
   /** Closes every server and every open connection; idempotent. */
   close(): Promise<void>;
 }
@@ -88,6 +94,10 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       servers.push(s);
     }
     const byUuid = new Map(deviceServers.map((s) => [s.device.uuid, s]));
+    // The fleet for sample mode: the named devices and more behind one shared HTTP endpoint.
+    const deviceStates = new LabDeviceStates(faults, new Map(LAB_DEVICES.map((d, i) => [i + 1, d.name])));
+    const fleetDevice = await startDeviceHttp({ uuid: 'lab-fleet', name: 'lab-fleet-device' }, faults, log);
+    servers.push(fleetDevice);
 
     const front = await startUrlFront({ ca, faults, lookup: (uuid) => byUuid.get(uuid), domain: LAB_URL_DOMAIN, log });
     servers.push(front);
@@ -97,30 +107,32 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     // One routing table for the tunnel proxy: each lab part registers the device ports it serves.
     const tunnelRoutes = new TunnelRoutes();
     for (const s of deviceServers) tunnelRoutes.add(s.device.uuid, 80, { port: s.port });
-    const tunnelToken = randomBytes(24).toString('base64url');
-    rememberSecret(tunnelToken);
-    const tunnelTokenFile = path.join(dir, 'tunnel-token');
-    writePrivate(tunnelTokenFile, tunnelToken + '\n');
-    const tunnel = await startTunnelProxy({ ca, faults, routes: tunnelRoutes, tokens: [tunnelToken], log });
-    servers.push(tunnel);
-    // Each device's own SSH is also reachable through the tunnel proxy, as `<uuid>.balena:22222`.
-    for (const d of ssh.devices) tunnelRoutes.add(d.uuid, 22222, { port: d.port });
-
+    for (let n = LAB_DEVICES.length + 1; n <= LAB_FLEET_SIZE; n++) tunnelRoutes.add(labDeviceUuid(n), 80, { port: fleetDevice.port });
     // The builder and the API share one token, as the platform's do (an API key works on both).
     // Random per lab; it is a secret like any token, so it is redacted from every output.
     const builderToken = randomBytes(24).toString('base64url');
     rememberSecret(builderToken);
+    const tunnelToken = randomBytes(24).toString('base64url');
+    rememberSecret(tunnelToken);
+    const tunnelTokenFile = path.join(dir, 'tunnel-token');
+    writePrivate(tunnelTokenFile, tunnelToken + '\n');
+    // The API token opens tunnels too, as a platform API key does (a device-status probe uses one token).
+    const tunnel = await startTunnelProxy({ ca, faults, routes: tunnelRoutes, tokens: [tunnelToken, builderToken], online: (uuid) => deviceStates.isOnline(uuid), log });
+    servers.push(tunnel);
+    // Each device's own SSH is also reachable through the tunnel proxy, as `<uuid>.balena:22222`.
+    for (const d of ssh.devices) tunnelRoutes.add(d.uuid, 22222, { port: d.port });
+
     const builderTokenFile = path.join(dir, 'builder-token');
     writePrivate(builderTokenFile, builderToken + '\n');
     const releases = new LabReleases();
     const platformCert = ca.issue({ ips: [LAB_HOST], dnsNames: ['localhost'] });
     const builder = await startBuilder({ cert: platformCert, faults, releases, token: builderToken, log });
     servers.push(builder);
-    const api = await startApi({ cert: platformCert, releases, token: builderToken, log });
+    const api = await startApi({ cert: platformCert, releases, token: builderToken, devices: { states: deviceStates, faults }, log });
     servers.push(api);
 
     const endpoints: Record<string, string> = {};
-    const control = await startControl({ faults, endpoints: () => endpoints, log });
+    const control = await startControl({ faults, endpoints: () => endpoints, devices: deviceStates, log });
     servers.push(control);
     for (const s of servers) endpoints[s.name] = s.url;
 
@@ -142,6 +154,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       LAB_API_URL: api.url,
       LAB_BUILDER_TOKEN_FILE: builderTokenFile,
       LAB_BUILDER_TOKEN: builderToken,
+      LAB_FLEET_SLUG,
     };
 
     const credentialsFile = path.join(dir, 'credentials.json');
@@ -157,7 +170,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       })());
 
     log?.info({ endpoints, faults: faults.active() }, 'lab started');
-    return { vars, endpoints, devices, faults, credentialsFile, caFile, controlUrl: control.url, tunnelRoutes, releases, close };
+    return { vars, endpoints, devices, faults, credentialsFile, caFile, controlUrl: control.url, tunnelRoutes, releases, deviceStates, tunnelProxy: tunnel, close };
   } catch (err) {
     await closeAll();
     if (createdDir) fs.rmSync(dir, { recursive: true, force: true });

@@ -50,12 +50,17 @@ export interface TunnelProxyOptions {
   routes: TunnelRoutes;
   /** The tokens it accepts (the user part is ignored, as on the platform). */
   tokens: string[];
+  /** Whether a device is connected to the VPN right now (undefined: not a device with a state); 503 when false. */
+  online?(uuid: string): boolean | undefined;
   log?: Logger;
 }
 
 export interface TunnelProxy extends LabServer {
   /** Tunnels open right now. */
   openTunnels(): number;
+  /** Most client connections open at once since the last resetPeak() (tests of bounded concurrency). */
+  peakConnections(): number;
+  resetPeak(): void;
 }
 
 function tokenOk(header: string | undefined, tokens: string[]): boolean {
@@ -98,8 +103,12 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
     }
   });
 
+  let connections = 0;
+  let peak = 0;
   const server = tls.createServer({ cert: cert.certPem, key: cert.keyPem }, (client) => {
     client.on('error', () => undefined);
+    peak = Math.max(peak, ++connections);
+    client.once('close', () => connections--);
     let head = Buffer.alloc(0);
     const onData = (d: Buffer) => {
       head = Buffer.concat([head, d]);
@@ -145,7 +154,7 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
     if (faults.isOn('tunnel-token-revoked') || !tokenOk(headers.get('proxy-authorization'), opts.tokens) || !routes.hasDevice(uuid)) {
       return reply(client, 407, 'Proxy Authentication Required');
     }
-    if (faults.isOn('tunnel-device-offline')) return reply(client, 503, 'Service Unavailable');
+    if (faults.isOn('tunnel-device-offline') || opts.online?.(uuid) === false) return reply(client, 503, 'Service Unavailable');
     const to = faults.isOn('tunnel-port-closed') ? undefined : routes.lookup(uuid, port);
     if (!to) return reply(client, 500, 'Internal Server Error');
 
@@ -197,6 +206,8 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
     url: `https://${LAB_HOST}:${h.port}`,
     port: h.port,
     openTunnels: () => tunnels.size,
+    peakConnections: () => peak,
+    resetPeak: () => (peak = connections),
     close: async () => {
       unsubscribe();
       for (const w of [...waits]) w();

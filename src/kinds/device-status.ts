@@ -1,0 +1,281 @@
+import { z } from 'zod';
+import { duration, readableFile, secretRef } from '../config/fields.js';
+import { describeError, classifyError } from '../core/classify.js';
+import { formatDuration } from '../core/duration.js';
+import { ProbeError } from '../core/errors.js';
+import { defineKind, type ProbeContext } from '../core/kind.js';
+import type { Reason } from '../core/reasons.js';
+import type { Secret } from '../core/redact.js';
+import { connectTcp, resolveHost, upgradeTls, withStepTimeout } from '../net/dial.js';
+import { deviceAuthority, sendConnect } from '../net/connect-tunnel.js';
+import { listOnlineDevices, readDevice, type ApiDevice, type ApiEndpoint } from './device-api.js';
+import { tunnelField, tunnelTlsField } from './tunnel.js';
+
+/**
+ * `device-status`: compares what the platform API says about a device (`is_online`) with whether
+ * the device can really be reached through the tunnel (the 2025-09-10 incident: devices shown as
+ * connected for over an hour after they had disconnected). Reachability comes from a companion
+ * probe's latest result or from a quick tunnel check of its own. In fleet sample mode it lists the
+ * devices of a fleet the API marks online and checks a random sample of them through the tunnel.
+ *
+ * Phases: `api` (reading the API), `reachability` (the companion's result or the tunnel checks, and
+ * the verdict).
+ */
+
+const hex = z.string().regex(/^[a-fA-F0-9]+$/, 'a device uuid is hexadecimal');
+
+const schema = z.object({
+  api: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).default('https://api.balena-cloud.com'),
+  /** An API key: reads the device, and opens the tunnel (the platform accepts it there too). */
+  token: secretRef,
+  tls: z
+    .strictObject({ caFile: readableFile.optional(), serverName: z.string().optional(), insecureSkipVerify: z.boolean().default(false) })
+    .default({ insecureSkipVerify: false }),
+  device: hex.optional(),
+  fleet: z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'a fleet slug is <org>/<fleet>').optional(),
+  /** A companion probe (e.g. a tunnel probe of the same device) whose latest result says whether the device is reachable. */
+  reachability: z.string().min(1).optional(),
+  tunnel: tunnelField,
+  tunnelTls: tunnelTlsField,
+  user: z.string().min(1).default('root'),
+  /** A token for the tunnel when it is not the API token. */
+  tunnelToken: secretRef.optional(),
+  /** The device port the tunnel check opens (22222: every balenaOS device's SSH). */
+  port: z.number().int().min(1).max(65535).default(22222),
+  stepTimeout: duration.default(10_000),
+  /** How long the API may say "online" about an unreachable device before it is drift. */
+  maxDrift: duration.default(10 * 60_000),
+  /** How long the API may say "offline" about a reachable device before it is drift (it may lag a reconnect). */
+  offlineGrace: duration.default(2 * 60_000),
+  sample: z.number().int().min(1).max(1000).default(10),
+  concurrency: z.number().int().min(1).max(64).default(5),
+  maxDevices: z.number().int().min(1).max(100_000).default(1000),
+  pageSize: z.number().int().min(1).max(1000).default(200),
+  minReachableRatio: z.number().min(0).max(1).default(0.9),
+});
+type StatusConfig = z.output<typeof schema>;
+
+/** A companion's failure reasons that mean "the device could not be reached"; others say nothing about it. */
+const UNREACHABLE_REASONS = new Set<string>(['device_offline', 'connect', 'timeout']);
+/** Reasons of a tunnel check that are about our own path or credentials, never about one device. */
+const PATH_REASONS = new Set<Reason>(['dns', 'tls', 'auth', 'denied', 'internal']);
+/** Unreachable uuids quoted in a failing sample's message. */
+const QUOTED_UUIDS = 5;
+
+function elapsed(ms: number): string {
+  if (ms < 60_000) return `${(Math.max(0, ms) / 1000).toFixed(1)}s`;
+  return formatDuration(Math.round(ms / 1000) * 1000);
+}
+
+/** Steps whose time belongs to this kind's phase (the dialers' own phases would cut it up). */
+function flat(ctx: ProbeContext): ProbeContext {
+  return { ...ctx, phase: async (_name, fn) => fn() };
+}
+
+function endpointOf(cfg: StatusConfig): ApiEndpoint {
+  return { url: new URL(cfg.api), token: cfg.token, tls: cfg.tls, stepTimeoutMs: cfg.stepTimeout };
+}
+
+interface Reach {
+  reachable: boolean;
+  /** For messages: how we know. */
+  detail: string;
+  /** When the device was last known reachable (a companion's last success). */
+  lastReachableAt?: number;
+}
+
+/**
+ * Opens a tunnel to the device and closes it at once: a `200` is reachable; the proxy's
+ * "not connected" answers (503, 500, 502: `device_offline`) are unreachable; anything else throws.
+ */
+async function tunnelCheck(ctx: ProbeContext, cfg: StatusConfig, uuid: string): Promise<Reach> {
+  const target = deviceAuthority(uuid, cfg.port);
+  const { host, port } = cfg.tunnel;
+  const tlsOpts = cfg.tunnelTls;
+  const step = cfg.stepTimeout;
+  const address = await withStepTimeout(ctx, step, `resolving ${host}`, (c) => resolveHost(c, host));
+  let socket = await withStepTimeout(ctx, step, `TCP connect to ${host}:${port}`, (c) => connectTcp(c, address, port));
+  try {
+    if (tlsOpts) {
+      const plain = socket;
+      socket = await withStepTimeout(ctx, step, `TLS handshake with ${host}:${port}`, (c) =>
+        upgradeTls(c, plain, { servername: tlsOpts.serverName ?? host, caFile: tlsOpts.caFile, insecureSkipVerify: tlsOpts.insecureSkipVerify }),
+      );
+    }
+    const credentials = { user: cfg.user, token: (cfg.tunnelToken ?? cfg.token) as Secret };
+    await sendConnect(ctx, socket, { proxy: { host, port, tls: tlsOpts }, target, credentials, stepTimeoutMs: step });
+    return { reachable: true, detail: `a tunnel to ${target} opened` };
+  } catch (err) {
+    if (classifyError(err) === 'device_offline' && !ctx.signal.aborted) return { reachable: false, detail: describeError(err) };
+    throw err;
+  } finally {
+    socket.destroy();
+  }
+}
+
+/** The companion's latest result, judged for freshness and meaning. */
+function companionReach(ctx: ProbeContext, name: string, device: string): Reach {
+  const c = ctx.companion?.(name);
+  const unknown = `: whether device ${device} is reachable is unknown`;
+  if (!c?.last) {
+    throw new ProbeError('assertion', `companion probe "${name}" has no result yet (this daemon has not run it since it started, or it runs on another shard)${unknown}`);
+  }
+  const age = Date.now() - c.last.startedAt;
+  if (age > 2 * c.intervalMs) {
+    throw new ProbeError('assertion', `companion probe "${name}" is stale: its last result is ${elapsed(age)} old, older than two of its intervals (2 × ${formatDuration(c.intervalMs)})${unknown}`);
+  }
+  if (c.last.success) return { reachable: true, detail: `companion probe "${name}" passed ${elapsed(age)} ago`, lastReachableAt: c.last.startedAt };
+  const failed = `companion probe "${name}" failed ${elapsed(age)} ago with ${c.last.reason} in ${c.last.phase}: ${c.last.message}`;
+  if (UNREACHABLE_REASONS.has(c.last.reason ?? '')) return { reachable: false, detail: failed, lastReachableAt: c.lastSuccessAt };
+  throw new ProbeError('assertion', `${failed}; reason ${c.last.reason} says nothing about the device${unknown}`);
+}
+
+/** What a probe remembers between runs: when it last saw the API agree, and when a disagreement began. */
+interface DriftMemory {
+  agreedAt?: number;
+  since?: { apiOnline: boolean; at: number };
+}
+// Per probe name, in memory: a restart forgets it, and a drift is then timed from the first run
+// that sees it (a companion's last success still dates an unreachable device).
+const memory = new Map<string, DriftMemory>();
+
+/** Forget what the probes remembered (tests). */
+export function resetDriftMemory(): void {
+  memory.clear();
+}
+
+function describeApi(d: ApiDevice): string {
+  return `is_online ${d.is_online}, is_connected_to_vpn ${d.is_connected_to_vpn}, api_heartbeat_state ${d.api_heartbeat_state}, last_vpn_event ${d.last_vpn_event}`;
+}
+
+/** Compares the API's view with reachability; observes the drift and throws `status_drift` past the limit. */
+function judge(ctx: ProbeContext, name: string, cfg: StatusConfig, api: ApiDevice, reach: Reach): void {
+  const now = Date.now();
+  const mem = memory.get(name) ?? {};
+  memory.set(name, mem);
+  if (api.is_online === reach.reachable) {
+    memory.set(name, { agreedAt: now });
+    ctx.observe('device_status_drift_seconds', 0);
+    return;
+  }
+  if (mem.since?.apiOnline !== api.is_online) mem.since = { apiOnline: api.is_online, at: now };
+  let start = mem.since.at;
+  // Unreachable: the disagreement began after the device was last known reachable (a companion's
+  // last success) and after the probe last saw the API agree, whichever is later.
+  if (api.is_online && (reach.lastReachableAt !== undefined || mem.agreedAt !== undefined)) {
+    start = Math.min(now, Math.max(reach.lastReachableAt ?? -Infinity, mem.agreedAt ?? -Infinity));
+  }
+  const lasted = now - start;
+  ctx.observe('device_status_drift_seconds', lasted / 1000);
+  const limit = api.is_online ? cfg.maxDrift : cfg.offlineGrace;
+  const apiSays = `the API says device ${cfg.device} is ${api.is_online ? 'online' : 'offline'} (${describeApi(api)})`;
+  const state = api.is_online ? 'unreachable' : 'reachable';
+  if (lasted > limit) {
+    throw new ProbeError('status_drift', `${apiSays} but it has been ${state} for ${elapsed(lasted)}, longer than ${api.is_online ? 'maxDrift' : 'offlineGrace'} ${formatDuration(limit)}: ${reach.detail}`);
+  }
+  ctx.log.debug({ device: cfg.device, apiOnline: api.is_online, reachable: reach.reachable, driftSeconds: lasted / 1000 }, `${apiSays} but it is ${state}, for ${elapsed(lasted)} so far`);
+}
+
+async function runDevice(ctx: ProbeContext, cfg: StatusConfig, name: string): Promise<void> {
+  const uuid = cfg.device!.toLowerCase();
+  const api = await ctx.phase('api', () => readDevice(flat(ctx), endpointOf(cfg), uuid));
+  ctx.observe('device_api_online', api.is_online ? 1 : 0);
+  await ctx.phase('reachability', async () => {
+    const reach = cfg.reachability ? companionReach(ctx, cfg.reachability, uuid) : await tunnelCheck(flat(ctx), cfg, uuid);
+    judge(ctx, name, cfg, api, reach);
+  });
+}
+
+/** `k` distinct items, uniformly at random (a partial Fisher-Yates shuffle). */
+export function sampleOf<T>(items: readonly T[], k: number, random: () => number = Math.random): T[] {
+  const a = [...items];
+  const n = Math.min(k, a.length);
+  for (let i = 0; i < n; i++) {
+    const j = i + Math.floor(random() * (a.length - i));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a.slice(0, n);
+}
+
+type Checked = { uuid: string; reach: Reach } | { uuid: string; error: unknown };
+
+/** Checks every uuid through the tunnel, at most `concurrency` at once; stops early on a path error. */
+async function checkAll(ctx: ProbeContext, cfg: StatusConfig, uuids: string[]): Promise<Checked[]> {
+  const queue = [...uuids];
+  const out: Checked[] = [];
+  const stop = new AbortController();
+  const c: ProbeContext = { ...flat(ctx), signal: AbortSignal.any([ctx.signal, stop.signal]) };
+  const worker = async () => {
+    for (let uuid = queue.shift(); uuid !== undefined && !c.signal.aborted; uuid = queue.shift()) {
+      try {
+        out.push({ uuid, reach: await tunnelCheck(c, cfg, uuid) });
+      } catch (err) {
+        if (c.signal.aborted) return;
+        out.push({ uuid, error: err });
+        // Our token or the proxy's certificate is wrong: every other check would say the same.
+        if (PATH_REASONS.has(classifyError(err))) stop.abort(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(cfg.concurrency, uuids.length) }, worker));
+  ctx.signal.throwIfAborted();
+  if (stop.signal.aborted) throw stop.signal.reason;
+  return out;
+}
+
+async function runSample(ctx: ProbeContext, cfg: StatusConfig): Promise<void> {
+  const fleet = cfg.fleet!;
+  const online = await ctx.phase('api', () => listOnlineDevices(flat(ctx), endpointOf(cfg), fleet, cfg.pageSize, cfg.maxDevices));
+  ctx.observe('device_fleet_online_devices', online.length);
+  if (online.length === 0) {
+    ctx.observe('device_sample_drifted_devices', 0);
+    ctx.log.debug({ fleet }, `the API marks no device of fleet ${fleet} online: nothing to sample`);
+    return;
+  }
+  await ctx.phase('reachability', async () => {
+    const checked = await checkAll(ctx, cfg, sampleOf(online, cfg.sample));
+    const reachable = checked.filter((x) => 'reach' in x && x.reach.reachable).length;
+    const offline = checked.filter((x) => 'reach' in x && !x.reach.reachable).map((x) => x.uuid);
+    const failed = checked.filter((x): x is { uuid: string; error: unknown } => 'error' in x);
+    // Every check failed on its own (none answered either way): the path is broken, not the devices.
+    if (failed.length === checked.length) throw failed[0].error;
+    const ratio = reachable / checked.length;
+    ctx.observe('device_sample_reachable_ratio', ratio);
+    ctx.observe('device_sample_drifted_devices', offline.length);
+    if (ratio >= cfg.minReachableRatio) return;
+    const quoted = [...offline, ...failed.map((f) => `${f.uuid} (${classifyError(f.error)})`)];
+    const list = quoted.slice(0, QUOTED_UUIDS).join(', ') + (quoted.length > QUOTED_UUIDS ? `, and ${quoted.length - QUOTED_UUIDS} more` : '');
+    throw new ProbeError(
+      'status_drift',
+      `${reachable} of ${checked.length} sampled devices of fleet ${fleet} that the API marks online were reachable (${(ratio * 100).toFixed(0)}%, below minReachableRatio ${cfg.minReachableRatio}); not reachable: ${list}`,
+    );
+  });
+}
+
+export const deviceStatusKind = defineKind({
+  kind: 'device-status',
+  description: "compares the API's device status (is_online) with reachability through the tunnel (a companion probe or its own check); fleet sample mode checks a random sample of a fleet's online devices",
+  phases: ['api', 'reachability'],
+  platformFields: ['api', 'token', 'tunnel', 'tunnelTls', 'user'],
+  metrics: [
+    { name: 'fleetprobe_device_api_online', type: 'gauge', observation: 'device_api_online', help: "Whether the API said the device is online (is_online) in the last run: 1 or 0." },
+    { name: 'fleetprobe_device_status_drift_seconds', type: 'gauge', observation: 'device_status_drift_seconds', help: "How long the API's status and the device's reachability have disagreed (0 when they agree)." },
+    { name: 'fleetprobe_device_fleet_online_devices', type: 'gauge', observation: 'device_fleet_online_devices', help: 'Fleet sample mode: devices of the fleet the API marks online (at most maxDevices).' },
+    { name: 'fleetprobe_device_sample_reachable_ratio', type: 'gauge', observation: 'device_sample_reachable_ratio', help: 'Fleet sample mode: share of the sampled online devices that were reachable through the tunnel.' },
+    { name: 'fleetprobe_device_sample_drifted_devices', type: 'gauge', observation: 'device_sample_drifted_devices', help: 'Fleet sample mode: sampled devices the API marks online that the tunnel proxy says are not connected.' },
+  ],
+  schema,
+  check(cfg) {
+    const problems: { field: string; message: string }[] = [];
+    if (!cfg.device && !cfg.fleet) problems.push({ field: 'device', message: 'is required (or `fleet: <org>/<fleet>` for sample mode)' });
+    if (cfg.device && cfg.fleet) problems.push({ field: 'fleet', message: 'set either device or fleet (sample mode), not both' });
+    if (cfg.fleet && cfg.reachability) problems.push({ field: 'reachability', message: 'sample mode checks its devices itself: a companion probe is for one device' });
+    return problems;
+  },
+  companions: (cfg) => (cfg.reachability ? [{ field: 'reachability', probe: cfg.reachability }] : []),
+  async run(ctx, cfg, spec) {
+    if (cfg.fleet) await runSample(ctx, cfg);
+    else await runDevice(ctx, cfg, spec.name);
+    if (cfg.tls.insecureSkipVerify) ctx.log.warn('TLS certificate verification of the API is disabled for this probe (tls.insecureSkipVerify)');
+  },
+});
