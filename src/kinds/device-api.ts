@@ -50,6 +50,11 @@ export async function apiGet(ctx: ProbeContext, ep: ApiEndpoint, pathAndQuery: s
         socket = await upgradeTls(c, socket, { servername: ep.tls.serverName ?? url.hostname, caFile: ep.tls.caFile, insecureSkipVerify: ep.tls.insecureSkipVerify, alpn: ['http/1.1'] });
       }
       client = clientOverSocket(url.origin, socket);
+      // A step limit or the deadline destroys the socket under undici, which then says "closed":
+      // the abort's own reason is the story.
+      const fail = (err: unknown): never => {
+        throw c.signal.aborted ? c.signal.reason : asProtocolError(err);
+      };
       const base = url.pathname.replace(/\/$/, '');
       const res = await client
         .request({
@@ -58,12 +63,8 @@ export async function apiGet(ctx: ProbeContext, ep: ApiEndpoint, pathAndQuery: s
           headers: { host: url.host, accept: 'application/json', 'user-agent': 'fleetprobe', authorization: `Bearer ${ep.token.reveal()}` },
           signal: c.signal,
         })
-        .catch((err) => {
-          throw asProtocolError(err);
-        });
-      const body = await readBody(res.body as never, maxBytes).catch((err) => {
-        throw asProtocolError(err);
-      });
+        .catch(fail);
+      const body = await readBody(res.body as never, maxBytes).catch(fail);
       const status = res.statusCode;
       const said = body.text ? `: ${excerpt(body.text)}` : '';
       if (status === 401 || status === 403) throw new ProbeError('auth', `${what}: the API refused our token (HTTP ${status})${said}`);
