@@ -64,6 +64,8 @@ interface Entry {
   text: string;
   /** The same as UTF-8, made at the first render. */
   bytes?: Uint8Array;
+  /** This probe's samples of each family as last rendered (views into one buffer); dropped when a value changes. */
+  lines?: Uint8Array[];
   layout: Layout;
   v: Float64Array;
 }
@@ -158,6 +160,7 @@ export class ProbeSeries {
       const old = this.entries.get(spec.name);
       const entry: Entry = old && old.text === text ? old : { labels, text, layout: this.layoutOf(spec.kind), v: this.newValues(this.layoutOf(spec.kind)) };
       // Set on every reload: an interval can change while the labels stay.
+      if (entry.v[entry.layout.interval] !== spec.intervalSeconds) entry.lines = undefined;
       entry.v[entry.layout.interval] = spec.intervalSeconds;
       next.set(spec.name, entry);
     }
@@ -175,6 +178,7 @@ export class ProbeSeries {
   recordRun(name: string, r: { success: boolean; aborted: boolean; reason: string | null; durationSeconds: number; phases: Record<string, number>; startedAt: number; certExpiry?: number }): void {
     const e = this.entries.get(name);
     if (!e) return; // removed by a reload while it ran
+    e.lines = undefined;
     const { layout: l, v } = e;
     const result: Result = r.aborted ? 'aborted' : r.success ? 'success' : 'failure';
     v[l.runs + RESULTS.indexOf(result)]++;
@@ -196,7 +200,9 @@ export class ProbeSeries {
 
   skipped(name: string): void {
     const e = this.entries.get(name);
-    if (e) e.v[e.layout.skipped]++;
+    if (!e) return;
+    e.v[e.layout.skipped]++;
+    e.lines = undefined;
   }
 
   /** Feeds the kind's own series (KindMetric): a gauge is set, a counter increased. */
@@ -208,98 +214,120 @@ export class ProbeSeries {
       for (let i = 0; i < keys.length; i++) {
         const x = observations[keys[i]];
         if (typeof x !== 'number') continue;
+        e.lines = undefined;
         if (metric.type === 'gauge') e.v[slot + i] = x;
         else e.v[slot + i] += x;
       }
     }
   }
 
-  /**
-   * Exposition text of every family (HELP, TYPE, samples), families separated by a blank line,
-   * after `prefix` (the rest of /metrics), in one buffer.
-   */
-  render(prefix = ''): Buffer {
-    const w = new ByteWriter(this.lastSize);
-    if (prefix) w.text(prefix);
-    const entries = [...this.entries.values()];
-    for (const e of entries) e.bytes ??= Buffer.from(e.text, 'utf8');
-    const head = (f: Family) => w.text(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`);
-    // One family of one value per probe.
+  /** Every family in export order, with how to write one probe's samples of it. */
+  private writers?: { head: Buffer; write: (w: ByteWriter, e: Entry) => void }[];
+
+  private familyWriters(): { head: Buffer; write: (w: ByteWriter, e: Entry) => void }[] {
+    if (this.writers) return this.writers;
+    const head = (f: Family) => Buffer.from(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`, 'utf8');
+    // One value per probe; NaN (a gauge not set yet) is left out. x === x: not NaN.
     const single = (f: Family, slotOf: (l: Layout) => number) => {
-      head(f);
       const name = latin1(f.name + '{');
-      for (const e of entries) {
-        const x = e.v[slotOf(e.layout)];
-        if (x === x) w.sample(name, e.bytes!, null, x); // x === x: not NaN (not set)
-      }
+      return { head: head(f), write: (w: ByteWriter, e: Entry) => { const x = e.v[slotOf(e.layout)]; if (x === x) w.sample(name, e.bytes!, null, x); } };
     };
-    // One family with one more label of fixed values.
+    // One more label of fixed values.
     const labelled = (f: Family, slotOf: (l: Layout) => number, labelsOf: (l: Layout) => readonly Uint8Array[]) => {
-      head(f);
       const name = latin1(f.name + '{');
-      for (const e of entries) {
+      const write = (w: ByteWriter, e: Entry) => {
         const at = slotOf(e.layout);
         const extra = labelsOf(e.layout);
         for (let i = 0; i < extra.length; i++) {
           const x = e.v[at + i];
           if (x === x) w.sample(name, e.bytes!, extra[i], x);
         }
-      }
+      };
+      return { head: head(f), write };
     };
     const F = PROBE_FAMILIES;
-    single(F.success, (l) => l.success);
-    w.newline();
-    single(F.duration, (l) => l.duration);
-    w.newline();
     const phaseLabels = new Map<Layout, Uint8Array[]>();
-    labelled(F.phase, (l) => l.phase, (l) => phaseLabels.get(l) ?? phaseLabels.set(l, l.phases.map((p) => labelBytes('phase', p))).get(l)!);
-    w.newline();
-    labelled(F.runs, (l) => l.runs, () => RESULT_LABELS);
-    w.newline();
-    labelled(F.failures, (l) => l.failures, () => REASON_LABELS);
-    w.newline();
-    {
-      const n = LATENCY_BUCKETS.length;
-      head(F.latency);
-      const bucket = latin1(`${F.latency.name}_bucket{`);
-      const sum = latin1(`${F.latency.name}_sum{`);
-      const count = latin1(`${F.latency.name}_count{`);
-      for (const e of entries) {
-        const at = e.layout.latency;
-        for (let i = 0; i <= n; i++) w.sample(bucket, e.bytes!, BUCKET_LABELS[i], e.v[at + (i < n ? i : n + 1)]);
-        w.sample(sum, e.bytes!, null, e.v[at + n]);
-        w.sample(count, e.bytes!, null, e.v[at + n + 1]);
-      }
-    }
-    for (const [f, slotOf] of [
-      [F.lastRun, (l: Layout) => l.lastRun],
-      [F.lastSuccess, (l: Layout) => l.lastSuccess],
-      [F.skipped, (l: Layout) => l.skipped],
-      [F.certExpiry, (l: Layout) => l.certExpiry],
-      [F.interval, (l: Layout) => l.interval],
-    ] as const) {
-      w.newline();
-      single(f, slotOf);
-    }
-    for (const m of this.extraFamilies.values()) {
-      w.newline();
-      head(m);
-      const name = latin1(m.name + '{');
-      const valueLabels = m.label ? m.label.values.map((x) => labelBytes(m.label!.name, x)) : null;
-      for (const e of entries) {
-        const found = e.layout.extra.get(m.name);
-        if (!found) continue;
-        for (let i = 0; i < (valueLabels?.length ?? 1); i++) {
-          const x = e.v[found.slot + i];
-          if (x === x) w.sample(name, e.bytes!, valueLabels ? valueLabels[i] : null, x);
-        }
-      }
-    }
-    const out = w.done();
-    this.lastSize = out.length;
-    return out;
+    const n = LATENCY_BUCKETS.length;
+    const bucket = latin1(`${F.latency.name}_bucket{`);
+    const sum = latin1(`${F.latency.name}_sum{`);
+    const count = latin1(`${F.latency.name}_count{`);
+    this.writers = [
+      single(F.success, (l) => l.success),
+      single(F.duration, (l) => l.duration),
+      labelled(F.phase, (l) => l.phase, (l) => phaseLabels.get(l) ?? phaseLabels.set(l, l.phases.map((p) => labelBytes('phase', p))).get(l)!),
+      labelled(F.runs, (l) => l.runs, () => RESULT_LABELS),
+      labelled(F.failures, (l) => l.failures, () => REASON_LABELS),
+      {
+        head: head(F.latency),
+        write: (w, e) => {
+          const at = e.layout.latency;
+          for (let i = 0; i <= n; i++) w.sample(bucket, e.bytes!, BUCKET_LABELS[i], e.v[at + (i < n ? i : n + 1)]);
+          w.sample(sum, e.bytes!, null, e.v[at + n]);
+          w.sample(count, e.bytes!, null, e.v[at + n + 1]);
+        },
+      },
+      single(F.lastRun, (l) => l.lastRun),
+      single(F.lastSuccess, (l) => l.lastSuccess),
+      single(F.skipped, (l) => l.skipped),
+      single(F.certExpiry, (l) => l.certExpiry),
+      single(F.interval, (l) => l.interval),
+      ...[...this.extraFamilies.values()].map((m) => {
+        const name = latin1(m.name + '{');
+        const valueLabels = m.label ? m.label.values.map((x) => labelBytes(m.label!.name, x)) : null;
+        const write = (w: ByteWriter, e: Entry) => {
+          const found = e.layout.extra.get(m.name);
+          if (!found) return;
+          for (let i = 0; i < (valueLabels?.length ?? 1); i++) {
+            const x = e.v[found.slot + i];
+            if (x === x) w.sample(name, e.bytes!, valueLabels ? valueLabels[i] : null, x);
+          }
+        };
+        return { head: head(m), write };
+      }),
+    ];
+    return this.writers;
   }
-  private lastSize = 64 * 1024;
+
+  /**
+   * Exposition text of every family (HELP, TYPE, samples), families separated by a blank line,
+   * after `prefix` (the rest of /metrics), in one buffer. Each probe's lines are kept from the
+   * last render until one of its values changes: with scrapes more frequent than runs, most
+   * probes are copied, not formatted again.
+   */
+  render(prefix = ''): Buffer {
+    const writers = this.familyWriters();
+    const entries = [...this.entries.values()];
+    const scratch = (this.scratch ??= new ByteWriter(16 * 1024));
+    let size = Buffer.byteLength(prefix) + writers.reduce((a, f) => a + f.head.length + 1, 0);
+    for (const e of entries) {
+      if (!e.lines) {
+        e.bytes ??= Buffer.from(e.text, 'utf8');
+        scratch.reset();
+        const offsets = [0];
+        for (const f of writers) {
+          f.write(scratch, e);
+          offsets.push(scratch.length);
+        }
+        const all = Buffer.from(scratch.done());
+        e.lines = writers.map((_, i) => all.subarray(offsets[i], offsets[i + 1]));
+      }
+      for (const part of e.lines) size += part.length;
+    }
+    const out = Buffer.allocUnsafe(size);
+    let o = out.write(prefix, 0, 'utf8');
+    for (let i = 0; i < writers.length; i++) {
+      if (i > 0) out[o++] = 10;
+      out.set(writers[i].head, o);
+      o += writers[i].head.length;
+      for (const e of entries) {
+        const part = e.lines![i];
+        out.set(part, o);
+        o += part.length;
+      }
+    }
+    return out.subarray(0, o);
+  }
+  private scratch?: ByteWriter;
 }
 
 function latin1(text: string): Uint8Array {
@@ -365,6 +393,12 @@ class ByteWriter {
     }
     b[o++] = 10;
     this.o = o;
+  }
+  get length(): number {
+    return this.o;
+  }
+  reset(): void {
+    this.o = 0;
   }
   done(): Buffer {
     return this.b.subarray(0, this.o);
