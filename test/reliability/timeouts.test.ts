@@ -8,7 +8,7 @@ import { KINDS } from '../../src/kinds/index.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { Scheduler } from '../../src/scheduler.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
-import { caseTitle, MATRIX, runCase, type KindEnv } from './matrix-cases.js';
+import { caseTitle, MATRIX, runCase, type KindEnv, type MatrixCase } from './matrix-cases.js';
 
 /**
  * Timeouts hold: a target that stalls in any phase ends the run within its timeout plus 100 ms, and
@@ -50,23 +50,32 @@ function fakeSpec(name: string, timeoutMs: number, intervalMs = 60_000): ProbeSp
   return { name, kind: 'deaf', intervalMs, timeoutMs, labels: {}, source: { file: 'timeouts.test.ts' }, config: {}, digest: name };
 }
 
-describe('a stall in any phase ends the run within the timeout + 100 ms', () => {
-  const stalls = MATRIX.flatMap((k) => k.cases.filter((c) => c.expect !== 'pass' && c.expect.reason === 'timeout'));
+const stalls = MATRIX.flatMap((k) => k.cases.filter((c) => c.expect !== 'pass' && c.expect.reason === 'timeout'));
 
-  // One at a time: the margin is about our timers, not about sharing the CPU with other stalls.
-  it.each(stalls.map((c) => [caseTitle(c), c] as const))('%s', async (_t, c) => {
-    const { result, elapsedMs, proxy } = await runCase(c, envs.get(c.kind)!, lab, { log, timeoutMs: TIMEOUT_MS });
-    try {
-      expect({ reason: result.reason, phase: result.phase }).toEqual(c.expect);
-      expect(elapsedMs).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
-      expect(elapsedMs).toBeLessThanOrEqual(TIMEOUT_MS + MARGIN_MS);
-      expect(result.durationSeconds * 1000).toBeLessThanOrEqual(TIMEOUT_MS + MARGIN_MS);
-      await proxy?.idle(2000);
-    } finally {
-      await proxy?.close();
-    }
-  });
+async function stallEndsInTime(c: MatrixCase): Promise<void> {
+  const { result, elapsedMs, proxy } = await runCase(c, envs.get(c.kind)!, lab, { log, timeoutMs: TIMEOUT_MS });
+  try {
+    expect({ reason: result.reason, phase: result.phase }).toEqual(c.expect);
+    expect(elapsedMs).toBeGreaterThanOrEqual(TIMEOUT_MS - 5);
+    expect(elapsedMs).toBeLessThanOrEqual(TIMEOUT_MS + MARGIN_MS);
+    expect(result.durationSeconds * 1000).toBeLessThanOrEqual(TIMEOUT_MS + MARGIN_MS);
+    await proxy?.idle(2000);
+  } finally {
+    await proxy?.close();
+  }
+}
 
+// Lab faults are lab-wide: those rows one at a time. Rows with their own fault proxy run a few at
+// once (stalls wait on timers, not on the CPU).
+describe('a stall in any phase ends the run within the timeout + 100 ms (lab faults)', () => {
+  it.each(stalls.filter((c) => c.labFaults?.length).map((c) => [caseTitle(c), c] as const))('%s', (_t, c) => stallEndsInTime(c));
+});
+
+describe.concurrent('a stall in any phase ends the run within the timeout + 100 ms (fault proxy)', () => {
+  it.each(stalls.filter((c) => !c.labFaults?.length).map((c) => [caseTitle(c), c] as const))('%s', (_t, c) => stallEndsInTime(c));
+});
+
+describe('stalls no peer can make', () => {
   it.each(MATRIX.map((k) => k.kind))('%s: a resolver that never answers → timeout in resolve', async (kind) => {
     const env = envs.get(kind)!;
     const spy = vi.spyOn(dns, 'lookup').mockImplementation(() => new Promise(() => {}));
