@@ -6,7 +6,7 @@ import { LineCounter, parseDocument, visit, isScalar, type Document } from 'yaml
 import { z } from 'zod';
 import { formatDuration } from '../core/duration.js';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
-import type { ProbeSpec } from '../core/kind.js';
+import type { ProbeKind, ProbeSpec } from '../core/kind.js';
 import { KIND_NAMES, PLATFORM_FIELDS, getKind } from '../kinds/index.js';
 import { withBaseDir } from './fields.js';
 import { interpolate } from './interpolate.js';
@@ -183,6 +183,16 @@ function checkCompanions(probes: ProbeSpec[], withCompanions: { spec: ProbeSpec;
   }
 }
 
+// One schema per kind, not per probe: zod compiles each new object schema on its first parse
+// (about 0.2 ms), which made most of the load time of a file with thousands of probes.
+const makeProbeSchema = (kind: ProbeKind) => z.strictObject({ ...commonProbeFields, ...kind.schema.shape });
+const probeSchemas = new WeakMap<ProbeKind, ReturnType<typeof makeProbeSchema>>();
+function probeSchema(kind: ProbeKind): ReturnType<typeof makeProbeSchema> {
+  let schema = probeSchemas.get(kind);
+  if (!schema) probeSchemas.set(kind, (schema = makeProbeSchema(kind)));
+  return schema;
+}
+
 export function loadConfig(opts: LoadOptions): LoadedConfig {
   const issues: ConfigIssue[] = [];
   const inOrder: string[] = [];
@@ -259,7 +269,7 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
       // reported where they were written (platform.x), not on the probe.
       const fromPlatform = (kind.platformFields ?? []).filter((f) => rawProbe[f] === undefined && platform[f] !== undefined);
       const input = { ...rawProbe, ...Object.fromEntries(fromPlatform.map((f) => [f, platform[f]])) };
-      const schema = z.strictObject({ ...commonProbeFields, ...kind.schema.shape });
+      const schema = probeSchema(kind);
       const parsed = withBaseDir(path.dirname(path.resolve(file)), () => schema.safeParse(input));
       if (!parsed.success) {
         const injected = parsed.error.issues.filter((i) => fromPlatform.includes(String(i.path[0])));
