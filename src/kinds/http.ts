@@ -6,7 +6,7 @@ import { ProbeError } from '../core/errors.js';
 import { defineKind, type ProbeContext } from '../core/kind.js';
 import { redact, Secret } from '../core/redact.js';
 import { connectTcp, earliestCertExpiry, resolveHost, upgradeTls } from '../net/dial.js';
-import { asProtocolError, clientOverSocket } from '../net/http-client.js';
+import { asProtocolError, clientOverSocket, endClient } from '../net/http-client.js';
 
 // Kept importable from here for the kinds that already do (tunnel).
 export { asProtocolError };
@@ -139,7 +139,7 @@ async function exchange(ctx: ProbeContext, url: URL, method: string, cfg: HttpCo
     if (!readWholeBody && res.statusCode < 400) await res.body.dump().catch(() => {});
     return { status: res.statusCode, headers: res.headers, body: body.text, truncated: body.truncated };
   } finally {
-    await client?.destroy().catch(() => {});
+    await endClient(client);
     socket.destroy();
   }
 }
