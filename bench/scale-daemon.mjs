@@ -19,6 +19,7 @@ let sampler;
 // How late the event loop itself ran (blocking work, GC, or waiting for a CPU on a busy machine).
 const eld = monitorEventLoopDelay({ resolution: 10 });
 let cpu0;
+let inFlightMax = 0;
 let wall0;
 
 function memory() {
@@ -79,6 +80,11 @@ serveWorker({
       seriesRenders.push(performance.now() - t);
       return out;
     };
+    const setInFlight = m.inFlight.set.bind(m.inFlight);
+    m.inFlight.set = (n) => {
+      inFlightMax = Math.max(inFlightMax, n);
+      setInFlight(n);
+    };
     eld.enable();
     cpu0 = process.cpuUsage();
     wall0 = performance.now();
@@ -93,7 +99,7 @@ serveWorker({
   async stats() {
     const cpu = process.cpuUsage(cpu0);
     const cpuShare = (cpu.user + cpu.system) / 1000 / (performance.now() - wall0);
-    const out = { lags: lags.splice(0), renders: renders.splice(0), seriesRenders: seriesRenders.splice(0), counts: { ...counts }, failuresByKind: { ...failuresByKind }, firstFailures, rssMax, heapMax, memory: memory(), cpuShare, eventLoopDelayP99Ms: eld.percentile(99) / 1e6, eventLoopDelayMaxMs: eld.max / 1e6 };
+    const out = { lags: lags.splice(0), renders: renders.splice(0), seriesRenders: seriesRenders.splice(0), counts: { ...counts }, failuresByKind: { ...failuresByKind }, firstFailures, rssMax, heapMax, memory: memory(), cpuShare, eventLoopDelayP99Ms: eld.percentile(99) / 1e6, eventLoopDelayMaxMs: eld.max / 1e6, inFlightMax };
     return out;
   },
   /** Memory after full GCs (needs --expose-gc), for the idle per-probe cost. */

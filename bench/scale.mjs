@@ -9,8 +9,8 @@ import readline from 'node:readline';
 import { BENCH, fmt, median, neighbours, percentile, sleep, startChild, startWorker, tempDir } from './lib.mjs';
 
 const MB = 1024 * 1024;
-const FULL = { http: 10_000, tunnel: 1_000, ssh: 500, interval: '60s', minutes: 10, bounds: { lagP99Ms: 50, rssMb: 500, renderMs: 250, idleKb: 10 } };
-const SHORT = { http: 2_000, tunnel: 0, ssh: 0, interval: '10s', minutes: 1, bounds: { lagP99Ms: 500, rssMb: 400, renderMs: 1000, idleKb: Infinity } };
+const FULL = { http: 10_000, tunnel: 1_000, ssh: 500, interval: '60s', minutes: 10, concurrency: 256, bounds: { lagP99Ms: 50, rssMb: 500, renderMs: 250, idleKb: 10 } };
+const SHORT = { http: 2_000, tunnel: 0, ssh: 0, interval: '10s', minutes: 1, concurrency: 64, bounds: { lagP99Ms: 500, rssMb: 400, renderMs: 1000, idleKb: Infinity } };
 
 async function startLabHost() {
   const proc = startChild(process.execPath, [path.join(BENCH, 'lab-host.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -63,12 +63,21 @@ async function idleMemory(dir, lab, counts) {
 async function getMetrics(url) {
   const t0 = performance.now();
   const res = await fetch(`${url}/metrics`);
-  const body = await res.text();
-  return { ms: performance.now() - t0, bytes: body.length, series: body.split('\n').filter((l) => l && !l.startsWith('#')).length };
+  const body = Buffer.from(await res.arrayBuffer());
+  const ms = performance.now() - t0;
+  let lines = 0;
+  let comments = 0;
+  for (let i = body.indexOf(10); i !== -1; i = body.indexOf(10, i + 1)) lines++;
+  for (let i = body.indexOf('\n#'); i !== -1; i = body.indexOf('\n#', i + 2)) comments++;
+  const blank = body.toString('latin1').split('\n\n').length - 1;
+  return { ms, bytes: body.length, series: lines - comments - blank - (body[0] === 35 ? 1 : 0) };
 }
 
-export async function runScaleBench({ short = false, minutes, factor = 1 } = {}) {
+export async function runScaleBench({ short = false, minutes, factor = 1, concurrency } = {}) {
   const shape = short ? SHORT : FULL;
+  // 11,500 probes with slow ones among them (an ssh run takes 100s of ms) need more than the
+  // default 64 runs at once, as a deployment of that size would set with --concurrency.
+  concurrency ??= shape.concurrency * factor;
   const counts = { http: shape.http * factor, tunnel: shape.tunnel * factor, ssh: shape.ssh * factor };
   const total = counts.http + counts.tunnel + counts.ssh;
   const durationMs = (minutes ?? shape.minutes) * 60_000;
@@ -98,8 +107,10 @@ export async function runScaleBench({ short = false, minutes, factor = 1 } = {})
     }
     const configFile = path.join(dir, 'probes.yaml');
     fs.writeFileSync(configFile, probeFile(lab, counts, shape.interval));
-    daemon = startWorker(path.join(BENCH, 'scale-daemon.mjs'));
-    startInfo = await daemon.call({ op: 'start', configFile });
+    // BENCH_CPU_PROF=DIR profiles the daemon (node --cpu-prof), to see what a slow number is made of.
+    const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+    daemon = startWorker(path.join(BENCH, 'scale-daemon.mjs'), [], { nodeArgs: prof });
+    startInfo = await daemon.call({ op: 'start', configFile, concurrency });
     process.stderr.write(`  daemon up with ${total} probes in ${fmt(startInfo.startMs / 1000, 1)}s; running ${fmt(durationMs / 60_000, 1)} min\n`);
     const until = Date.now() + durationMs;
     while (Date.now() < until) {
@@ -110,7 +121,7 @@ export async function runScaleBench({ short = false, minutes, factor = 1 } = {})
       renders.push(...last.renders);
       seriesRenders.push(...last.seriesRenders);
       process.stderr.write(
-        `  ${new Date().toISOString().slice(11, 19)} runs ${last.counts.runs} failed ${last.counts.failures} skipped ${last.counts.skipped} lag p99 ${fmt(percentile(lags, 99), 1)} ms (loop delay p99 ${fmt(last.eventLoopDelayP99Ms, 0)} ms, cpu ${fmt(last.cpuShare * 100, 0)}%) rss ${fmt(last.memory.rss / MB, 0)} MB /metrics ${fmt(scrapes.at(-1).ms, 0)} ms\n`,
+        `  ${new Date().toISOString().slice(11, 19)} runs ${last.counts.runs} failed ${last.counts.failures} skipped ${last.counts.skipped} lag p99 ${fmt(percentile(lags, 99), 1)} ms (loop delay p99 ${fmt(last.eventLoopDelayP99Ms, 0)} ms, in flight max ${last.inFlightMax}, cpu ${fmt(last.cpuShare * 100, 0)}%) rss ${fmt(last.memory.rss / MB, 0)} MB /metrics ${fmt(scrapes.at(-1).ms, 0)} ms\n`,
       );
     }
   } finally {
@@ -142,6 +153,7 @@ export async function runScaleBench({ short = false, minutes, factor = 1 } = {})
     daemonCpuShare: last.cpuShare,
     eventLoopDelayP99Ms: last.eventLoopDelayP99Ms,
     eventLoopDelayMaxMs: last.eventLoopDelayMaxMs,
+    inFlightMax: last.inFlightMax,
   };
   const checks = [
     ['scheduler start lag p99', `${fmt(m.lagP99Ms, 1)} ms`, `≤ ${b.lagP99Ms} ms`, m.lagP99Ms <= b.lagP99Ms],
@@ -153,7 +165,7 @@ export async function runScaleBench({ short = false, minutes, factor = 1 } = {})
   if (idle) checks.push(['idle memory per configured probe', `${fmt(idle.heapKbPerProbe, 1)} KB heap (${fmt(idle.rssKbPerProbe, 1)} KB RSS)`, `≤ ${b.idleKb} KB`, idle.heapKbPerProbe <= b.idleKb]);
   const label = short ? 'scale (short)' : `scale${factor > 1 ? ` ${factor}x` : ''}`;
   return {
-    params: { ...counts, interval: shape.interval, minutes: durationMs / 60_000, factor, short, target: 'embedded lab in its own process (http: device HTTP servers, plain; tunnel: TLS CONNECT proxy; ssh: SSH proxy to lab devices)' },
+    params: { ...counts, interval: shape.interval, minutes: durationMs / 60_000, factor, short, concurrency, target: 'embedded lab in its own process (http: device HTTP servers, plain; tunnel: TLS CONNECT proxy; ssh: SSH proxy to lab devices)' },
     measured: m,
     idle,
     checks: checks.map(([what, got, bound, ok]) => ({ what, got, bound, ok })),
@@ -167,7 +179,7 @@ export function scaleMarkdown(r) {
   const p = r.params;
   const m = r.measured;
   const lines = [
-    `${p.http} http + ${p.tunnel} tunnel + ${p.ssh} ssh probes at a ${p.interval} interval for ${fmt(p.minutes, 1)} min, ${p.target}. The daemon is \`startDaemon\` in a child process (concurrency 64); lags are every run's start lag as the scheduler reports it (raw values, not histogram buckets); RSS sampled each second; /metrics scraped every 10 s by the parent (render time measured inside the daemon).`,
+    `${p.http} http + ${p.tunnel} tunnel + ${p.ssh} ssh probes at a ${p.interval} interval for ${fmt(p.minutes, 1)} min, ${p.target}. The daemon is \`startDaemon\` in a child process (--concurrency ${p.concurrency}; at most ${m.inFlightMax} runs were in flight at once); lags are every run's start lag as the scheduler reports it (raw values, not histogram buckets); RSS sampled each second; /metrics scraped every 10 s by the parent (render time measured inside the daemon).`,
     '',
     '| check | measured | bound | holds |',
     '| --- | --- | --- | --- |',
