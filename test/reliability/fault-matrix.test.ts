@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { ROOT } from '../helpers/cli.js';
-import { caseTitle, MATRIX, runCase, type CaseRun, type KindEnv, type MatrixCase } from './matrix-cases.js';
+import { type CaseRun, caseTitle, type KindEnv, MATRIX, type MatrixCase, runCase, startMatrixEnvs } from './matrix-cases.js';
 import { renderMatrix, withMatrix } from './matrix-docs.js';
 
 /**
@@ -15,12 +15,13 @@ import { renderMatrix, withMatrix } from './matrix-docs.js';
 
 const log = pino({ level: 'silent' });
 let lab: Lab;
-const envs = new Map<string, KindEnv>();
+let envs = new Map<string, KindEnv>();
+let closeEnvs = async () => {};
 const runs = new Map<MatrixCase, CaseRun>();
 
 beforeAll(async () => {
   lab = await startLab();
-  for (const k of MATRIX) envs.set(k.kind, await k.start(lab, log));
+  ({ envs, close: closeEnvs } = await startMatrixEnvs(lab, log));
   const cases = MATRIX.flatMap((k) => k.cases);
   // Proxy faults are per case (one proxy each): run those together. Lab faults are lab-wide: after
   // them, one at a time, so no other case sees them.
@@ -31,7 +32,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const r of runs.values()) await r.proxy?.close();
-  for (const e of envs.values()) await e.close();
+  await closeEnvs();
   await lab?.close();
 });
 

@@ -9,7 +9,7 @@ import { Scheduler } from '../../src/scheduler.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startLabProcess, type LabProcess } from '../helpers/lab-process.js';
 import { activeResources, heapAfterGc, settle } from '../helpers/resources.js';
-import { MATRIX, runCase, type KindEnv, type MatrixCase } from './matrix-cases.js';
+import { type KindEnv, MATRIX, type MatrixCase, runCase, startMatrixEnvs } from './matrix-cases.js';
 
 /**
  * Thousands of runs mixed over every kind and every fault of the matrix, in one process, then:
@@ -32,7 +32,8 @@ const HEAP_SLACK = 0.1;
 const log = pino({ level: 'silent' });
 // The lab runs in a child process: its servers, sessions and fault timers are not ours to count.
 let lab: LabProcess;
-const envs = new Map<string, KindEnv>();
+let envs = new Map<string, KindEnv>();
+let closeEnvs = async () => {};
 
 /** Deterministic, so a failure reproduces with the same mix (mulberry32). */
 function prng(seed: number): () => number {
@@ -73,11 +74,11 @@ async function pool(count: number, concurrency: number, work: (i: number) => Pro
 
 beforeAll(async () => {
   lab = await startLabProcess();
-  for (const k of MATRIX) envs.set(k.kind, await k.start(lab, log));
+  ({ envs, close: closeEnvs } = await startMatrixEnvs(lab, log));
 }, 60_000);
 
 afterAll(async () => {
-  for (const e of envs.values()) await e.close();
+  await closeEnvs();
   await lab?.close();
 });
 

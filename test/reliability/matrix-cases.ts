@@ -207,33 +207,49 @@ function commonRows({ kind, first, wrongProtocol, plainHttp }: CommonPhases): Ma
 /** Targets every env can offer: a plain-HTTP server (the lab's control server answers anything). */
 const plainHttpTarget = (lab: MatrixLab) => ({ 'plain-http': Number(new URL(lab.controlUrl).port) });
 
+/**
+ * The env of a kind whose probe reaches one lab endpoint by host and port: `probe` gives the kind's
+ * fields for a host and port (the host is a name that does not resolve for the dns row).
+ */
+async function labPortEnv(
+  lab: MatrixLab,
+  log: Logger,
+  target: string,
+  port: number,
+  probe: (host: string, port: number) => { kind: string; fields: Record<string, unknown> },
+): Promise<KindEnv> {
+  const env: KindEnv = {
+    targets: { [target]: port, ...plainHttpTarget(lab) },
+    flow: {},
+    spec({ port: via, timeoutMs, unresolvable, name }) {
+      const { kind, fields } = probe(unresolvable ? 'no-such-host.invalid' : '127.0.0.1', via);
+      return makeSpec(kind, name ?? `matrix-${kind}`, fields, timeoutMs);
+    },
+    close: async () => {},
+  };
+  await measureFlow(env, log, [target]);
+  return env;
+}
+
 // ---------------------------------------------------------------------------------------------
 // ssh
 // ---------------------------------------------------------------------------------------------
 
-async function startSshEnv(lab: MatrixLab, log: Logger): Promise<KindEnv> {
-  const v = lab.vars;
-  const env: KindEnv = {
-    targets: { 'ssh-proxy': Number(v.LAB_SSH_PROXY_PORT), ...plainHttpTarget(lab) },
-    flow: {},
-    spec({ port, timeoutMs, unresolvable, name = 'matrix-ssh' }) {
-      // Pinned by fingerprint: known_hosts names the proxy by its own port, the probe dials the fault proxy's.
-      return makeSpec('ssh', name, {
-        mode: 'proxy',
-        sshProxy: `${unresolvable ? 'no-such-host.invalid' : '127.0.0.1'}:${port}`,
-        user: v.LAB_SSH_USER,
-        sshKey: { file: v.LAB_SSH_KEY_FILE },
-        hostKeys: v.LAB_SSH_PROXY_FINGERPRINT,
-        device: v.LAB_DEVICE_UUID,
-        command: 'cat /etc/os-release',
-        expect: { stdout: 'balenaOS' },
-      }, timeoutMs);
+/** Pinned by fingerprint: known_hosts names the proxy by its own port, the probe dials the fault proxy's. */
+const startSshEnv = (lab: MatrixLab, log: Logger) =>
+  labPortEnv(lab, log, 'ssh-proxy', Number(lab.vars.LAB_SSH_PROXY_PORT), (host, port) => ({
+    kind: 'ssh',
+    fields: {
+      mode: 'proxy',
+      sshProxy: `${host}:${port}`,
+      user: lab.vars.LAB_SSH_USER,
+      sshKey: { file: lab.vars.LAB_SSH_KEY_FILE },
+      hostKeys: lab.vars.LAB_SSH_PROXY_FINGERPRINT,
+      device: lab.vars.LAB_DEVICE_UUID,
+      command: 'cat /etc/os-release',
+      expect: { stdout: 'balenaOS' },
     },
-    close: async () => {},
-  };
-  await measureFlow(env, log, ['ssh-proxy']);
-  return env;
-}
+  }));
 
 const SSH_CASES: MatrixCase[] = [
   ...commonRows({ kind: 'ssh', first: 'handshake', wrongProtocol: fails('protocol', 'handshake'), plainHttp: 'plain-http' }),
@@ -250,27 +266,19 @@ const SSH_CASES: MatrixCase[] = [
 // tunnel
 // ---------------------------------------------------------------------------------------------
 
-async function startTunnelEnv(lab: MatrixLab, log: Logger): Promise<KindEnv> {
-  const v = lab.vars;
-  const env: KindEnv = {
-    targets: { 'tunnel-proxy': Number(v.LAB_TUNNEL_PORT), ...plainHttpTarget(lab) },
-    flow: {},
-    spec({ port, timeoutMs, unresolvable, name = 'matrix-tunnel' }) {
-      return makeSpec('tunnel', name, {
-        tunnel: `${unresolvable ? 'no-such-host.invalid' : '127.0.0.1'}:${port}`,
-        tunnelTls: { caFile: lab.caFile, serverName: v.LAB_TUNNEL_HOST },
-        user: 'probe-bot',
-        token: { file: v.LAB_TUNNEL_TOKEN_FILE },
-        device: v.LAB_DEVICE_UUID,
-        port: 80,
-        http: { path: '/health', expect: { status: [200], body: `ok ${v.LAB_DEVICE_UUID}` } },
-      }, timeoutMs);
+const startTunnelEnv = (lab: MatrixLab, log: Logger) =>
+  labPortEnv(lab, log, 'tunnel-proxy', Number(lab.vars.LAB_TUNNEL_PORT), (host, port) => ({
+    kind: 'tunnel',
+    fields: {
+      tunnel: `${host}:${port}`,
+      tunnelTls: { caFile: lab.caFile, serverName: lab.vars.LAB_TUNNEL_HOST },
+      user: 'probe-bot',
+      token: { file: lab.vars.LAB_TUNNEL_TOKEN_FILE },
+      device: lab.vars.LAB_DEVICE_UUID,
+      port: 80,
+      http: { path: '/health', expect: { status: [200], body: `ok ${lab.vars.LAB_DEVICE_UUID}` } },
     },
-    close: async () => {},
-  };
-  await measureFlow(env, log, ['tunnel-proxy']);
-  return env;
-}
+  }));
 
 const TUNNEL_CASES: MatrixCase[] = [
   ...commonRows({ kind: 'tunnel', first: 'tls', wrongProtocol: fails('tls', 'tls'), plainHttp: 'plain-http' }),
@@ -289,27 +297,19 @@ const TUNNEL_CASES: MatrixCase[] = [
 
 const BUILD_CONTEXT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'probes', 'build-context');
 
-async function startBuildEnv(lab: MatrixLab, log: Logger): Promise<KindEnv> {
-  const v = lab.vars;
-  const env: KindEnv = {
-    targets: { builder: Number(new URL(v.LAB_BUILDER_URL).port), ...plainHttpTarget(lab) },
-    flow: {},
-    spec({ port, timeoutMs, unresolvable, name = 'matrix-build' }) {
-      return makeSpec('build', name, {
-        fleet: 'lab/probe-fleet',
-        // The lab's certificates name 127.0.0.1, so the builder may be dialled by address.
-        builder: `https://${unresolvable ? 'no-such-host.invalid' : '127.0.0.1'}:${port}`,
-        api: v.LAB_API_URL,
-        token: { file: v.LAB_BUILDER_TOKEN_FILE },
-        context: BUILD_CONTEXT,
-        tls: { caFile: lab.caFile },
-      }, timeoutMs);
+const startBuildEnv = (lab: MatrixLab, log: Logger) =>
+  labPortEnv(lab, log, 'builder', Number(new URL(lab.vars.LAB_BUILDER_URL).port), (host, port) => ({
+    kind: 'build',
+    fields: {
+      fleet: 'lab/probe-fleet',
+      // The lab's certificates name 127.0.0.1, so the builder may be dialled by address.
+      builder: `https://${host}:${port}`,
+      api: lab.vars.LAB_API_URL,
+      token: { file: lab.vars.LAB_BUILDER_TOKEN_FILE },
+      context: BUILD_CONTEXT,
+      tls: { caFile: lab.caFile },
     },
-    close: async () => {},
-  };
-  await measureFlow(env, log, ['builder']);
-  return env;
-}
+  }));
 
 const BUILD_CASES: MatrixCase[] = [
   ...commonRows({ kind: 'build', first: 'tls', wrongProtocol: fails('tls', 'tls'), plainHttp: 'plain-http' }),
@@ -393,6 +393,18 @@ export async function runCase(c: MatrixCase, env: KindEnv, lab: MatrixLab, opts:
   } finally {
     for (const f of c.labFaults ?? []) await lab.faults.set(f, false);
   }
+}
+
+/** Every kind's env against one lab, and a function that closes them all. */
+export async function startMatrixEnvs(lab: MatrixLab, log: Logger): Promise<{ envs: Map<string, KindEnv>; close(): Promise<void> }> {
+  const envs = new Map<string, KindEnv>();
+  for (const k of MATRIX) envs.set(k.kind, await k.start(lab, log));
+  return {
+    envs,
+    close: async () => {
+      for (const e of envs.values()) await e.close();
+    },
+  };
 }
 
 export function caseTitle(c: MatrixCase): string {

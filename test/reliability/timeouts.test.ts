@@ -8,7 +8,7 @@ import { KINDS } from '../../src/kinds/index.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { Scheduler } from '../../src/scheduler.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
-import { caseTitle, MATRIX, runCase, type KindEnv, type MatrixCase } from './matrix-cases.js';
+import { caseTitle, type KindEnv, MATRIX, type MatrixCase, runCase, startMatrixEnvs } from './matrix-cases.js';
 
 /**
  * Timeouts hold: a target that stalls in any phase ends the run within its timeout plus 100 ms, and
@@ -25,15 +25,16 @@ const TIMEOUT_MS = 600;
 const MARGIN_MS = 100;
 const log = pino({ level: 'silent' });
 let lab: Lab;
-const envs = new Map<string, KindEnv>();
+let envs = new Map<string, KindEnv>();
+let closeEnvs = async () => {};
 
 beforeAll(async () => {
   lab = await startLab();
-  for (const k of MATRIX) envs.set(k.kind, await k.start(lab, log));
+  ({ envs, close: closeEnvs } = await startMatrixEnvs(lab, log));
 }, 60_000);
 
 afterAll(async () => {
-  for (const e of envs.values()) await e.close();
+  await closeEnvs();
   await lab?.close();
 });
 
