@@ -170,8 +170,9 @@ function judge(ctx: ProbeContext, name: string, cfg: StatusConfig, api: ApiDevic
   const limit = api.is_online ? cfg.maxDrift : cfg.offlineGrace;
   const apiSays = `the API says device ${cfg.device} is ${api.is_online ? 'online' : 'offline'} (${describeApi(api)})`;
   const state = api.is_online ? 'unreachable' : 'reachable';
-  if (lasted > limit) {
-    throw new ProbeError('status_drift', `${apiSays} but it has been ${state} for ${elapsed(lasted)}, longer than ${api.is_online ? 'maxDrift' : 'offlineGrace'} ${formatDuration(limit)}: ${reach.detail}`);
+  // At least the limit: `maxDrift: 0s` makes any disagreement drift at once.
+  if (lasted >= limit) {
+    throw new ProbeError('status_drift', `${apiSays} but it has been ${state} for ${elapsed(lasted)}, not less than ${api.is_online ? 'maxDrift' : 'offlineGrace'} ${formatDuration(limit)}: ${reach.detail}`);
   }
   ctx.log.debug({ device: cfg.device, apiOnline: api.is_online, reachable: reach.reachable, driftSeconds: lasted / 1000 }, `${apiSays} but it is ${state}, for ${elapsed(lasted)} so far`);
 }

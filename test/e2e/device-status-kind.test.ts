@@ -94,7 +94,7 @@ describe('one device against the lab', () => {
     expect(first.observations).toMatchObject({ device_api_online: 1, device_status_drift_seconds: 0 });
     await sleep(1200);
     const later = await runStatus(viaLab({ maxDrift: '1s' }));
-    expectOutcome(later, false, 'status_drift', 'reachability', `the API says device ${DEVICE3} is online (is_online true`, 'unreachable for 1.', 'longer than maxDrift 1s', 'HTTP 503');
+    expectOutcome(later, false, 'status_drift', 'reachability', `the API says device ${DEVICE3} is online (is_online true`, 'unreachable for 1.', 'not less than maxDrift 1s', 'HTTP 503');
     expect(later.observations.device_status_drift_seconds).toBeGreaterThan(1);
     // The API catches up: agreement again, drift back to 0.
     lab.faults.set('status-stale', false);
@@ -184,7 +184,7 @@ describe('one device with a companion probe', () => {
     expectOutcome(await runStatus(fields, { companion: companionOf(ok(100)) }), true, null, null);
     await sleep(1200);
     const r = await runStatus(fields, { companion: companionOf(ok(100)) });
-    expectOutcome(r, false, 'status_drift', 'reachability', `the API says device ${DEVICE3} is offline (is_online false`, 'reachable for 1.', 'longer than offlineGrace 1s', 'companion probe "tunnel-3" passed');
+    expectOutcome(r, false, 'status_drift', 'reachability', `the API says device ${DEVICE3} is offline (is_online false`, 'reachable for 1.', 'not less than offlineGrace 1s', 'companion probe "tunnel-3" passed');
   });
 });
 

@@ -232,6 +232,37 @@ const httpish = fc
     close,
   }));
 
+/** API answers: a 200 with JSON in the shape of a device resource, its fields of any type or missing. */
+const anyOf = <T,>(...xs: fc.Arbitrary<T>[]) => fc.oneof(...xs);
+const deviceAnswers = fc
+  .record({
+    body: fc.oneof(
+      fc.jsonValue({ maxDepth: 3 }),
+      fc.record({
+        d: fc.array(
+          fc.record(
+            {
+              is_online: anyOf<unknown>(fc.boolean(), fc.constant(null), fc.string({ maxLength: 5 }), fc.integer()),
+              is_connected_to_vpn: anyOf<unknown>(fc.boolean(), fc.constant(null), fc.string({ maxLength: 5 })),
+              last_connectivity_event: anyOf<unknown>(fc.constant(null), fc.integer({ min: 0, max: 4e12 }).map((t) => new Date(t).toISOString()), fc.string({ maxLength: 20 })),
+              last_vpn_event: anyOf<unknown>(fc.constant(null), fc.integer({ min: 0, max: 4e12 }).map((t) => new Date(t).toISOString()), fc.integer()),
+              api_heartbeat_state: anyOf<unknown>(fc.constant(null), fc.constantFrom('online', 'offline', 'timeout', 'unknown'), fc.integer()),
+              extra: fc.jsonValue({ maxDepth: 2 }),
+            },
+            { requiredKeys: [] },
+          ),
+          { maxLength: 2 },
+        ),
+      }),
+    ),
+    status: fc.constantFrom(200, 200, 200, 401, 404, 500, 503),
+    close: closeMostly,
+  })
+  .map(({ body, status, close }) => {
+    const json = enc(JSON.stringify(body) ?? 'null');
+    return { bytes: new Uint8Array([...enc(`HTTP/1.1 ${status} X\r\ncontent-type: application/json\r\ncontent-length: ${json.length}\r\n\r\n`), ...json]), close };
+  });
+
 const FUZZ_MARKER = 'fuzz-marker-9f3b1c';
 const httpSpec = (scheme: 'http' | 'https') => (port: number, timeoutMs: number) =>
   makeSpec('http', 'fuzz-http', { url: `${scheme}://127.0.0.1:${port}/`, tls: { insecureSkipVerify: true }, expect: { status: ['100-599'], body: FUZZ_MARKER } }, timeoutMs);
@@ -302,6 +333,14 @@ const PEER_FUZZ: PeerFuzz[] = [
     answers: fc.oneof(builderStreams, httpish, randomBytes),
     spec: (port, timeoutMs) =>
       makeSpec('build', 'fuzz-build', { fleet: 'fuzz/fleet', builder: `http://127.0.0.1:${port}`, api: `http://127.0.0.1:${port}`, token: { env: 'FP_FUZZ_TOKEN' }, dockerfile: 'FROM scratch\n' }, timeoutMs),
+  },
+  {
+    kind: 'device-status',
+    name: 'API answers (the tunnel check goes to a closed port, so no answer can pass)',
+    transport: 'tcp',
+    answers: fc.oneof(deviceAnswers, httpish, randomBytes),
+    spec: (port, timeoutMs) =>
+      makeSpec('device-status', 'fuzz-device-status', { api: `http://127.0.0.1:${port}`, token: { env: 'FP_FUZZ_TOKEN' }, tunnel: '127.0.0.1:1', tunnelTls: false, device: 'c0ffee01' }, timeoutMs),
   },
 ];
 process.env.FP_FUZZ_TOKEN ??= 'fuzz-token-not-a-secret';

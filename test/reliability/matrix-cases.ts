@@ -322,6 +322,41 @@ const BUILD_CASES: MatrixCase[] = [
 ];
 
 // ---------------------------------------------------------------------------------------------
+// device-status: the fault proxy sits in front of the API (its requests are all phase `api`); the
+// tunnel check goes to the lab's tunnel proxy directly, where the lab faults act.
+// ---------------------------------------------------------------------------------------------
+
+const startDeviceStatusEnv = (lab: MatrixLab, log: Logger) =>
+  labPortEnv(lab, log, 'api', Number(new URL(lab.vars.LAB_API_URL).port), (host, port) => ({
+    kind: 'device-status',
+    fields: {
+      // The lab's certificates name 127.0.0.1, so the API may be dialled by address.
+      api: `https://${host}:${port}`,
+      tls: { caFile: lab.caFile },
+      token: { file: lab.vars.LAB_BUILDER_TOKEN_FILE },
+      tunnel: `127.0.0.1:${lab.vars.LAB_TUNNEL_PORT}`,
+      tunnelTls: { caFile: lab.caFile, serverName: lab.vars.LAB_TUNNEL_HOST },
+      device: lab.vars.LAB_DEVICE3_UUID,
+      // Any disagreement is drift at once: one run shows it.
+      maxDrift: '0s',
+      offlineGrace: '0s',
+    },
+  }));
+
+const DEVICE_STATUS_CASES: MatrixCase[] = [
+  // One request per run: every fault on the way to the API lands in `api`.
+  ...commonRows({ kind: 'device-status', first: 'api', wrongProtocol: fails('tls', 'api'), plainHttp: 'plain-http' }).map((c) =>
+    c.expect === 'pass' ? c : { ...c, expect: fails(c.expect.reason, 'api') },
+  ),
+  { kind: 'device-status', fault: 'API unavailable', how: 'lab fault `api-errors` (its first answer: 503)', labFaults: ['api-errors'], expect: fails('proxy', 'api') },
+  { kind: 'device-status', fault: 'API says online, proxy says not connected', how: 'lab fault `tunnel-device-offline` (503), `maxDrift: 0s`', labFaults: ['tunnel-device-offline'], expect: fails('status_drift', 'reachability') },
+  { kind: 'device-status', fault: 'device offline and the API says so', how: 'lab fault `device-3-offline`', labFaults: ['device-3-offline'], expect: 'pass' },
+  { kind: 'device-status', fault: 'stale API status', how: 'lab faults `status-stale` + `device-3-offline`, `maxDrift: 0s`', labFaults: ['status-stale', 'device-3-offline'], expect: fails('status_drift', 'reachability') },
+  { kind: 'device-status', fault: 'tunnel token refused', how: 'lab fault `tunnel-token-revoked` (407)', labFaults: ['tunnel-token-revoked'], expect: fails('auth', 'reachability') },
+  { kind: 'device-status', fault: 'tunnel proxy slow to answer', how: 'lab fault `tunnel-slow-connect`', labFaults: ['tunnel-slow-connect'], expect: fails('timeout', 'reachability') },
+];
+
+// ---------------------------------------------------------------------------------------------
 // The table. Add a kind here.
 // ---------------------------------------------------------------------------------------------
 
@@ -330,6 +365,7 @@ export const MATRIX: MatrixKind[] = [
   { kind: 'ssh', start: startSshEnv, cases: SSH_CASES },
   { kind: 'tunnel', start: startTunnelEnv, cases: TUNNEL_CASES },
   { kind: 'build', start: startBuildEnv, cases: BUILD_CASES },
+  { kind: 'device-status', start: startDeviceStatusEnv, cases: DEVICE_STATUS_CASES },
 ];
 export const MATRIX_CASES: MatrixCase[] = MATRIX.flatMap((k) => k.cases);
 

@@ -73,6 +73,22 @@ const ROWS: ShutdownRow[] = [
     count: 2,
     labFaults: ['build-stall'],
   },
+  {
+    kind: 'device-status',
+    // tunnel-slow-connect: its own tunnel check waits 30 s for the proxy's answer.
+    probes: (n) => `  - name: ${n}
+    kind: device-status
+    api: ${lab('LAB_API_URL')}
+    tls: { caFile: "${lab('LAB_CA_FILE')}" }
+    token: { file: "${lab('LAB_BUILDER_TOKEN_FILE')}" }
+    tunnel: 127.0.0.1:${lab('LAB_TUNNEL_PORT')}
+    tunnelTls: { caFile: "${lab('LAB_CA_FILE')}", serverName: "${lab('LAB_TUNNEL_HOST')}" }
+    device: ${lab('LAB_DEVICE3_UUID')}
+    stepTimeout: 14s
+`,
+    count: 2,
+    labFaults: ['tunnel-slow-connect'],
+  },
 ];
 
 const INTERVAL_MS = 20_000;

@@ -87,7 +87,9 @@ describe('stalls no peer can make', () => {
       const r = await runProbe(spec, KINDS[kind], { log });
       const elapsed = performance.now() - t0;
       expect(spy).toHaveBeenCalled();
-      expect({ reason: r.reason, phase: r.phase }).toEqual({ reason: 'timeout', phase: 'resolve' });
+      // A kind that folds its dialling into one phase of its own (device-status: `api`) reports that.
+      const phase = KINDS[kind].phases.includes('resolve') ? 'resolve' : KINDS[kind].phases[0];
+      expect({ reason: r.reason, phase: r.phase }).toEqual({ reason: 'timeout', phase });
       expect(elapsed).toBeLessThanOrEqual(TIMEOUT_MS + MARGIN_MS);
     } finally {
       spy.mockRestore();
@@ -109,7 +111,9 @@ describe('a stuck probe never delays another probe', () => {
     let phase: keyof typeof lags = 'alone';
     const kindOf = (s: ProbeSpec) => (s.kind === 'deaf' ? deafKind : KINDS[s.kind]);
     const scheduler = new Scheduler({
-      concurrency: 16,
+      // Room for every stuck probe (3 per kind and one deaf) and the fast ones: this is about the
+      // event loop and the scheduler, not about the concurrency cap, which stuck probes could fill.
+      concurrency: 4 * envs.size + 2,
       log,
       random: () => 0,
       hooks: {
