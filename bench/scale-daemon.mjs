@@ -70,13 +70,13 @@ serveWorker({
       renders.push({ ms: performance.now() - t, bytes: out.length });
       return out;
     };
-    // The probes' series rendered synchronously (the part that blocks the loop), apart from the
-    // whole /metrics, which also awaits prom-client's process metrics between other work.
+    // The probes' series alone, apart from the whole /metrics (which also awaits prom-client's
+    // process metrics); both in wall time, turns given to other work included.
     const series = m.probes;
-    const renderSeries = series.render.bind(series);
-    series.render = () => {
+    const renderSeries = series.renderAsync.bind(series);
+    series.renderAsync = async (prefix) => {
       const t = performance.now();
-      const out = renderSeries();
+      const out = await renderSeries(prefix);
       seriesRenders.push(performance.now() - t);
       return out;
     };

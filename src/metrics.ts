@@ -81,6 +81,6 @@ export class Metrics {
 
   /** The exposition as bytes, for the HTTP server (at scale, tens of MB: no string in between). */
   async renderBytes(): Promise<Buffer> {
-    return this.probes.render(`${await this.prom.metrics()}\n`);
+    return this.probes.renderAsync(`${await this.prom.metrics()}\n`);
   }
 }

@@ -84,6 +84,7 @@ describe('ProbeSeries', () => {
     p.runs.inc({ probe: 'plain', kind: 'web', team: '', result: 'aborted' });
 
     const ours = series.render().toString('utf8');
+    expect((await series.renderAsync()).toString('utf8')).toBe(ours);
     expect(samples(ours)).toEqual(samples(await reg.metrics()));
     // Every family has its HELP and TYPE once, in the same order as families() lists them.
     const typed = [...ours.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1], m[2]]);
