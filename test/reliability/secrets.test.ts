@@ -69,6 +69,8 @@ const tunnel = (name: string, proxy: string, tls: string) =>
   `  - name: ${name}\n    kind: tunnel\n    tunnel: ${proxy}\n    tunnelTls: ${tls}\n    user: probe-bot\n    token: { file: token.txt }\n    device: c0ffee00000000000000000000000001\n    port: 80\n`;
 const build = (name: string, builder: string, extra = '') =>
   `  - name: ${name}\n    kind: build\n    interval: 5s\n    timeout: 4s\n    fleet: lab/probe-fleet\n    builder: ${builder}\n    api: ${builder}\n    token: { file: token.txt }\n    context: ${JSON.stringify(path.join(ROOT, 'probes', 'build-context'))}\n${extra}`;
+const deviceStatus = (name: string, api: string, extra = '') =>
+  `  - name: ${name}\n    kind: device-status\n    api: ${api}\n    token: { file: token.txt }\n    tunnel: 127.0.0.1:1\n    tunnelTls: false\n    device: c0ffee00000000000000000000000003\n${extra}`;
 // Not the lab proxy's key: the run fails on the host key at the latest, having used the private key setup.
 const FAKE_FINGERPRINT = 'SHA256:' + 'A'.repeat(43);
 
@@ -135,6 +137,9 @@ beforeAll(async () => {
     // build: a wrong token at the lab builder, and a builder quoting our token back.
     { name: 'build-wrong-token', lab: true, yaml: build('build-wrong-token', '${LAB_BUILDER_URL}', '    tls: { caFile: "${LAB_CA_FILE}" }\n') },
     { name: 'build-echo-builder', yaml: build('build-echo-builder', echoBuilder.url) },
+    // device-status: a wrong token at the lab API, and an API quoting our token back (the builder peer answers any path).
+    { name: 'status-wrong-token', lab: true, yaml: deviceStatus('status-wrong-token', '${LAB_API_URL}', '    tls: { caFile: "${LAB_CA_FILE}" }\n') },
+    { name: 'status-echo-api', yaml: deviceStatus('status-echo-api', echoBuilder.url) },
     {
       name: 'lab-offline',
       lab: true,
