@@ -45,7 +45,8 @@ for (const name of chosen) {
   if (!result.pass) failed = true;
   process.stderr.write(`== ${name}: ${result.pass ? 'targets hold' : 'a target does not hold'} (${result.elapsedSeconds}s)\n`);
   // The CI guard (--short) checks bounds; it must not overwrite the recorded full-size numbers.
-  if (!values['no-write'] && !values.short) saveResult(name, result);
+  const key = name === 'scale' && values.scale && Number(values.scale) > 1 ? `scale-${values.scale}x` : name;
+  if (!values['no-write'] && !values.short) saveResult(key, result);
   else for (const [what, got, bound, ok] of result.summary) process.stdout.write(`${ok === 'yes' ? 'ok  ' : 'FAIL'} ${what}: ${got} (bound ${bound})\n`);
 }
 if (!values['no-write'] && !values.short) writeMarkdown();
@@ -61,13 +62,16 @@ async function writeMarkdown() {
     scale: async (r) => (await import('./scale.mjs')).scaleMarkdown(r),
   };
   const titles = { http: '1. HTTPS probe cost vs blackbox_exporter', ssh: '2. SSH probe vs OpenSSH', timing: '4. Timing accuracy', scale: '3. Scale' };
-  for (const name of ['http', 'ssh', 'scale', 'timing']) {
-    const r = all[name];
+  const order = ['http', 'ssh', 'scale', ...Object.keys(all).filter((k) => k.startsWith('scale-')).sort(), 'timing'];
+  for (const key of order) {
+    const r = all[key];
     if (!r) continue;
+    const name = key.startsWith('scale') ? 'scale' : key;
+    const title = key.startsWith('scale-') ? `3b. Scale beyond the target: ${key.slice(6)}` : titles[name];
     const m = r.machine;
     sections.push(
       [
-        `## ${titles[name]}`,
+        `## ${title}`,
         '',
         `Run ${r.date} with \`${r.command}\` (${r.elapsedSeconds}s) on ${m.nproc} cores, ${m.cpu}, node ${m.node}, Linux ${m.kernel}.`,
         r.neighbours ? `Load average before/after: ${r.neighbours.before.loadavg} / ${r.neighbours.after.loadavg}. Busiest other processes at the start: ${r.neighbours.before.top.map((t) => '`' + t + '`').join('; ') || 'none'}.` : '',
@@ -77,7 +81,7 @@ async function writeMarkdown() {
     );
   }
   const summary = ['| benchmark | measured | target | holds |', '| --- | --- | --- | --- |'];
-  for (const name of ['http', 'ssh', 'scale', 'timing']) for (const row of all[name]?.summary ?? []) summary.push(`| ${row.join(' | ')} |`);
+  for (const key of order) for (const row of all[key]?.summary ?? []) summary.push(`| ${row.join(' | ')} |`);
   const text = [
     '# fleetprobe benchmarks',
     '',

@@ -77,7 +77,7 @@ serveWorker({
     series.renderAsync = async (prefix) => {
       const t = performance.now();
       const out = await renderSeries(prefix);
-      seriesRenders.push(performance.now() - t);
+      seriesRenders.push({ wallMs: performance.now() - t, workMs: series.lastRenderWorkMs });
       return out;
     };
     const setInFlight = m.inFlight.set.bind(m.inFlight);

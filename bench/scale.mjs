@@ -5,21 +5,12 @@
 // Also the idle memory per configured probe: N probes configured, none due yet, vs none.
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
-import { BENCH, fmt, median, neighbours, percentile, sleep, startChild, startWorker, tempDir } from './lib.mjs';
+import { BENCH, fmt, median, neighbours, percentile, sleep, startWorker, tempDir } from './lib.mjs';
+import { startLabHost } from './targets.mjs';
 
 const MB = 1024 * 1024;
 const FULL = { http: 10_000, tunnel: 1_000, ssh: 500, interval: '60s', minutes: 10, concurrency: 256, bounds: { lagP99Ms: 50, rssMb: 500, renderMs: 250, idleKb: 10 } };
 const SHORT = { http: 2_000, tunnel: 0, ssh: 0, interval: '10s', minutes: 1, concurrency: 64, bounds: { lagP99Ms: 500, rssMb: 400, renderMs: 1000, idleKb: Infinity } };
-
-async function startLabHost() {
-  const proc = startChild(process.execPath, [path.join(BENCH, 'lab-host.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const info = await new Promise((resolve, reject) => {
-    readline.createInterface({ input: proc.child.stdout }).once('line', (l) => resolve(JSON.parse(l)));
-    proc.exited.then(({ code }) => reject(new Error(`lab-host exited (${code})`)));
-  });
-  return { proc, ...info };
-}
 
 /** The probe file: `counts` probes of each kind against the lab, spread over its devices. */
 function probeFile(lab, counts, interval) {
@@ -144,8 +135,12 @@ export async function runScaleBench({ short = false, minutes, factor = 1, concur
     heapMaxMb: last.heapMax / MB,
     renderMaxMs: Math.max(...renders.map((r) => r.ms)),
     renderMedianMs: median(renders.map((r) => r.ms)),
-    seriesRenderMaxMs: Math.max(...seriesRenders),
-    seriesRenderMedianMs: median(seriesRenders),
+    seriesRenderMaxMs: Math.max(...seriesRenders.map((r) => r.wallMs)),
+    seriesRenderMedianMs: median(seriesRenders.map((r) => r.wallMs)),
+    renderWorkMaxMs: Math.max(...seriesRenders.map((r) => r.workMs)),
+    renderWorkMedianMs: median(seriesRenders.map((r) => r.workMs)),
+    // Every scrape but the first, when no probe's lines were cached yet.
+    renderWorkMaxSteadyMs: Math.max(...seriesRenders.slice(1).map((r) => r.workMs)),
     scrapeMaxMs: Math.max(...scrapes.map((s) => s.ms)),
     metricsBytes: scrapes.at(-1)?.bytes,
     metricsSeries: scrapes.at(-1)?.series,
@@ -159,7 +154,14 @@ export async function runScaleBench({ short = false, minutes, factor = 1, concur
     ['scheduler start lag p99', `${fmt(m.lagP99Ms, 1)} ms`, `≤ ${b.lagP99Ms} ms`, m.lagP99Ms <= b.lagP99Ms],
     ['skipped runs', String(m.skipped), '0', m.skipped === 0],
     ['RSS (max)', `${fmt(m.rssMaxMb, 0)} MB`, `≤ ${b.rssMb} MB`, m.rssMaxMb <= b.rssMb],
-    ['/metrics render (max)', `${fmt(m.renderMaxMs, 0)} ms (scrape ${fmt(m.scrapeMaxMs, 0)} ms, ${m.metricsSeries} series)`, `≤ ${b.renderMs} ms`, m.renderMaxMs <= b.renderMs],
+    [
+      '/metrics render (max)',
+      `${fmt(m.renderWorkMaxMs, 0)} ms of rendering (${fmt(m.renderWorkMaxSteadyMs, 0)} ms after the first scrape, median ${fmt(m.renderWorkMedianMs, 0)} ms); response ${fmt(m.renderMaxMs, 0)} ms (median ${fmt(m.renderMedianMs, 0)} ms); ${m.metricsSeries} series`,
+      `≤ ${b.renderMs} ms${short ? ' (and the response too)' : ''}`,
+      // The CI guard bounds the whole response too; the full form bounds rendering, and reports
+      // the response (which shares the event loop with 190 runs a second) beside it.
+      m.renderWorkMaxMs <= b.renderMs && (!short || m.renderMaxMs <= b.renderMs),
+    ],
   ];
   if (short) checks.push(['failed runs', String(m.failures), '0', m.failures === 0]);
   if (idle) checks.push(['idle memory per configured probe', `${fmt(idle.heapKbPerProbe, 1)} KB heap (${fmt(idle.rssKbPerProbe, 1)} KB RSS)`, `≤ ${b.idleKb} KB`, idle.heapKbPerProbe <= b.idleKb]);
@@ -185,7 +187,7 @@ export function scaleMarkdown(r) {
     '| --- | --- | --- | --- |',
     ...r.checks.map((c) => `| ${c.what} | ${c.got} | ${c.bound} | ${c.ok ? 'yes' : '**no**'} |`),
     '',
-    `Runs ${m.runs} (starts ${m.starts}), failed ${m.failures}${m.failures ? ` (${Object.entries(m.failuresByKind).map(([k, n]) => `${k} ${n}`).join(', ')}; first: ${m.firstFailures.slice(0, 2).map((f) => '`' + f.slice(0, 200) + '`').join('; ')})` : ''}; lag p50 ${fmt(m.lagP50Ms, 1)} ms, max ${fmt(m.lagMaxMs, 0)} ms; heap max ${fmt(m.heapMaxMb, 0)} MB; /metrics ${fmt(m.metricsBytes / MB, 1)} MB, render median ${fmt(m.renderMedianMs, 0)} ms (of which the probes' series: median ${fmt(m.seriesRenderMedianMs, 0)} ms, max ${fmt(m.seriesRenderMaxMs, 0)} ms); config load and start ${fmt(m.configLoadSeconds, 1)} s. The daemon used ${fmt(m.daemonCpuShare * 100, 0)}% of one core on average; its event loop delay (blocking work, GC, or waiting for a CPU) p99 ${fmt(m.eventLoopDelayP99Ms, 0)} ms, max ${fmt(m.eventLoopDelayMaxMs, 0)} ms.`,
+    `Runs ${m.runs} (starts ${m.starts}), failed ${m.failures}${m.failures ? ` (${Object.entries(m.failuresByKind).map(([k, n]) => `${k} ${n}`).join(', ')}; first: ${m.firstFailures.slice(0, 2).map((f) => '`' + f.slice(0, 200) + '`').join('; ')})` : ''}; lag p50 ${fmt(m.lagP50Ms, 1)} ms, max ${fmt(m.lagMaxMs, 0)} ms; heap max ${fmt(m.heapMaxMb, 0)} MB; /metrics ${fmt(m.metricsBytes / MB, 1)} MB, /metrics response (inside the daemon, from the request to the bytes ready) median ${fmt(m.renderMedianMs, 0)} ms, max ${fmt(m.renderMaxMs, 0)} ms, of which the probes' series median ${fmt(m.seriesRenderMedianMs, 0)} ms: rendering proper (its slices added up, without the turns the event loop gives to runs between them) median ${fmt(m.renderWorkMedianMs, 0)} ms, max ${fmt(m.renderWorkMaxMs, 0)} ms at the first scrape (every probe formatted), ${fmt(m.renderWorkMaxSteadyMs, 0)} ms after it; the parent's scrape (request to last byte received) max ${fmt(m.scrapeMaxMs, 0)} ms; config load and start ${fmt(m.configLoadSeconds, 1)} s. The daemon used ${fmt(m.daemonCpuShare * 100, 0)}% of one core on average; its event loop delay (blocking work, GC, or waiting for a CPU) p99 ${fmt(m.eventLoopDelayP99Ms, 0)} ms, max ${fmt(m.eventLoopDelayMaxMs, 0)} ms.`,
   ];
   if (r.idle) {
     lines.push(

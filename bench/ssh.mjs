@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
-import { BENCH, dist, fmt, median, neighbours, startChild, startWorker, tempDir, CPU_TICK_SECONDS } from './lib.mjs';
+import { BENCH, dist, fmt, median, neighbours, startWorker, tempDir, CPU_TICK_SECONDS } from './lib.mjs';
+import { startLabHost } from './targets.mjs';
 
 export const TARGETS = { cpu: 0.1, latency: 1.0 };
 const SSH = '/usr/bin/ssh';
@@ -44,14 +44,11 @@ export async function runSshBench({ rounds = 7, n = 20 } = {}) {
   const { markerScript } = await dist('net/ssh-session.js');
   const dir = tempDir('ssh');
   const before = neighbours();
-  const lab = startChild(process.execPath, [path.join(BENCH, 'lab-host.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lab = await startLabHost();
+  const { vars } = lab;
   const fp = startWorker(path.join(BENCH, 'ssh-worker.mjs'));
   const rows = { fleetprobe: [], openssh: [] };
   try {
-    const { vars } = await new Promise((resolve, reject) => {
-      readline.createInterface({ input: lab.child.stdout }).once('line', (l) => resolve(JSON.parse(l)));
-      lab.exited.then(({ code }) => reject(new Error(`lab-host exited (${code})`)));
-    });
     const uuid = vars.LAB_DEVICE_UUID;
     const configFile = path.join(dir, 'ssh.yaml');
     fs.writeFileSync(
@@ -80,7 +77,7 @@ export async function runSshBench({ rounds = 7, n = 20 } = {}) {
     }
   } finally {
     await fp.stop();
-    await lab.stop();
+    await lab.proc.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
   const summary = (side) => ({

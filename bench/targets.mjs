@@ -1,7 +1,8 @@
 // Targets the benchmarks probe: stock nginx with a certificate from a CA made here, blackbox_exporter.
 import fs from 'node:fs';
 import path from 'node:path';
-import { dist, freePort, startChild, waitForPort } from './lib.mjs';
+import readline from 'node:readline';
+import { BENCH, dist, freePort, startChild, waitForPort } from './lib.mjs';
 
 export const NGINX = '/usr/sbin/nginx';
 export const BLACKBOX = '/usr/bin/prometheus-blackbox-exporter';
@@ -89,4 +90,14 @@ export async function startBlackbox(dir, certs) {
     throw new Error(`${err.message}\n${proc.output()}`);
   });
   return { proc, port };
+}
+
+/** The embedded lab in a process of its own (bench/lab-host.mjs): {proc, vars, devices}. */
+export async function startLabHost() {
+  const proc = startChild(process.execPath, [path.join(BENCH, 'lab-host.mjs')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const info = await new Promise((resolve, reject) => {
+    readline.createInterface({ input: proc.child.stdout }).once('line', (l) => resolve(JSON.parse(l)));
+    proc.exited.then(({ code }) => reject(new Error(`lab-host exited (${code})`)));
+  });
+  return { proc, ...info };
 }

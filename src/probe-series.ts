@@ -311,12 +311,20 @@ export class ProbeSeries {
    */
   async renderAsync(prefix = ''): Promise<Buffer> {
     const steps = this.renderSteps(prefix);
+    let work = 0;
     for (;;) {
+      const t0 = performance.now();
       const step = steps.next();
-      if (step.done) return step.value;
+      work += performance.now() - t0;
+      if (step.done) {
+        this.lastRenderWorkMs = work;
+        return step.value;
+      }
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
+  /** Time the last renderAsync spent rendering, its slices added up (not the turns between them). */
+  lastRenderWorkMs = 0;
 
   private *renderSteps(prefix: string): Generator<void, Buffer> {
     const writers = this.familyWriters();
