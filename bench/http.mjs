@@ -7,7 +7,7 @@ import { BLACKBOX, NGINX, benchCertificates, missing, startBlackbox, startNginx 
 
 export const TARGET_RATIO = 1.0;
 
-export async function runHttpBench({ rounds = 7, n = 400, concurrency = 4 } = {}) {
+export async function runHttpBench({ rounds = 9, n = 500, concurrency = 4 } = {}) {
   for (const b of [NGINX, BLACKBOX]) if (missing(b)) throw new Error(`${b} is missing (apt-get install nginx-light prometheus-blackbox-exporter)`);
   const dir = tempDir('http');
   const certs = await benchCertificates(dir);
@@ -44,8 +44,9 @@ export async function runHttpBench({ rounds = 7, n = 400, concurrency = 4 } = {}
         return { cpu, wall: r.wallSeconds };
       },
     };
-    // Warm-up (V8's JIT keeps improving for the first ~1,000 runs; Go runtime; nginx), not counted.
-    await sides.fleetprobe(Math.max(1000, n));
+    // Warm-up (V8's JIT and heap keep settling for the first few thousand runs of a process that
+    // then runs for months; Go runtime; nginx), not counted.
+    await sides.fleetprobe(3000);
     await sides.blackbox(Math.min(200, n));
     for (let round = 0; round < rounds; round++) {
       // Alternate who goes first, so a drift in background load does not favour one side.
@@ -86,7 +87,7 @@ export async function runHttpBench({ rounds = 7, n = 400, concurrency = 4 } = {}
 export function httpMarkdown(r) {
   const p = r.params;
   return [
-    `Both probe nginx at 127.0.0.1:PORT with SNI and certificate name \`bench.test\` on ${p.target}, ${p.rounds} interleaved rounds of ${p.n} probes each at concurrency ${p.concurrency} (after warm-up rounds of 1,000 fleetprobe and 200 blackbox probes, not counted), a fresh TCP+TLS connection per probe, CA verified, body checked for \`ok\`.`,
+    `Both probe nginx at 127.0.0.1:PORT with SNI and certificate name \`bench.test\` on ${p.target}, ${p.rounds} interleaved rounds of ${p.n} probes each at concurrency ${p.concurrency} (after warm-up rounds of 3,000 fleetprobe and 200 blackbox probes, not counted), a fresh TCP+TLS connection per probe, CA verified, body checked for \`ok\`.`,
     `fleetprobe: \`runProbe\` + the daemon's \`recordResult\` (metrics, status, log) in a child process, CPU from its \`process.cpuUsage()\`. blackbox_exporter ${'0.23.0'}: utime+stime of its process from \`/proc/PID/stat\` (tick ${p.cpuTickMs} ms), driven by a separate node process over kept-alive connections.`,
     '',
     '| | CPU ms per probe (= CPU s per 1,000) | probes/s | per round (CPU ms/probe) |',
