@@ -62,6 +62,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     log,
     hooks: {
       run: async (spec, shutdown) => {
+        // A companion that has not run yet (just after start or a reload: each probe waits for its
+        // own offset) is run once now, so the reader compares against a fresh result instead of
+        // failing for our own scheduling. Its result is recorded like any other run.
+        for (const { probe } of KINDS[spec.kind].companions?.(spec.config as never) ?? []) {
+          const companionSpec = specsByName.get(probe);
+          if (companionSpec && !status.get(probe)?.last) {
+            recordResult(await runProbe(companionSpec, KINDS[companionSpec.kind], { shutdown, log }), { metrics, status, log });
+          }
+        }
         const result = await runProbe(spec, KINDS[spec.kind], { shutdown, log, companion: (name) => status.companion(name) });
         recordResult(result, { metrics, status, log });
       },
@@ -79,7 +88,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     observe: (spec, observations) => metrics.observe(spec.name, spec.kind, observations),
   });
 
+  let specsByName = new Map<string, LoadedConfig['probes'][number]>();
   const apply = (c: LoadedConfig) => {
+    specsByName = new Map(c.probes.map((p) => [p.name, p]));
     metrics.configure(c.probes);
     status.configure(c.probes);
     scheduler.update(c.probes.filter((s) => !isHeld(s, KINDS)));

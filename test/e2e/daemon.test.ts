@@ -125,3 +125,35 @@ describe('daemon against the embedded lab', () => {
     expect(all).not.toContain(Buffer.from(`Bearer ${canary}`).toString('base64'));
   });
 });
+
+describe('daemon: probes that read a companion', () => {
+  it('runs a companion that has no result yet instead of failing the reader at start', async () => {
+    const dir = tempDir();
+    // Offsets from the names: the reader fires ~1.8 s after start, the companion not before ~29 s.
+    const probes = `  - name: banner-companion
+    kind: tunnel
+    interval: 60s
+    tunnel: 127.0.0.1:\${LAB_TUNNEL_PORT}
+    tunnelTls: { caFile: "\${LAB_CA_FILE}", serverName: "\${LAB_TUNNEL_HOST}" }
+    user: probe-bot
+    token: { file: "\${LAB_TUNNEL_TOKEN_FILE}" }
+    device: \${LAB_DEVICE3_UUID}
+    port: 22222
+    expect: { banner: "^SSH-2\\\\.0-" }
+  - name: status-reader
+    kind: device-status
+    interval: 2s
+    timeout: 1500ms
+    api: \${LAB_API_URL}
+    tls: { caFile: "\${LAB_CA_FILE}" }
+    token: { file: "\${LAB_BUILDER_TOKEN_FILE}" }
+    device: \${LAB_DEVICE3_UUID}
+    reachability: banner-companion
+`;
+    writeLabConfig(dir, probes, 'lab.yaml', 'timeout: 5s');
+    daemon = new DaemonProcess(['--lab', '--config', dir]);
+    const text = await daemon.waitForMetrics((t) => up(t, 'status-reader') && up(t, 'banner-companion'), 15_000);
+    expect(metricValue(text, 'probe_runs_total', { probe: 'status-reader', result: 'failure' })).toBe(0);
+    expect(daemon.lines.some((l) => (l as any).probe === 'status-reader' && (l as any).level === 'warn')).toBe(false);
+  });
+});
