@@ -153,12 +153,16 @@ export const LAB_URL_PROBE = (name: string, extra = '') => `  - name: ${name}
 ${extra}`;
 
 /** A tool on PATH (or /usr/sbin), when installed; under CI=true its absence is a failure, not a skip. */
-export function toolPath(name: string, debianPackage: string): string | undefined {
-  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin']) {
-    const p = path.join(dir, name);
-    if (dir && fs.existsSync(p)) return p;
+export function toolPath(names: string | string[], debianPackage: string): string | undefined {
+  // Some tools have another name in Debian (alertmanager is /usr/bin/prometheus-alertmanager).
+  const list = typeof names === 'string' ? [names] : names;
+  for (const name of list) {
+    for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin']) {
+      const p = path.join(dir, name);
+      if (dir && fs.existsSync(p)) return p;
+    }
   }
-  if (process.env.CI === 'true') throw new Error(`${name} is required under CI=true (Debian package ${debianPackage})`);
+  if (process.env.CI === 'true') throw new Error(`${list.join(' or ')} is required under CI=true (Debian package ${debianPackage})`);
   return undefined;
 }
 

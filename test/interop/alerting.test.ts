@@ -12,7 +12,7 @@ const RULES = path.join(DEPLOY, 'prometheus/rules.yml');
 const AM_CONFIG = path.join(DEPLOY, 'alertmanager/alertmanager.yml');
 const promtool = promtoolPath();
 const amtool = toolPath('amtool', 'prometheus-alertmanager');
-const alertmanager = toolPath('alertmanager', 'prometheus-alertmanager') ?? toolPath('prometheus-alertmanager', 'prometheus-alertmanager');
+const alertmanager = toolPath(['alertmanager', 'prometheus-alertmanager'], 'prometheus-alertmanager');
 
 /** Series of kinds being built now (ssh, tunnel, device-status): the rules cover them already. */
 const PLANNED_KIND_METRICS = ['fleetprobe_tunnel_interruptions_total', 'fleetprobe_device_status_drift_seconds', 'fleetprobe_device_api_online'];
