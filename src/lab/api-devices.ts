@@ -2,6 +2,7 @@ import type http from 'node:http';
 import { json } from './builder.js';
 import type { LabDeviceStates } from './device-state.js';
 import type { FaultSwitchboard } from './faults.js';
+import { PendingDelays } from './listen.js';
 
 /**
  * The device resources of the lab API, as a `device-status` probe reads them:
@@ -30,7 +31,7 @@ export function serveDevices(states: LabDeviceStates, faults: FaultSwitchboard):
   const unsubscribe = faults.onChange((name, on) => {
     if (name === 'api-errors' && on) errorTurn = 0;
   });
-  const waits = new Set<NodeJS.Timeout>();
+  const delays = new PendingDelays();
 
   const answer = (res: http.ServerResponse, status: number, body: unknown) => {
     if (!faults.isOn('api-errors')) return json(res, status, body);
@@ -41,14 +42,8 @@ export function serveDevices(states: LabDeviceStates, faults: FaultSwitchboard):
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': cut.length });
       return res.end(cut);
     }
-    const timer = setTimeout(() => {
-      waits.delete(timer);
+    delays.after(API_SLOW_MS, res, () => {
       if (!res.destroyed) json(res, status, body);
-    }, API_SLOW_MS);
-    waits.add(timer);
-    res.once('close', () => {
-      clearTimeout(timer);
-      waits.delete(timer);
     });
   };
 
@@ -88,8 +83,7 @@ export function serveDevices(states: LabDeviceStates, faults: FaultSwitchboard):
     },
     close() {
       unsubscribe();
-      for (const t of waits) clearTimeout(t);
-      waits.clear();
+      delays.cancelAll();
     },
   };
 }

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { Logger } from 'pino';
 import type { FaultSwitchboard } from './faults.js';
-import { listenLoopback, LAB_HOST, type LabServer } from './listen.js';
+import { listenLoopback, LAB_HOST, PendingDelays, type LabServer } from './listen.js';
 
 /**
  * The HTTP server "on port 80" of one lab device: what the public URL front forwards to. Real
@@ -21,26 +21,14 @@ export interface DeviceHttpServer extends LabServer {
 export const SLOW_URL_DELAY_MS = 30_000;
 
 export async function startDeviceHttp(device: LabDevice, faults: FaultSwitchboard, log?: Logger): Promise<DeviceHttpServer> {
-  // Pending slow responses, so close() can end their waits at once instead of leaving timers behind.
-  const waits = new Set<() => void>();
+  // Pending slow responses ('close' on the response fires when the client goes away).
+  const delays = new PendingDelays();
 
   const server = http.createServer((req, res) => {
     log?.debug({ device: device.name, method: req.method, url: req.url }, 'lab device request');
     const answer = () => respond(device, req, res);
     if (!faults.isOn('slow-url')) return answer();
-
-    const timer = setTimeout(() => {
-      done();
-      answer();
-    }, SLOW_URL_DELAY_MS);
-    // 'close' on the response fires when the client goes away (or the socket is destroyed).
-    const done = () => {
-      clearTimeout(timer);
-      waits.delete(done);
-      res.off('close', done);
-    };
-    waits.add(done);
-    res.on('close', done);
+    delays.after(SLOW_URL_DELAY_MS, res, answer);
   });
   const handle = await listenLoopback(server);
   return {
@@ -49,7 +37,7 @@ export async function startDeviceHttp(device: LabDevice, faults: FaultSwitchboar
     port: handle.port,
     device,
     close: async () => {
-      for (const done of [...waits]) done();
+      delays.cancelAll();
       await handle.close();
     },
   };

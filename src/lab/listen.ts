@@ -1,5 +1,6 @@
 import type { Server } from 'node:net';
 import type { Socket } from 'node:net';
+import type { EventEmitter } from 'node:events';
 
 /**
  * Lifecycle shared by every lab server (HTTP, TLS, and later SSH / tunnel proxies): listen on
@@ -44,4 +45,32 @@ export async function listenLoopback(server: Server): Promise<{ port: number; cl
       for (const s of sockets) s.destroy();
     }));
   return { port: addr.port, close };
+}
+
+/**
+ * The waits of the lab's "slow" faults: each runs its action after a delay unless the peer leaves
+ * first, and `cancelAll()` (from a server's close) ends every pending one at once, so a 30 s fault
+ * never leaves a timer behind or holds `lab.close()`.
+ */
+export class PendingDelays {
+  private readonly cancels = new Set<() => void>();
+
+  /** Runs `fn` after `ms`, or never if `peer` emits 'close' first or cancelAll() is called. */
+  after(ms: number, peer: EventEmitter, fn: () => void): void {
+    const timer = setTimeout(() => {
+      cancel();
+      fn();
+    }, ms);
+    const cancel = () => {
+      clearTimeout(timer);
+      this.cancels.delete(cancel);
+      peer.off('close', cancel);
+    };
+    this.cancels.add(cancel);
+    peer.once('close', cancel);
+  }
+
+  cancelAll(): void {
+    for (const cancel of [...this.cancels]) cancel();
+  }
 }

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { ServerChannel } from 'ssh2';
 import { DeviceShell, LAB_CONTAINERS, type ShellDevice } from './device-shell.js';
 import type { FaultSwitchboard } from './faults.js';
-import type { LabServer } from './listen.js';
+import { PendingDelays, type LabServer } from './listen.js';
 import { authenticateByKey, generateLabKey, listenSsh, publicBlob, sshServer, type LabKeyPair } from './ssh-server.js';
 
 /**
@@ -90,15 +90,14 @@ export async function startSshDevice(opts: SshDeviceOptions): Promise<SshDeviceS
     start();
   };
 
+  // `device-slow`: the exec/shell request is answered only after DEVICE_SLOW_MS (never if the
+  // client leaves or the lab closes first).
+  const delays = new PendingDelays();
   const server = sshServer(hostKey, (client) => {
     client.on('authentication', (ctx) => authenticateByKey(ctx, opts.authorized()));
-    // `device-slow`: the exec/shell request is answered only after DEVICE_SLOW_MS.
-    const timers = new Set<NodeJS.Timeout>();
-    client.on('close', () => timers.forEach(clearTimeout));
     const maybeSlowly = (fn: () => void) => {
       if (!faults.isOn('device-slow')) return fn();
-      const t = setTimeout(() => (timers.delete(t), fn()), DEVICE_SLOW_MS);
-      timers.add(t);
+      delays.after(DEVICE_SLOW_MS, client, fn);
     };
     client.on('ready', () => {
       client.on('session', (accept) => {
@@ -111,7 +110,15 @@ export async function startSshDevice(opts: SshDeviceOptions): Promise<SshDeviceS
     });
   });
   const l = await listenSsh(`ssh-${device.name}`, () => server);
-  return { ...l, device, hostKey };
+  return {
+    ...l,
+    device,
+    hostKey,
+    close: async () => {
+      delays.cancelAll();
+      await l.close();
+    },
+  };
 }
 
 export { publicBlob };

@@ -4,7 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { LabCa } from './ca.js';
 import type { FaultSwitchboard } from './faults.js';
-import { listenLoopback, LAB_HOST, type LabServer } from './listen.js';
+import { listenLoopback, LAB_HOST, PendingDelays, type LabServer } from './listen.js';
 
 /**
  * The platform's tunnel proxy (open-balena-vpn's node-tunnel, PROTOCOLS.md "Port tunnel"): TLS,
@@ -79,7 +79,7 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
   const { ca, faults, routes, log } = opts;
   const cert = ca.issue({ dnsNames: [LAB_TUNNEL_HOST], ips: [LAB_HOST] });
   const tunnels = new Set<{ client: net.Socket; upstream: net.Socket; dropTimer?: NodeJS.Timeout }>();
-  const waits = new Set<() => void>();
+  const delays = new PendingDelays();
 
   const scheduleDrop = (t: { client: net.Socket; upstream: net.Socket; dropTimer?: NodeJS.Timeout }) => {
     const [lo, hi] = DROP_AFTER_MS;
@@ -187,17 +187,7 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
       });
     };
     if (!faults.isOn('tunnel-slow-connect')) return open();
-    const timer = setTimeout(() => {
-      finish();
-      open();
-    }, SLOW_CONNECT_DELAY_MS);
-    const finish = () => {
-      clearTimeout(timer);
-      waits.delete(finish);
-      client.off('close', finish);
-    };
-    waits.add(finish);
-    client.once('close', finish);
+    delays.after(SLOW_CONNECT_DELAY_MS, client, open);
   }
 
   const h = await listenLoopback(server);
@@ -210,7 +200,7 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
     resetPeak: () => (peak = connections),
     close: async () => {
       unsubscribe();
-      for (const w of [...waits]) w();
+      delays.cancelAll();
       for (const t of [...tunnels]) {
         clearTimeout(t.dropTimer);
         t.upstream.destroy();
