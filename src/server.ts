@@ -16,46 +16,17 @@ export interface ServerState {
  * get the prober restarted (the 2025-09-10 incident was an aggressive liveness probe).
  */
 export function createServer(deps: { metrics: Metrics; status: StatusStore; state: ServerState; log: Logger }): http.Server {
-  const server = http.createServer(async (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
-      return;
-    }
-    try {
-      switch (url.pathname) {
-        case '/metrics': {
-          const body = await deps.metrics.renderBytes();
-          const contentType = deps.metrics.registry.contentType;
-          res.writeHead(200, { 'content-type': contentType }).end(body);
-          return;
-        }
-        case '/healthz':
-          res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-          return;
-        case '/readyz': {
-          const ready = deps.state.ready();
-          res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
-          return;
-        }
-        case '/probes':
-          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(deps.status.toJson(), null, 2) + '\n');
-          return;
-        case '/':
-          res.writeHead(200, { 'content-type': 'text/html' }).end(
-            '<html><head><title>fleetprobe</title></head><body><h1>fleetprobe</h1><ul>' +
-              '<li><a href="/metrics">/metrics</a></li><li><a href="/probes">/probes</a></li>' +
-              '<li><a href="/healthz">/healthz</a></li><li><a href="/readyz">/readyz</a></li></ul></body></html>\n',
-          );
-          return;
-        default:
-          res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+  const server = http.createServer((req, res) => {
+    // Nothing a client sends may escape this handler: an exception here would stop all monitoring.
+    handle(deps, req, res).catch((err: unknown) => {
+      try {
+        deps.log.error({ err, method: req.method, url: printableTarget(req.url) }, 'HTTP handler failed');
+        if (res.headersSent) res.destroy();
+        else res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error\n');
+      } catch {
+        res.destroy();
       }
-    } catch (err) {
-      deps.log.error({ err, path: url.pathname }, 'HTTP handler failed');
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-      res.end('internal error\n');
-    }
+    });
   });
   // Slow or idle scrapers must not hold sockets open forever.
   server.requestTimeout = 30_000;
@@ -81,4 +52,61 @@ export function listen(server: http.Server, hostPort: string): Promise<{ host: s
       resolve({ host: addr.address, port: addr.port });
     });
   });
+}
+
+/**
+ * The path of a request target, or undefined when it cannot be parsed (`//%/`, `http://[/`,
+ * `//:99999/`): such a request gets a 400, never an exception.
+ */
+export function requestPath(target: string | undefined): string | undefined {
+  if (!target) return undefined;
+  // Origin form (`/path`) is read as a path alone, so `//host/...` is not taken for an authority;
+  // absolute form (`http://host/path`) is what proxies send.
+  const absolute = target.startsWith('/') ? `http://localhost${target}` : /^https?:\/\//i.test(target) ? target : undefined;
+  return absolute !== undefined && URL.canParse(absolute) ? new URL(absolute).pathname : undefined;
+}
+
+/** A request target fit for a log line: bounded, control characters escaped. */
+function printableTarget(target: string | undefined): string {
+  return JSON.stringify((target ?? '').slice(0, 200)).slice(1, -1);
+}
+
+async function handle(deps: { metrics: Metrics; status: StatusStore; state: ServerState }, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const pathname = requestPath(req.url);
+  if (pathname === undefined) {
+    res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('bad request target\n');
+    return;
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+    return;
+  }
+  switch (pathname) {
+    case '/metrics': {
+      const body = await deps.metrics.renderBytes();
+      const contentType = deps.metrics.registry.contentType;
+      res.writeHead(200, { 'content-type': contentType }).end(body);
+      return;
+    }
+    case '/healthz':
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    case '/readyz': {
+      const ready = deps.state.ready();
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
+      return;
+    }
+    case '/probes':
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(deps.status.toJson(), null, 2) + '\n');
+      return;
+    case '/':
+      res.writeHead(200, { 'content-type': 'text/html' }).end(
+        '<html><head><title>fleetprobe</title></head><body><h1>fleetprobe</h1><ul>' +
+          '<li><a href="/metrics">/metrics</a></li><li><a href="/probes">/probes</a></li>' +
+          '<li><a href="/healthz">/healthz</a></li><li><a href="/readyz">/readyz</a></li></ul></body></html>\n',
+      );
+      return;
+    default:
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+  }
 }

@@ -110,17 +110,27 @@ function targetOf(cfg: TunnelConfig): string {
 const MAX_BUFFER_CHARS = 64 * 1024;
 const MAX_BANNER_CHARS = 1024;
 
-/** Text arriving through the tunnel, consumed by the checks as it matches. */
-class StreamReader {
+/**
+ * Text arriving through the tunnel, consumed by the checks as it matches. It keeps a bounded
+ * window: a device that keeps writing (between a held tunnel's keepalives, or past what a check
+ * waits for) has its oldest text discarded and counted, never buffered without end.
+ */
+export class StreamReader {
   private text = '';
   private end: Error | null = null;
   private waiter: (() => void) | null = null;
   private readonly decoder = new StringDecoder('utf8');
+  /** Characters dropped from the front of the window since the tunnel opened. */
+  discarded = 0;
 
-  constructor(socket: net.Socket) {
+  constructor(socket: net.Socket, private readonly windowChars = MAX_BUFFER_CHARS) {
     socket.on('data', (d: Buffer) => {
       this.text += this.decoder.write(d);
+      // With a waiter the check sees the text first (and fails past the window); without one,
+      // only the newest window can matter to the next check.
+      if (!this.waiter) this.trim();
       this.waiter?.();
+      if (this.text.length > this.windowChars) this.trim();
     });
     const onEnd = (err?: Error) => {
       this.end ??= err ?? new Error('closed');
@@ -129,6 +139,18 @@ class StreamReader {
     socket.on('end', () => onEnd());
     socket.on('close', () => onEnd());
     socket.on('error', onEnd);
+  }
+
+  private trim(): void {
+    const excess = this.text.length - this.windowChars;
+    if (excess <= 0) return;
+    this.discarded += excess;
+    this.text = this.text.slice(excess);
+  }
+
+  /** How much text the window holds now. */
+  get buffered(): number {
+    return this.text.length;
   }
 
   /** Waits until `take` finds what it wants in the text; consumes what it used. */
@@ -146,8 +168,9 @@ class StreamReader {
           return done(() => resolve(found.value));
         }
         const got = this.text ? `; received: "${printable(this.text, 120)}"` : '';
-        if (this.text.length > MAX_BUFFER_CHARS) {
-          return done(() => reject(new ProbeError('assertion', `${what}: not found in the first ${MAX_BUFFER_CHARS} characters${got}`)));
+        if (this.text.length > this.windowChars) {
+          const dropped = this.discarded ? ` (${this.discarded} earlier characters discarded)` : '';
+          return done(() => reject(new ProbeError('assertion', `${what}: not found in a window of ${this.windowChars} characters${dropped}${got}`)));
         }
         if (this.end) {
           const why = this.end.message === 'closed' ? '' : `: ${this.end.message}`;
@@ -173,6 +196,7 @@ class StreamReader {
 /** An open tunnel and what the checks use on it. */
 interface Session {
   tunnel: ConnectedTunnel;
+  log: ProbeContext['log'];
   target: string;
   reader?: StreamReader;
   client?: Client;
@@ -181,7 +205,7 @@ interface Session {
   close(): void;
 }
 
-function openSession(tunnel: ConnectedTunnel, target: string, cfg: TunnelConfig): Session {
+function openSession(tunnel: ConnectedTunnel, target: string, cfg: TunnelConfig, log: ProbeContext['log']): Session {
   const { socket } = tunnel;
   let lastError: Error | undefined;
   socket.on('error', (err) => (lastError = err));
@@ -190,11 +214,14 @@ function openSession(tunnel: ConnectedTunnel, target: string, cfg: TunnelConfig)
   );
   const session: Session = {
     tunnel,
+    log,
     target,
     ended,
     close() {
       void session.client?.destroy().catch(() => undefined);
       socket.destroy();
+      const dropped = session.reader?.discarded ?? 0;
+      if (dropped) log.warn({ discardedChars: dropped }, `the device sent more than the checks read: ${dropped} characters past the ${MAX_BUFFER_CHARS}-character window were discarded`);
     },
   };
   if (cfg.http) {
@@ -329,7 +356,7 @@ async function openAndCheck(ctx: ProbeContext, cfg: TunnelConfig): Promise<Sessi
     await ctx.phase('target', () => sshThroughTunnel(ctx, tunnel, target, cfg, cfg.ssh!));
     return undefined;
   }
-  const session = openSession(tunnel, target, cfg);
+  const session = openSession(tunnel, target, cfg, ctx.log);
   try {
     await ctx.phase('target', async () => {
       const banner = cfg.expect.banner;

@@ -29,7 +29,13 @@ export async function startControl(opts: ControlOptions): Promise<LabServer> {
     if (path === '/faults' && method === 'GET') return json(res, 200, faults.list());
     const m = /^\/faults\/([^/]+)$/.exec(path);
     if (m && (method === 'PUT' || method === 'DELETE')) {
-      const name = decodeURIComponent(m[1]);
+      // Bad percent-encoding (`%ZZ`) is the client's error, not a reason to stop the lab.
+      let name: string;
+      try {
+        name = decodeURIComponent(m[1]);
+      } catch {
+        return json(res, 400, { error: `bad percent-encoding in "${m[1]}"` });
+      }
       if (!isLabFault(name)) return json(res, 404, { error: `unknown lab fault "${name}"; known faults: ${faults.list().map((f) => f.name).join(', ')}` });
       faults.set(name, method === 'PUT');
       return json(res, 200, faults.list());
