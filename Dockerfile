@@ -39,10 +39,10 @@ COPY probes ./probes
 # Probe definitions are mounted here (a ConfigMap in Kubernetes); the shipped lab probes serve
 # `fleetprobe daemon --lab` for a demo.
 RUN mkdir -p /etc/fleetprobe/probes && cp probes/*.yaml /etc/fleetprobe/probes/ \
- && ln -s /app/dist/cli.js /usr/local/bin/fleetprobe && chmod +x /app/dist/cli.js
+ && ln -s /app/dist/cli/main.js /usr/local/bin/fleetprobe && chmod +x /app/dist/cli/main.js
 # The image's `node` user (uid 1000); nothing here needs root, and the root filesystem can be
 # read-only (the lab writes its CA to $TMPDIR, an emptyDir in Kubernetes).
 USER 1000:1000
 EXPOSE 9437
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/cli.js"]
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/cli/main.js"]
 CMD ["daemon"]

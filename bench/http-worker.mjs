@@ -6,9 +6,9 @@ import { dist, pool, quietLogger, serveWorker } from './lib.mjs';
 const { runProbe } = await dist('core/run.js');
 const { KINDS } = await dist('kinds/index.js');
 const { loadConfig } = await dist('config/load.js');
-const { Metrics } = await dist('metrics.js');
-const { StatusStore } = await dist('status.js');
-const { recordResult } = await dist('recorder.js');
+const { Metrics } = await dist('metrics/metrics.js');
+const { StatusStore } = await dist('daemon/status.js');
+const { recordResult } = await dist('daemon/recorder.js');
 
 const log = await quietLogger('info');
 let specs = [];

@@ -199,6 +199,6 @@ export function loadResults() {
 
 /** A silent logger shaped like the daemon's (same hooks and serializers), so per-run costs are real. */
 export async function quietLogger(level = 'info') {
-  const { createLogger } = await dist('log.js');
+  const { createLogger } = await dist('core/log.js');
   return createLogger({ level, pretty: false, fd: 1 });
 }

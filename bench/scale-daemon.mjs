@@ -4,7 +4,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { dist, quietLogger, serveWorker } from './lib.mjs';
 
-const { startDaemon } = await dist('daemon.js');
+const { startDaemon } = await dist('daemon/daemon.js');
 const log = await quietLogger('warn');
 let daemon;
 const lags = [];

@@ -44,7 +44,7 @@ if (!(MINUTES > 0) || !(PROBES > 0) || !(SAMPLE_MS > 0) || !(TOGGLE_MS > 0)) {
   process.exit(2);
 }
 const WARMUP_MS = Math.max(30_000, MINUTES * 60_000 * 0.15);
-const CLI = path.resolve('dist', 'cli.js');
+const CLI = path.resolve('dist', 'cli', 'main.js');
 
 interface Sample {
   atS: number;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { shardOf } from '../../src/shard.js';
+import { shardOf } from '../../src/daemon/shard.js';
 import { DaemonProcess, LAB_URL_PROBE, metricValue, runCli, tempDir, writeLabConfig } from '../helpers/cli.js';
 
 const NAMES = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel'];

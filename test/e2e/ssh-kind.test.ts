@@ -12,7 +12,7 @@ import { KINDS } from '../../src/kinds/index.js';
 import { sshKind } from '../../src/kinds/ssh.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { generateLabKey } from '../../src/lab/ssh-server.js';
-import { Metrics } from '../../src/metrics.js';
+import { Metrics } from '../../src/metrics/metrics.js';
 import { markerScript } from '../../src/net/ssh-session.js';
 import { metricValue, promtoolPath, runCli, tempDir, writeLabConfig } from '../helpers/cli.js';
 import { readStdin, sshPeer, type SshPeer } from '../helpers/ssh-peers.js';

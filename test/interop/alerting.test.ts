@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { KINDS } from '../../src/kinds/index.js';
-import { Metrics } from '../../src/metrics.js';
+import { Metrics } from '../../src/metrics/metrics.js';
 import { ROOT, freePort, promtoolPath, tempDir, toolPath } from '../helpers/cli.js';
 
 const DEPLOY = path.join(ROOT, 'deploy');

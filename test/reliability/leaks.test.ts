@@ -5,7 +5,7 @@ import type { Reason } from '../../src/core/reasons.js';
 import { runProbe } from '../../src/core/run.js';
 import { KINDS } from '../../src/kinds/index.js';
 import { LAB_FAULTS } from '../../src/lab/index.js';
-import { Scheduler } from '../../src/scheduler.js';
+import { Scheduler } from '../../src/daemon/scheduler.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { startLabProcess, type LabProcess } from '../helpers/lab-process.js';
 import { activeResources, heapAfterGc, settle } from '../helpers/resources.js';

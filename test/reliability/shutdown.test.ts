@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { nextDue } from '../../src/scheduler.js';
+import { nextDue } from '../../src/daemon/scheduler.js';
 import { DaemonProcess, LAB_URL_PROBE, metricValue, ROOT, tempDir, writeLabConfig } from '../helpers/cli.js';
 
 /**

@@ -6,7 +6,7 @@ import { defineKind, type ProbeKind, type ProbeSpec } from '../../src/core/kind.
 import { runProbe } from '../../src/core/run.js';
 import { KINDS } from '../../src/kinds/index.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
-import { Scheduler } from '../../src/scheduler.js';
+import { Scheduler } from '../../src/daemon/scheduler.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { caseTitle, type KindEnv, MATRIX, type MatrixCase, runCase, startMatrixEnvs } from './matrix-cases.js';
 

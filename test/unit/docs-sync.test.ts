@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { REASON_DESCRIPTIONS } from '../../src/core/reasons.js';
 import { KINDS } from '../../src/kinds/index.js';
 import { LAB_FAULTS } from '../../src/lab/faults.js';
-import { Metrics } from '../../src/metrics.js';
+import { Metrics } from '../../src/metrics/metrics.js';
 import { ROOT } from '../helpers/cli.js';
 
 const README = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');

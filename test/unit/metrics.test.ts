@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { ProbeKind, ProbeSpec } from '../../src/core/kind.js';
 import { REASONS } from '../../src/core/reasons.js';
 import type { RunResult } from '../../src/core/result.js';
-import { Metrics, RESULTS } from '../../src/metrics.js';
+import { Metrics, RESULTS } from '../../src/metrics/metrics.js';
 
 function fakeKind(kind: string, phases: string[]): ProbeKind {
   return { kind, description: `fake ${kind}`, phases, schema: z.object({}), run: async () => {} };

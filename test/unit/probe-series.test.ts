@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { ProbeKind } from '../../src/core/kind.js';
 import { REASONS } from '../../src/core/reasons.js';
-import { LATENCY_BUCKETS, PROBE_FAMILIES, ProbeSeries, RESULTS } from '../../src/probe-series.js';
+import { LATENCY_BUCKETS, PROBE_FAMILIES, ProbeSeries, RESULTS } from '../../src/metrics/probe-series.js';
 
 // ProbeSeries renders by hand what prom-client used to: the same samples must come out, whatever
 // the label values hold (quotes, backslashes, newlines, non-ASCII) and whatever the values are.

@@ -2,7 +2,7 @@ import { Cron } from 'croner';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ProbeSpec } from '../../src/core/kind.js';
-import { Scheduler, nextDue, staggerOffsetMs } from '../../src/scheduler.js';
+import { Scheduler, nextDue, staggerOffsetMs } from '../../src/daemon/scheduler.js';
 
 const log = pino({ level: 'silent' });
 

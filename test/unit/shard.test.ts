@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NO_SHARD, ownedBy, parseShard, shardFrom, shardOf } from '../../src/shard.js';
+import { NO_SHARD, ownedBy, parseShard, shardFrom, shardOf } from '../../src/daemon/shard.js';
 
 const NAMES = Array.from({ length: 5000 }, (_, i) => `probe-${i}-${(i * 7919) % 1013}`);
 

@@ -1,5 +1,5 @@
-import type { KindMetric, ProbeKind } from './core/kind.js';
-import { REASONS } from './core/reasons.js';
+import type { KindMetric, ProbeKind } from '../core/kind.js';
+import { REASONS } from '../core/reasons.js';
 
 /**
  * The per-probe series of /metrics: about 50 per probe (every phase, reason and result exists from

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { Logger } from 'pino';
-import { FleetprobeError } from './core/errors.js';
-import type { Metrics } from './metrics.js';
+import { FleetprobeError } from '../core/errors.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { StatusStore } from './status.js';
 
 export interface ServerState {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { resultToJson, type RunResult } from './core/result.js';
-import type { Metrics } from './metrics.js';
+import { resultToJson, type RunResult } from '../core/result.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { StatusStore } from './status.js';
 
 /**

@@ -1,7 +1,7 @@
-import { nominalIntervalMs } from './config/load.js';
-import type { CompanionStatus, ProbeSpec } from './core/kind.js';
-import { resultToJson, type RunResult } from './core/result.js';
-import { formatDuration } from './core/duration.js';
+import { nominalIntervalMs } from '../config/load.js';
+import type { CompanionStatus, ProbeSpec } from '../core/kind.js';
+import { resultToJson, type RunResult } from '../core/result.js';
+import { formatDuration } from '../core/duration.js';
 
 export interface ProbeStatus {
   spec: ProbeSpec;

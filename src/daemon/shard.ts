@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { UsageError } from './core/errors.js';
+import { UsageError } from '../core/errors.js';
 
 /** This replica's share of the probes: shard `index` of `count` (0-based, like StatefulSet ordinals). */
 export interface Shard {

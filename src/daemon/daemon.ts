@@ -1,18 +1,18 @@
 import type http from 'node:http';
 import type { Logger } from 'pino';
-import { loadConfig, type LoadedConfig } from './config/load.js';
-import { ConfigError } from './core/errors.js';
+import { loadConfig, type LoadedConfig } from '../config/load.js';
+import { ConfigError } from '../core/errors.js';
 import { HeldProbes, isHeld } from './hold.js';
-import { runProbe } from './core/run.js';
-import { KINDS } from './kinds/index.js';
-import type { Lab } from './lab/index.js';
-import { Metrics } from './metrics.js';
+import { runProbe } from '../core/run.js';
+import { KINDS } from '../kinds/index.js';
+import type { Lab } from '../lab/index.js';
+import { Metrics } from '../metrics/metrics.js';
 import { recordResult } from './recorder.js';
 import { Scheduler } from './scheduler.js';
 import { NO_SHARD, ownedBy, type Shard } from './shard.js';
 import { createServer, listen } from './server.js';
 import { StatusStore } from './status.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../core/version.js';
 
 export interface DaemonOptions {
   configPaths: string[];

@@ -1,7 +1,7 @@
 import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { nominalIntervalMs } from './config/load.js';
-import type { ProbeKind, ProbeSpec } from './core/kind.js';
-import type { RunResult } from './core/result.js';
+import { nominalIntervalMs } from '../config/load.js';
+import type { ProbeKind, ProbeSpec } from '../core/kind.js';
+import type { RunResult } from '../core/result.js';
 import { ProbeSeries, RESULTS } from './probe-series.js';
 
 const LAG_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

@@ -1,8 +1,8 @@
 import pc from 'picocolors';
-import type { ProbeSpec } from './core/kind.js';
-import { formatDuration } from './core/duration.js';
-import type { RunResult } from './core/result.js';
-import { scheduleOf } from './status.js';
+import type { ProbeSpec } from '../core/kind.js';
+import { formatDuration } from '../core/duration.js';
+import type { RunResult } from '../core/result.js';
+import { scheduleOf } from '../daemon/status.js';
 
 function secs(s: number): string {
   return s >= 1 ? `${s.toFixed(3)}s` : `${(s * 1000).toFixed(1)}ms`;

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
-import { classifyError, describeError } from './core/classify.js';
-import type { HoldContext, ProbeContext, ProbeKind, ProbeSpec } from './core/kind.js';
-import type { RunResult } from './core/result.js';
-import { boundMessage, runProbe } from './core/run.js';
+import { classifyError, describeError } from '../core/classify.js';
+import type { HoldContext, ProbeContext, ProbeKind, ProbeSpec } from '../core/kind.js';
+import type { RunResult } from '../core/result.js';
+import { boundMessage, runProbe } from '../core/run.js';
 
 /**
  * Held probes (a tunnel kept open for hours) do not fit the scheduler's one-shot runs: each gets

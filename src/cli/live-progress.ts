@@ -1,5 +1,5 @@
 import pc from 'picocolors';
-import type { ProgressEvent } from './core/kind.js';
+import type { ProgressEvent } from '../core/kind.js';
 
 /**
  * What `fleetprobe run` shows while a run goes on (a build streams its log for minutes): the

@@ -1,7 +1,7 @@
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
-import { describeError, errorCode } from './core/classify.js';
-import { redact } from './core/redact.js';
+import { describeError, errorCode } from './classify.js';
+import { redact } from './redact.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -2,20 +2,20 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
-import { loadConfig, nominalIntervalMs } from './config/load.js';
-import { parseDurationMs } from './core/duration.js';
-import { ConfigError, FleetprobeError, UnknownProbeError, UsageError } from './core/errors.js';
-import type { CompanionStatus, ProbeSpec } from './core/kind.js';
-import { resultToJson } from './core/result.js';
-import { runProbe } from './core/run.js';
-import { startDaemon } from './daemon.js';
-import { KINDS } from './kinds/index.js';
-import { LAB_FAULTS, startLab, type Lab } from './lab/index.js';
+import { loadConfig, nominalIntervalMs } from '../config/load.js';
+import { parseDurationMs } from '../core/duration.js';
+import { ConfigError, FleetprobeError, UnknownProbeError, UsageError } from '../core/errors.js';
+import type { CompanionStatus, ProbeSpec } from '../core/kind.js';
+import { resultToJson } from '../core/result.js';
+import { runProbe } from '../core/run.js';
+import { startDaemon } from '../daemon/daemon.js';
+import { KINDS } from '../kinds/index.js';
+import { LAB_FAULTS, startLab, type Lab } from '../lab/index.js';
 import { LiveProgress } from './live-progress.js';
-import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
+import { createLogger, LOG_LEVELS, type LogLevel } from '../core/log.js';
 import { renderList, renderTimeline } from './render.js';
-import { ownedBy, shardFrom } from './shard.js';
-import { PACKAGE_ROOT, VERSION } from './version.js';
+import { ownedBy, shardFrom } from '../daemon/shard.js';
+import { PACKAGE_ROOT, VERSION } from '../core/version.js';
 
 export const EXIT = { ok: 0, fail: 1, usage: 2 } as const;
 

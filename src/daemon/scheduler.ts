@@ -1,8 +1,8 @@
 import { setMaxListeners } from 'node:events';
 import { Cron } from 'croner';
 import type { Logger } from 'pino';
-import type { ProbeSpec } from './core/kind.js';
-import { hashFraction } from './core/hash.js';
+import type { ProbeSpec } from '../core/kind.js';
+import { hashFraction } from '../core/hash.js';
 
 // setTimeout's ceiling; longer waits (a yearly cron) re-arm in steps.
 const MAX_TIMER_MS = 2 ** 31 - 1;
