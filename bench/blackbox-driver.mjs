@@ -15,7 +15,10 @@ serveWorker({
       const body = await res.body.text();
       if (res.statusCode !== 200 || !/^probe_success 1$/m.test(body)) {
         failures++;
-        firstFailure ??= `HTTP ${res.statusCode}: ${body.split('\n').filter((l) => /^probe_(success|http_status_code|failed_due_to_regex) /.test(l)).join('; ')}`;
+        firstFailure ??= `HTTP ${res.statusCode}: ${body
+          .split('\n')
+          .filter((l) => /^probe_(success|http_status_code|failed_due_to_regex) /.test(l))
+          .join('; ')}`;
       }
     });
     return { wallSeconds: (performance.now() - t0) / 1000, failures, firstFailure };

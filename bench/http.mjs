@@ -19,8 +19,10 @@ export async function runHttpBench({ rounds = 9, n = 500, concurrency = 4 } = {}
   fs.writeFileSync(
     configFile,
     `probes:\n` +
-      Array.from({ length: concurrency }, (_, i) =>
-        `  - { name: bench-https-${i}, kind: http, url: "https://bench.test:${nginx.tlsPort}/", resolve: 127.0.0.1, interval: 60s, timeout: 5s, tls: { caFile: "${certs.ca}" }, expect: { status: [200], body: ok } }\n`,
+      Array.from(
+        { length: concurrency },
+        (_, i) =>
+          `  - { name: bench-https-${i}, kind: http, url: "https://bench.test:${nginx.tlsPort}/", resolve: 127.0.0.1, interval: 60s, timeout: 5s, tls: { caFile: "${certs.ca}" }, expect: { status: [200], body: ok } }\n`,
       ).join(''),
   );
   const fp = startWorker(path.join(BENCH, 'http-worker.mjs'));
@@ -55,7 +57,9 @@ export async function runHttpBench({ rounds = 9, n = 500, concurrency = 4 } = {}
         const { cpu, wall } = await sides[side](n);
         rows[side].push({ cpuMsPerProbe: (cpu / n) * 1000, probesPerSecond: n / wall });
       }
-      process.stderr.write(`  http round ${round + 1}/${rounds}: fleetprobe ${fmt(rows.fleetprobe.at(-1).cpuMsPerProbe)} ms, blackbox ${fmt(rows.blackbox.at(-1).cpuMsPerProbe)} ms CPU/probe\n`);
+      process.stderr.write(
+        `  http round ${round + 1}/${rounds}: fleetprobe ${fmt(rows.fleetprobe.at(-1).cpuMsPerProbe)} ms, blackbox ${fmt(rows.blackbox.at(-1).cpuMsPerProbe)} ms CPU/probe\n`,
+      );
     }
   } finally {
     await Promise.all([fp.stop(), driver.stop()]);
@@ -79,7 +83,14 @@ export async function runHttpBench({ rounds = 9, n = 500, concurrency = 4 } = {}
     ratio,
     target: TARGET_RATIO,
     pass: ratio <= TARGET_RATIO,
-    summary: [['HTTPS probe CPU vs blackbox_exporter', `${fmt(ratio)}x (${fmt(fleetprobe.cpuMsPerProbe, 2)} vs ${fmt(blackboxS.cpuMsPerProbe, 2)} ms/probe)`, `≤ ${fmt(TARGET_RATIO, 1)}x`, ratio <= TARGET_RATIO ? 'yes' : '**no**']],
+    summary: [
+      [
+        'HTTPS probe CPU vs blackbox_exporter',
+        `${fmt(ratio)}x (${fmt(fleetprobe.cpuMsPerProbe, 2)} vs ${fmt(blackboxS.cpuMsPerProbe, 2)} ms/probe)`,
+        `≤ ${fmt(TARGET_RATIO, 1)}x`,
+        ratio <= TARGET_RATIO ? 'yes' : '**no**',
+      ],
+    ],
     neighbours: { before, after: neighbours() },
   };
 }

@@ -97,11 +97,13 @@ export function startWorker(script, args = [], opts = {}) {
     if (m.error) p.reject(new Error(m.error));
     else p.resolve(m.result);
   });
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => {
-    for (const p of pending.values()) p.reject(new Error(`worker ${path.basename(script)} exited (${code ?? signal})`));
-    pending.clear();
-    resolve({ code, signal });
-  }));
+  const exited = new Promise((resolve) =>
+    child.once('exit', (code, signal) => {
+      for (const p of pending.values()) p.reject(new Error(`worker ${path.basename(script)} exited (${code ?? signal})`));
+      pending.clear();
+      resolve({ code, signal });
+    }),
+  );
   return {
     child,
     pid: child.pid,
@@ -182,7 +184,13 @@ export function neighbours() {
   } catch {
     /* ps missing: report the load average alone */
   }
-  return { loadavg: os.loadavg().map((x) => x.toFixed(2)).join(' '), top };
+  return {
+    loadavg: os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' '),
+    top,
+  };
 }
 
 /** Every benchmark's latest result lives in results.json; RESULTS.md is rendered from it. */

@@ -38,7 +38,12 @@ for (const name of chosen) {
     result = await runTimingBench({ rounds: values.rounds ? Number(values.rounds) : undefined });
   } else if (name === 'scale') {
     const { runScaleBench } = await import('./scale.mjs');
-    result = await runScaleBench({ short: values.short, minutes: values.minutes ? Number(values.minutes) : undefined, factor: values.scale ? Number(values.scale) : undefined, concurrency: values.concurrency ? Number(values.concurrency) : undefined });
+    result = await runScaleBench({
+      short: values.short,
+      minutes: values.minutes ? Number(values.minutes) : undefined,
+      factor: values.scale ? Number(values.scale) : undefined,
+      concurrency: values.concurrency ? Number(values.concurrency) : undefined,
+    });
   }
   result.command = argv;
   result.elapsedSeconds = Math.round((Date.now() - t0) / 1000);
@@ -62,7 +67,15 @@ async function writeMarkdown() {
     scale: async (r) => (await import('./scale.mjs')).scaleMarkdown(r),
   };
   const titles = { http: '1. HTTPS probe cost vs blackbox_exporter', ssh: '2. SSH probe vs OpenSSH', timing: '4. Timing accuracy', scale: '3. Scale' };
-  const order = ['http', 'ssh', 'scale', ...Object.keys(all).filter((k) => k.startsWith('scale-')).sort(), 'timing'];
+  const order = [
+    'http',
+    'ssh',
+    'scale',
+    ...Object.keys(all)
+      .filter((k) => k.startsWith('scale-'))
+      .sort(),
+    'timing',
+  ];
   for (const key of order) {
     const r = all[key];
     if (!r) continue;
@@ -74,7 +87,9 @@ async function writeMarkdown() {
         `## ${title}`,
         '',
         `Run ${r.date} with \`${r.command}\` (${r.elapsedSeconds}s) on ${m.nproc} cores, ${m.cpu}, node ${m.node}, Linux ${m.kernel}.`,
-        r.neighbours ? `Load average before/after: ${r.neighbours.before.loadavg} / ${r.neighbours.after.loadavg}. Busiest other processes at the start: ${r.neighbours.before.top.map((t) => '`' + t + '`').join('; ') || 'none'}.` : '',
+        r.neighbours
+          ? `Load average before/after: ${r.neighbours.before.loadavg} / ${r.neighbours.after.loadavg}. Busiest other processes at the start: ${r.neighbours.before.top.map((t) => '`' + t + '`').join('; ') || 'none'}.`
+          : '',
         '',
         await md[name](r),
       ].join('\n'),

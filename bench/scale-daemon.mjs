@@ -99,7 +99,21 @@ serveWorker({
   async stats() {
     const cpu = process.cpuUsage(cpu0);
     const cpuShare = (cpu.user + cpu.system) / 1000 / (performance.now() - wall0);
-    const out = { lags: lags.splice(0), renders: renders.splice(0), seriesRenders: seriesRenders.splice(0), counts: { ...counts }, failuresByKind: { ...failuresByKind }, firstFailures, rssMax, heapMax, memory: memory(), cpuShare, eventLoopDelayP99Ms: eld.percentile(99) / 1e6, eventLoopDelayMaxMs: eld.max / 1e6, inFlightMax };
+    const out = {
+      lags: lags.splice(0),
+      renders: renders.splice(0),
+      seriesRenders: seriesRenders.splice(0),
+      counts: { ...counts },
+      failuresByKind: { ...failuresByKind },
+      firstFailures,
+      rssMax,
+      heapMax,
+      memory: memory(),
+      cpuShare,
+      eventLoopDelayP99Ms: eld.percentile(99) / 1e6,
+      eventLoopDelayMaxMs: eld.max / 1e6,
+      inFlightMax,
+    };
     return out;
   },
   /** Memory after full GCs (needs --expose-gc), for the idle per-probe cost. */

@@ -9,8 +9,24 @@ import { BENCH, fmt, median, neighbours, percentile, sleep, startWorker, tempDir
 import { startLabHost } from './targets.mjs';
 
 const MB = 1024 * 1024;
-const FULL = { http: 10_000, tunnel: 1_000, ssh: 500, interval: '60s', minutes: 10, concurrency: 256, bounds: { lagP99Ms: 50, rssMb: 500, renderMs: 250, idleKb: 10 } };
-const SHORT = { http: 2_000, tunnel: 0, ssh: 0, interval: '10s', minutes: 1, concurrency: 64, bounds: { lagP99Ms: 500, rssMb: 400, renderMs: 1000, idleKb: Infinity } };
+const FULL = {
+  http: 10_000,
+  tunnel: 1_000,
+  ssh: 500,
+  interval: '60s',
+  minutes: 10,
+  concurrency: 256,
+  bounds: { lagP99Ms: 50, rssMb: 500, renderMs: 250, idleKb: 10 },
+};
+const SHORT = {
+  http: 2_000,
+  tunnel: 0,
+  ssh: 0,
+  interval: '10s',
+  minutes: 1,
+  concurrency: 64,
+  bounds: { lagP99Ms: 500, rssMb: 400, renderMs: 1000, idleKb: Infinity },
+};
 
 /** The probe file: `counts` probes of each kind against the lab, spread over its devices. */
 function probeFile(lab, counts, interval) {
@@ -164,10 +180,24 @@ export async function runScaleBench({ short = false, minutes, factor = 1, concur
     ],
   ];
   if (short) checks.push(['failed runs', String(m.failures), '0', m.failures === 0]);
-  if (idle) checks.push(['idle memory per configured probe', `${fmt(idle.heapKbPerProbe, 1)} KB heap (${fmt(idle.rssKbPerProbe, 1)} KB RSS)`, `≤ ${b.idleKb} KB`, idle.heapKbPerProbe <= b.idleKb]);
+  if (idle)
+    checks.push([
+      'idle memory per configured probe',
+      `${fmt(idle.heapKbPerProbe, 1)} KB heap (${fmt(idle.rssKbPerProbe, 1)} KB RSS)`,
+      `≤ ${b.idleKb} KB`,
+      idle.heapKbPerProbe <= b.idleKb,
+    ]);
   const label = short ? 'scale (short)' : `scale${factor > 1 ? ` ${factor}x` : ''}`;
   return {
-    params: { ...counts, interval: shape.interval, minutes: durationMs / 60_000, factor, short, concurrency, target: 'embedded lab in its own process (http: device HTTP servers, plain; tunnel: TLS CONNECT proxy; ssh: SSH proxy to lab devices)' },
+    params: {
+      ...counts,
+      interval: shape.interval,
+      minutes: durationMs / 60_000,
+      factor,
+      short,
+      concurrency,
+      target: 'embedded lab in its own process (http: device HTTP servers, plain; tunnel: TLS CONNECT proxy; ssh: SSH proxy to lab devices)',
+    },
     measured: m,
     idle,
     checks: checks.map(([what, got, bound, ok]) => ({ what, got, bound, ok })),
@@ -187,7 +217,16 @@ export function scaleMarkdown(r) {
     '| --- | --- | --- | --- |',
     ...r.checks.map((c) => `| ${c.what} | ${c.got} | ${c.bound} | ${c.ok ? 'yes' : '**no**'} |`),
     '',
-    `Runs ${m.runs} (starts ${m.starts}), failed ${m.failures}${m.failures ? ` (${Object.entries(m.failuresByKind).map(([k, n]) => `${k} ${n}`).join(', ')}; first: ${m.firstFailures.slice(0, 2).map((f) => '`' + f.slice(0, 200) + '`').join('; ')})` : ''}; lag p50 ${fmt(m.lagP50Ms, 1)} ms, max ${fmt(m.lagMaxMs, 0)} ms; heap max ${fmt(m.heapMaxMb, 0)} MB; /metrics ${fmt(m.metricsBytes / MB, 1)} MB, /metrics response (inside the daemon, from the request to the bytes ready) median ${fmt(m.renderMedianMs, 0)} ms, max ${fmt(m.renderMaxMs, 0)} ms, of which the probes' series median ${fmt(m.seriesRenderMedianMs, 0)} ms: rendering proper (its slices added up, without the turns the event loop gives to runs between them) median ${fmt(m.renderWorkMedianMs, 0)} ms, max ${fmt(m.renderWorkMaxMs, 0)} ms at the first scrape (every probe formatted), ${fmt(m.renderWorkMaxSteadyMs, 0)} ms after it; the parent's scrape (request to last byte received) max ${fmt(m.scrapeMaxMs, 0)} ms; config load and start ${fmt(m.configLoadSeconds, 1)} s. The daemon used ${fmt(m.daemonCpuShare * 100, 0)}% of one core on average; its event loop delay (blocking work, GC, or waiting for a CPU) p99 ${fmt(m.eventLoopDelayP99Ms, 0)} ms, max ${fmt(m.eventLoopDelayMaxMs, 0)} ms.`,
+    `Runs ${m.runs} (starts ${m.starts}), failed ${m.failures}${
+      m.failures
+        ? ` (${Object.entries(m.failuresByKind)
+            .map(([k, n]) => `${k} ${n}`)
+            .join(', ')}; first: ${m.firstFailures
+            .slice(0, 2)
+            .map((f) => '`' + f.slice(0, 200) + '`')
+            .join('; ')})`
+        : ''
+    }; lag p50 ${fmt(m.lagP50Ms, 1)} ms, max ${fmt(m.lagMaxMs, 0)} ms; heap max ${fmt(m.heapMaxMb, 0)} MB; /metrics ${fmt(m.metricsBytes / MB, 1)} MB, /metrics response (inside the daemon, from the request to the bytes ready) median ${fmt(m.renderMedianMs, 0)} ms, max ${fmt(m.renderMaxMs, 0)} ms, of which the probes' series median ${fmt(m.seriesRenderMedianMs, 0)} ms: rendering proper (its slices added up, without the turns the event loop gives to runs between them) median ${fmt(m.renderWorkMedianMs, 0)} ms, max ${fmt(m.renderWorkMaxMs, 0)} ms at the first scrape (every probe formatted), ${fmt(m.renderWorkMaxSteadyMs, 0)} ms after it; the parent's scrape (request to last byte received) max ${fmt(m.scrapeMaxMs, 0)} ms; config load and start ${fmt(m.configLoadSeconds, 1)} s. The daemon used ${fmt(m.daemonCpuShare * 100, 0)}% of one core on average; its event loop delay (blocking work, GC, or waiting for a CPU) p99 ${fmt(m.eventLoopDelayP99Ms, 0)} ms, max ${fmt(m.eventLoopDelayMaxMs, 0)} ms.`,
   ];
   if (r.idle) {
     lines.push(

@@ -22,10 +22,30 @@ function childrenCpuSeconds() {
 function openssh(vars, uuid, script) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(SSH, [
-      '-F', '/dev/null', '-i', vars.LAB_SSH_KEY_FILE, '-o', `UserKnownHostsFile=${vars.LAB_SSH_KNOWN_HOSTS}`, '-o', 'StrictHostKeyChecking=yes',
-      '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'ConnectTimeout=10', '-p', vars.LAB_SSH_PROXY_PORT, `${vars.LAB_SSH_USER}@127.0.0.1`, `host ${uuid}`,
-    ], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(
+      SSH,
+      [
+        '-F',
+        '/dev/null',
+        '-i',
+        vars.LAB_SSH_KEY_FILE,
+        '-o',
+        `UserKnownHostsFile=${vars.LAB_SSH_KNOWN_HOSTS}`,
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'IdentitiesOnly=yes',
+        '-o',
+        'ConnectTimeout=10',
+        '-p',
+        vars.LAB_SSH_PROXY_PORT,
+        `${vars.LAB_SSH_USER}@127.0.0.1`,
+        `host ${uuid}`,
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));
@@ -33,7 +53,8 @@ function openssh(vars, uuid, script) {
     child.stdin.end(script);
     child.on('close', (code) => {
       const ms = performance.now() - t0;
-      if (!/FPEND-[0-9a-f]+:0\n/.test(out) || !out.includes('balenaOS')) reject(new Error(`ssh exited ${code} without the end marker: ${out.slice(0, 200)} ${err.slice(0, 300)}`));
+      if (!/FPEND-[0-9a-f]+:0\n/.test(out) || !out.includes('balenaOS'))
+        reject(new Error(`ssh exited ${code} without the end marker: ${out.slice(0, 200)} ${err.slice(0, 300)}`));
       else resolve(ms);
     });
   });
@@ -73,7 +94,9 @@ export async function runSshBench({ rounds = 7, n = 20 } = {}) {
     await sides.openssh(3);
     for (let round = 0; round < rounds; round++) {
       for (const side of round % 2 ? ['openssh', 'fleetprobe'] : ['fleetprobe', 'openssh']) rows[side].push(await sides[side](n));
-      process.stderr.write(`  ssh round ${round + 1}/${rounds}: fleetprobe ${fmt(rows.fleetprobe.at(-1).cpuMs)} ms CPU ${fmt(median(rows.fleetprobe.at(-1).latencies), 1)} ms; openssh ${fmt(rows.openssh.at(-1).cpuMs)} ms CPU ${fmt(median(rows.openssh.at(-1).latencies), 1)} ms\n`);
+      process.stderr.write(
+        `  ssh round ${round + 1}/${rounds}: fleetprobe ${fmt(rows.fleetprobe.at(-1).cpuMs)} ms CPU ${fmt(median(rows.fleetprobe.at(-1).latencies), 1)} ms; openssh ${fmt(rows.openssh.at(-1).cpuMs)} ms CPU ${fmt(median(rows.openssh.at(-1).latencies), 1)} ms\n`,
+      );
     }
   } finally {
     await fp.stop();
@@ -99,8 +122,18 @@ export async function runSshBench({ rounds = 7, n = 20 } = {}) {
     latencyRatio,
     pass,
     summary: [
-      ['SSH probe client CPU vs OpenSSH', `${fmt(cpuRatio)}x (${fmt(fleetprobe.cpuMsPerProbe, 1)} vs ${fmt(opensshS.cpuMsPerProbe, 1)} ms/probe)`, `≤ ${TARGETS.cpu}x`, cpuRatio <= TARGETS.cpu ? 'yes' : '**no**'],
-      ['SSH probe latency vs OpenSSH', `${fmt(latencyRatio)}x (${fmt(fleetprobe.latencyMedianMs, 1)} vs ${fmt(opensshS.latencyMedianMs, 1)} ms)`, `≤ ${TARGETS.latency}x`, latencyRatio <= TARGETS.latency ? 'yes' : '**no**'],
+      [
+        'SSH probe client CPU vs OpenSSH',
+        `${fmt(cpuRatio)}x (${fmt(fleetprobe.cpuMsPerProbe, 1)} vs ${fmt(opensshS.cpuMsPerProbe, 1)} ms/probe)`,
+        `≤ ${TARGETS.cpu}x`,
+        cpuRatio <= TARGETS.cpu ? 'yes' : '**no**',
+      ],
+      [
+        'SSH probe latency vs OpenSSH',
+        `${fmt(latencyRatio)}x (${fmt(fleetprobe.latencyMedianMs, 1)} vs ${fmt(opensshS.latencyMedianMs, 1)} ms)`,
+        `≤ ${TARGETS.latency}x`,
+        latencyRatio <= TARGETS.latency ? 'yes' : '**no**',
+      ],
     ],
     neighbours: { before, after: neighbours() },
   };

@@ -36,7 +36,9 @@ export async function runTimingBench({ rounds = 15 } = {}) {
       const child = spawn('unshare', ['-n', process.execPath, path.join(BENCH, 'timing-netns.mjs'), arg], { stdio: ['ignore', 'pipe', 'inherit'] });
       let stdout = '';
       child.stdout.on('data', (d) => (stdout += d));
-      child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(stdout.trim().split('\n').at(-1))) : reject(new Error(`timing-netns exited with ${code}: ${stdout}`))));
+      child.on('exit', (code) =>
+        code === 0 ? resolve(JSON.parse(stdout.trim().split('\n').at(-1))) : reject(new Error(`timing-netns exited with ${code}: ${stdout}`)),
+      );
     });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -69,14 +71,22 @@ export async function runTimingBench({ rounds = 15 } = {}) {
     baseline: Object.fromEntries(PHASES.map((p) => [p, Number(base[p].toFixed(2))])),
     cases,
     pass,
-    summary: cases.map((c) => [`timing: ${c.phase} phase +${c.injectedMs} ms`, `error ${fmt(c.errorMs)} ms, other phases moved ≤ ${fmt(c.worstOtherPhaseMs)} ms`, `≤ ${TOLERANCE_MS} ms`, c.pass ? 'yes' : '**no**']),
+    summary: cases.map((c) => [
+      `timing: ${c.phase} phase +${c.injectedMs} ms`,
+      `error ${fmt(c.errorMs)} ms, other phases moved ≤ ${fmt(c.worstOtherPhaseMs)} ms`,
+      `≤ ${TOLERANCE_MS} ms`,
+      c.pass ? 'yes' : '**no**',
+    ]),
     neighbours: { before, after: neighbours() },
   };
 }
 
 export function timingMarkdown(r) {
   const p = r.params;
-  const rows = r.cases.map((c) => `| ${c.phase} | ${c.injectedMs} | ${PHASES.map((ph) => fmt(c.medians[ph])).join(' | ')} | ${fmt(c.deltaMs)} | ${fmt(c.errorMs)} | ${fmt(c.worstOtherPhaseMs)} | ${c.pass ? 'yes' : '**no**'} |`);
+  const rows = r.cases.map(
+    (c) =>
+      `| ${c.phase} | ${c.injectedMs} | ${PHASES.map((ph) => fmt(c.medians[ph])).join(' | ')} | ${fmt(c.deltaMs)} | ${fmt(c.errorMs)} | ${fmt(c.worstOtherPhaseMs)} | ${c.pass ? 'yes' : '**no**'} |`,
+  );
   return [
     `HTTPS probes (\`runProbe\`, http kind) of a node HTTPS server behind a TCP relay, in a private network namespace; ${p.rounds} interleaved rounds of the five cases, medians in ms. Delays: \`tls\` — the relay holds the server's handshake flight ${p.delayMs} ms; \`request\` — the server waits ${p.delayMs} ms before its headers; \`transfer\` — it sends the headers, waits ${p.delayMs} ms, then the body; \`connect\` — iptables drops the first SYN, so the kernel retransmits it after its initial RTO (nominally ${p.synRtoMs} ms; user space cannot hold back a TCP handshake and this kernel has no netem qdisc, so the connect delay is about 1 s, not 200 ms). Its truth is what a bare \`net.connect\` measured in the same rounds: ${fmt(r.rawConnectMs.plain)} ms plain, ${fmt(r.rawConnectMs.droppedSyn)} ms with the SYN dropped.`,
     '',

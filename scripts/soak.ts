@@ -170,7 +170,9 @@ async function main(): Promise<number> {
   let prev: { lagSum: number; lagCount: number; runs: number; at: number } | undefined;
   let nextToggle = started + TOGGLE_MS;
   const mib = (b: number) => b / 2 ** 20;
-  process.stdout.write(`soak: probes/lab.yaml and ${PROBES} probes every 1s against the lab for ${MINUTES} min; faults cycle through ${cycle.join(', ')} every ${TOGGLE_MS / 1000}s\n`);
+  process.stdout.write(
+    `soak: probes/lab.yaml and ${PROBES} probes every 1s against the lab for ${MINUTES} min; faults cycle through ${cycle.join(', ')} every ${TOGGLE_MS / 1000}s\n`,
+  );
   process.stdout.write('   t(s)  RSS(MiB)  heap(MiB)  handles  lag(ms)  runs/s  fault\n');
   try {
     while (Date.now() < end) {
@@ -183,7 +185,12 @@ async function main(): Promise<number> {
       }
       if (Date.now() < started + (samples.length + 1) * SAMPLE_MS) continue;
       const text = await (await fetch(`${base}/metrics`)).text();
-      const now = { lagSum: metric(text, 'fleetprobe_scheduler_lag_seconds_sum'), lagCount: metric(text, 'fleetprobe_scheduler_lag_seconds_count'), runs: metric(text, 'probe_runs_total'), at: Date.now() };
+      const now = {
+        lagSum: metric(text, 'fleetprobe_scheduler_lag_seconds_sum'),
+        lagCount: metric(text, 'fleetprobe_scheduler_lag_seconds_count'),
+        runs: metric(text, 'probe_runs_total'),
+        at: Date.now(),
+      };
       if (prev) {
         const s: Sample = {
           atS: Math.round((now.at - started) / 1000),
@@ -228,7 +235,9 @@ async function main(): Promise<number> {
     const b = median(last.map(t.of));
     const bad = b > a * t.ratio && b - a > t.absolute;
     grew ||= bad;
-    process.stdout.write(`  ${bad ? 'GREW' : 'ok  '}  ${t.name.padEnd(15)} ${a.toFixed(1)} -> ${b.toFixed(1)} ${t.unit} (limit: x${t.ratio} and +${t.absolute} ${t.unit})\n`);
+    process.stdout.write(
+      `  ${bad ? 'GREW' : 'ok  '}  ${t.name.padEnd(15)} ${a.toFixed(1)} -> ${b.toFixed(1)} ${t.unit} (limit: x${t.ratio} and +${t.absolute} ${t.unit})\n`,
+    );
   }
   process.stdout.write(grew ? 'soak: FAIL (growth)\n' : 'soak: ok (no growth)\n');
   return grew ? 1 : 0;

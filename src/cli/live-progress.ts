@@ -26,7 +26,10 @@ export class LiveProgress {
   private readonly started = performance.now();
   private readonly c: ReturnType<typeof pc.createColors>;
 
-  constructor(private readonly out: ProgressOutput, private readonly tty = Boolean(out.isTTY)) {
+  constructor(
+    private readonly out: ProgressOutput,
+    private readonly tty = Boolean(out.isTTY),
+  ) {
     this.c = pc.createColors(tty);
     if (tty) {
       this.timer = setInterval(() => this.draw(), TICK_MS);

@@ -78,7 +78,10 @@ function configPaths(args: Args): string[] {
 }
 
 function labFaults(args: Args): string[] {
-  return (args.values['lab-fault'] ?? []).flatMap((f) => f.split(',')).map((f) => f.trim()).filter(Boolean);
+  return (args.values['lab-fault'] ?? [])
+    .flatMap((f) => f.split(','))
+    .map((f) => f.trim())
+    .filter(Boolean);
 }
 
 function positiveInt(name: string, value: string | undefined, fallback: number): number {
@@ -120,7 +123,10 @@ async function cmdDaemon(args: Args): Promise<number> {
     throw err;
   }
   if (lab) {
-    log.info({ endpoints: lab.endpoints, credentials: lab.credentialsFile }, `embedded lab running; switch faults with: curl -X PUT ${lab.controlUrl}/faults/<name> (DELETE to clear; GET ${lab.controlUrl}/faults lists them)`);
+    log.info(
+      { endpoints: lab.endpoints, credentials: lab.credentialsFile },
+      `embedded lab running; switch faults with: curl -X PUT ${lab.controlUrl}/faults/<name> (DELETE to clear; GET ${lab.controlUrl}/faults lists them)`,
+    );
   }
   process.on('SIGHUP', () => daemon.reload());
   return new Promise((resolve) => {
@@ -149,7 +155,11 @@ async function cmdRun(args: Args): Promise<number> {
   try {
     const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars });
     const spec = config.probes.find((p) => p.name === name);
-    if (!spec) throw new UnknownProbeError(name, config.probes.map((p) => p.name));
+    if (!spec)
+      throw new UnknownProbeError(
+        name,
+        config.probes.map((p) => p.name),
+      );
     const interrupt = new AbortController();
     const onSigint = () => interrupt.abort();
     process.once('SIGINT', onSigint);
@@ -171,7 +181,13 @@ async function cmdRun(args: Args): Promise<number> {
  * The probes a probe reads (ProbeKind.companions) have no daemon behind them under `run`: run each
  * once now, so `fleetprobe run <status probe>` works on its own and sees fresh results.
  */
-async function runCompanions(spec: ProbeSpec, all: ProbeSpec[], shutdown: AbortSignal, log: Logger, quiet: boolean): Promise<(name: string) => CompanionStatus | undefined> {
+async function runCompanions(
+  spec: ProbeSpec,
+  all: ProbeSpec[],
+  shutdown: AbortSignal,
+  log: Logger,
+  quiet: boolean,
+): Promise<(name: string) => CompanionStatus | undefined> {
   const seen = new Map<string, CompanionStatus>();
   for (const { probe } of KINDS[spec.kind].companions?.(spec.config as never) ?? []) {
     const other = all.find((p) => p.name === probe);
@@ -189,7 +205,9 @@ async function cmdCheck(args: Args): Promise<number> {
   try {
     const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars });
     for (const f of config.skippedLabFiles) process.stdout.write(`${f}: skipped (lab: true); check it with --lab\n`);
-    process.stdout.write(`ok: ${config.probes.length} probe${config.probes.length === 1 ? '' : 's'} in ${config.files.length - config.skippedLabFiles.length} file(s)\n`);
+    process.stdout.write(
+      `ok: ${config.probes.length} probe${config.probes.length === 1 ? '' : 's'} in ${config.files.length - config.skippedLabFiles.length} file(s)\n`,
+    );
     return EXIT.ok;
   } finally {
     await lab?.close();
@@ -204,7 +222,16 @@ async function cmdList(args: Args): Promise<number> {
     const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars });
     const probes = ownedBy(config.probes, shard);
     if (args.values.json) {
-      const out = probes.map((s) => ({ name: s.name, kind: s.kind, interval: s.intervalMs ? s.intervalMs / 1000 : null, cron: s.cron ?? null, timeoutSeconds: s.timeoutMs / 1000, labels: s.labels, source: s.source, ...(shard.count > 1 ? { shard: `${shard.index}/${shard.count}` } : {}) }));
+      const out = probes.map((s) => ({
+        name: s.name,
+        kind: s.kind,
+        interval: s.intervalMs ? s.intervalMs / 1000 : null,
+        cron: s.cron ?? null,
+        timeoutSeconds: s.timeoutMs / 1000,
+        labels: s.labels,
+        source: s.source,
+        ...(shard.count > 1 ? { shard: `${shard.index}/${shard.count}` } : {}),
+      }));
       process.stdout.write(JSON.stringify(out, null, 2) + '\n');
     } else {
       process.stdout.write(renderList(probes) + '\n');

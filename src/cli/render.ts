@@ -35,7 +35,7 @@ export function renderTimeline(r: RunResult, allPhases: readonly string[], color
     const time = reached ? secs(r.phases[name]).padStart(9) : '';
     if (isFailed) {
       failedSeen = true;
-      lines.push(`  ${c.red('✗')} ${c.red(c.bold(name.padEnd(width)))} ${time}  ${c.red(r.aborted ? 'aborted' : r.reason ?? '')}`);
+      lines.push(`  ${c.red('✗')} ${c.red(c.bold(name.padEnd(width)))} ${time}  ${c.red(r.aborted ? 'aborted' : (r.reason ?? ''))}`);
     } else if (reached) {
       lines.push(`  ${c.green('✓')} ${name.padEnd(width)} ${time}`);
     } else {
@@ -58,7 +58,9 @@ export function renderList(specs: ProbeSpec[]): string {
       s.kind,
       scheduleOf(s),
       formatDuration(s.timeoutMs),
-      Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-',
+      Object.entries(s.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',') || '-',
       `${s.source.file}${s.source.line ? ':' + s.source.line : ''}`,
     ]);
   }

@@ -32,10 +32,7 @@ export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => 
   return ms;
 });
 
-const secretRefShape = z.union([
-  z.strictObject({ env: z.string().min(1) }),
-  z.strictObject({ file: z.string().min(1) }),
-]);
+const secretRefShape = z.union([z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]);
 
 /** A secret: `{env: NAME}` or `{file: PATH}`, never inline. Resolved at load; missing is an error. */
 export const secretRef = z.unknown().transform((v, ctx) => {
@@ -68,32 +65,38 @@ export const secretRef = z.unknown().transform((v, ctx) => {
 });
 
 /** A path to a readable file (CA bundle, known_hosts), resolved relative to the config file. */
-export const readableFile = z.string().min(1).transform((p, ctx) => {
-  const file = resolveConfigPath(p);
-  try {
-    fs.accessSync(file, fs.constants.R_OK);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `cannot read file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
-    return z.NEVER;
-  }
-  return file;
-});
-
-/** A path to a readable directory (a build context), resolved relative to the config file. */
-export const readableDir = z.string().min(1).transform((p, ctx) => {
-  const dir = resolveConfigPath(p);
-  try {
-    if (!fs.statSync(dir).isDirectory()) {
-      ctx.addIssue({ code: 'custom', message: `${dir} is not a directory` });
+export const readableFile = z
+  .string()
+  .min(1)
+  .transform((p, ctx) => {
+    const file = resolveConfigPath(p);
+    try {
+      fs.accessSync(file, fs.constants.R_OK);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `cannot read file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
       return z.NEVER;
     }
-    fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `cannot read directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
-    return z.NEVER;
-  }
-  return dir;
-});
+    return file;
+  });
+
+/** A path to a readable directory (a build context), resolved relative to the config file. */
+export const readableDir = z
+  .string()
+  .min(1)
+  .transform((p, ctx) => {
+    const dir = resolveConfigPath(p);
+    try {
+      if (!fs.statSync(dir).isDirectory()) {
+        ctx.addIssue({ code: 'custom', message: `${dir} is not a directory` });
+        return z.NEVER;
+      }
+      fs.accessSync(dir, fs.constants.R_OK | fs.constants.X_OK);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `cannot read directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
+      return z.NEVER;
+    }
+    return dir;
+  });
 
 export const regex = z.string().transform((s, ctx) => {
   try {

@@ -48,7 +48,11 @@ function listFiles(paths: string[], issues: ConfigIssue[], seen: string[]): stri
       continue;
     }
     if (st.isDirectory()) {
-      const found = fs.readdirSync(p).filter((f) => /\.ya?ml$/.test(f)).sort().map((f) => path.join(p, f));
+      const found = fs
+        .readdirSync(p)
+        .filter((f) => /\.ya?ml$/.test(f))
+        .sort()
+        .map((f) => path.join(p, f));
       if (found.length === 0) issues.push({ file: p, path: '', message: 'directory holds no .yaml or .yml files' });
       seen.push(p, ...found);
       files.push(...found);
@@ -169,7 +173,10 @@ export function nominalIntervalMs(spec: { intervalMs?: number; cron?: string }):
  * when its connection opens or breaks, so its last result says little about now), and not to read
  * companions itself (no chains, so `fleetprobe run` never recurses).
  */
-function checkCompanions(probes: ProbeSpec[], withCompanions: { spec: ProbeSpec; refs: { field: string; probe: string }[]; issue: (field: string, message: string) => void }[]): void {
+function checkCompanions(
+  probes: ProbeSpec[],
+  withCompanions: { spec: ProbeSpec; refs: { field: string; probe: string }[]; issue: (field: string, message: string) => void }[],
+): void {
   const byName = new Map(probes.map((p) => [p.name, p]));
   for (const { spec, refs, issue } of withCompanions) {
     for (const { field, probe } of refs) {
@@ -177,8 +184,10 @@ function checkCompanions(probes: ProbeSpec[], withCompanions: { spec: ProbeSpec;
       const otherKind = other && getKind(other.kind);
       if (probe === spec.name) issue(field, 'names this probe itself; name another probe (e.g. a tunnel probe of the same device)');
       else if (!other || !otherKind) issue(field, `no enabled probe is named "${probe}"`);
-      else if (otherKind.holds?.(other.config as never)) issue(field, `"${probe}" is a held probe (hold): its last result is not refreshed while it stays up; name a scheduled probe`);
-      else if (otherKind.companions?.(other.config as never).length) issue(field, `"${probe}" reads a companion probe itself; a companion must check the device directly`);
+      else if (otherKind.holds?.(other.config as never))
+        issue(field, `"${probe}" is a held probe (hold): its last result is not refreshed while it stays up; name a scheduled probe`);
+      else if (otherKind.companions?.(other.config as never).length)
+        issue(field, `"${probe}" reads a companion probe itself; a companion must check the device directly`);
     }
   }
 }
@@ -261,7 +270,8 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
           file,
           line: locateLine(doc, lc, [...at, 'kind']),
           path: formatPath([...at, 'kind']),
-          message: kindName === undefined ? `is required; one of: ${KIND_NAMES.join(', ')}` : `unknown kind "${String(kindName)}"; one of: ${KIND_NAMES.join(', ')}`,
+          message:
+            kindName === undefined ? `is required; one of: ${KIND_NAMES.join(', ')}` : `unknown kind "${String(kindName)}"; one of: ${KIND_NAMES.join(', ')}`,
         });
         return;
       }
@@ -325,8 +335,10 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
         return;
       }
       if (timeoutMs >= gapMs) {
-        issue(p.timeout !== undefined ? 'timeout' : cron ? 'cron' : 'interval',
-          `timeout ${formatDuration(timeoutMs)} must be below the ${cron ? 'gap between cron runs' : 'interval'} (${formatDuration(gapMs)}), so runs never overlap`);
+        issue(
+          p.timeout !== undefined ? 'timeout' : cron ? 'cron' : 'interval',
+          `timeout ${formatDuration(timeoutMs)} must be below the ${cron ? 'gap between cron runs' : 'interval'} (${formatDuration(gapMs)}), so runs never overlap`,
+        );
         return;
       }
       const { name, kind: _k, description, enabled, interval: _i, cron: _c, timeout: _t, labels: ownLabels, ...config } = p;
@@ -366,4 +378,3 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
   }
   return { probes, files, skippedLabFiles };
 }
-

@@ -15,7 +15,7 @@ export function locateLine(doc: Document, lc: LineCounter, path: PropertyKey[], 
       const pair = node.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === step);
       if (!pair) break;
       const lastAndKey = key !== undefined && i === steps.length - 1;
-      const target = lastAndKey ? pair.key : pair.value ?? pair.key;
+      const target = lastAndKey ? pair.key : (pair.value ?? pair.key);
       if (target && typeof target === 'object' && 'range' in target) best = target as Node;
       node = pair.value;
     } else if (isSeq(node) && typeof step === 'number') {

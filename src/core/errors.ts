@@ -41,7 +41,10 @@ export function formatConfigIssue(i: ConfigIssue): string {
 export class ConfigError extends FleetprobeError {
   readonly issues: ConfigIssue[];
   constructor(issues: ConfigIssue[]) {
-    super('FP_ERR_CONFIG', `invalid configuration (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n` + issues.map((i) => '  ' + formatConfigIssue(i)).join('\n'));
+    super(
+      'FP_ERR_CONFIG',
+      `invalid configuration (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n` + issues.map((i) => '  ' + formatConfigIssue(i)).join('\n'),
+    );
     this.issues = issues;
   }
 }

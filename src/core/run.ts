@@ -54,7 +54,9 @@ export function cleanProgressLine(text: string): string {
 
 export function boundMessage(text: string): string {
   // Every line terminator counts (a lone \r rewrites a terminal line; U+2028/9 break log viewers).
-  const oneLine = redact(text).replace(/\s*[\n\r\v\f\u0085\u2028\u2029]\s*/g, ' | ').trim();
+  const oneLine = redact(text)
+    .replace(/\s*[\n\r\v\f\u0085\u2028\u2029]\s*/g, ' | ')
+    .trim();
   if (oneLine.length <= MAX_MESSAGE_CHARS) return oneLine;
   let cut = MAX_MESSAGE_CHARS - 1;
   // Never end on the first half of a surrogate pair (a lone half is not valid UTF-16/JSON-safe text).
@@ -182,9 +184,8 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
   }
   const reason = failure instanceof RunTimeoutError ? 'timeout' : classifyError(failure);
   if (reason === 'internal') runLog().error({ err: failure }, 'probe kind threw an unclassified error (a bug in fleetprobe)');
-  const message = failure instanceof RunTimeoutError
-    ? `${phase ?? 'run'} did not finish within the run timeout of ${spec.timeoutMs}ms`
-    : describeError(failure);
+  const message =
+    failure instanceof RunTimeoutError ? `${phase ?? 'run'} did not finish within the run timeout of ${spec.timeoutMs}ms` : describeError(failure);
   return { ...base, success: false, aborted: false, reason, phase, message: boundMessage(message) };
 }
 
@@ -193,7 +194,7 @@ async function settleTeardowns(tasks: Promise<unknown>[], log: Logger): Promise<
   let timer: NodeJS.Timeout | undefined;
   const grace = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), TEARDOWN_GRACE_MS)));
   try {
-    for (let done = 0; done < tasks.length; ) {
+    for (let done = 0; done < tasks.length;) {
       const batch = tasks.slice(done);
       done = tasks.length;
       if ((await Promise.race([Promise.all(batch), grace])) === 'late') {

@@ -44,7 +44,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const load = (): LoadedConfig => {
     const all = loadConfig({ paths: opts.configPaths, lab: Boolean(opts.lab), vars: opts.lab?.vars });
     const probes = ownedBy(all.probes, shard);
-    if (shard.count > 1) log.info({ shard: `${shard.index}/${shard.count}`, probes: probes.length, total: all.probes.length }, `shard ${shard.index}/${shard.count}: running ${probes.length} of ${all.probes.length} probes`);
+    if (shard.count > 1)
+      log.info(
+        { shard: `${shard.index}/${shard.count}`, probes: probes.length, total: all.probes.length },
+        `shard ${shard.index}/${shard.count}: running ${probes.length} of ${all.probes.length} probes`,
+      );
     return { ...all, probes };
   };
   const config = load();
@@ -104,7 +108,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const addr = await listen(server, opts.listen);
   const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
-  log.info({ listen: `${addr.host}:${addr.port}`, probes: config.probes.length, version: VERSION }, `fleetprobe ${VERSION} running ${config.probes.length} probes; metrics at ${url}/metrics`);
+  log.info(
+    { listen: `${addr.host}:${addr.port}`, probes: config.probes.length, version: VERSION },
+    `fleetprobe ${VERSION} running ${config.probes.length} probes; metrics at ${url}/metrics`,
+  );
 
   const reload = (): boolean => {
     try {

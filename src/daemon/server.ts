@@ -43,7 +43,9 @@ export function listen(server: http.Server, hostPort: string): Promise<{ host: s
   return new Promise((resolve, reject) => {
     const fail = (err: NodeJS.ErrnoException) => {
       const why = err.code === 'EADDRINUSE' ? 'the address is already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
-      reject(new FleetprobeError('FP_ERR_LISTEN', `cannot listen on ${host}:${port}: ${why} (${err.code}); choose another with --listen HOST:PORT`, { cause: err }));
+      reject(
+        new FleetprobeError('FP_ERR_LISTEN', `cannot listen on ${host}:${port}: ${why} (${err.code}); choose another with --listen HOST:PORT`, { cause: err }),
+      );
     };
     server.once('error', fail);
     server.listen(port, host, () => {
@@ -100,11 +102,13 @@ async function handle(deps: { metrics: Metrics; status: StatusStore; state: Serv
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(deps.status.toJson(), null, 2) + '\n');
       return;
     case '/':
-      res.writeHead(200, { 'content-type': 'text/html' }).end(
-        '<html><head><title>fleetprobe</title></head><body><h1>fleetprobe</h1><ul>' +
-          '<li><a href="/metrics">/metrics</a></li><li><a href="/probes">/probes</a></li>' +
-          '<li><a href="/healthz">/healthz</a></li><li><a href="/readyz">/readyz</a></li></ul></body></html>\n',
-      );
+      res
+        .writeHead(200, { 'content-type': 'text/html' })
+        .end(
+          '<html><head><title>fleetprobe</title></head><body><h1>fleetprobe</h1><ul>' +
+            '<li><a href="/metrics">/metrics</a></li><li><a href="/probes">/probes</a></li>' +
+            '<li><a href="/healthz">/healthz</a></li><li><a href="/readyz">/readyz</a></li></ul></body></html>\n',
+        );
       return;
     default:
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');

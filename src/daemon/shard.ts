@@ -51,7 +51,8 @@ export function parseShard(text: string, source: string, hostname = process.env.
     if (!ord) throw new UsageError(`${source} is "${text}" but the host name "${hostname}" does not end in -<ordinal> (as StatefulSet pod names do)`);
     index = Number(ord[1]);
   } else index = Number(m[1]);
-  if (index >= count) throw new UsageError(`${source}: shard ${index} does not exist among ${count} shards (they are numbered 0 to ${count - 1}), got "${text}"`);
+  if (index >= count)
+    throw new UsageError(`${source}: shard ${index} does not exist among ${count} shards (they are numbered 0 to ${count - 1}), got "${text}"`);
   return { index, count };
 }
 

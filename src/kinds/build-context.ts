@@ -51,7 +51,8 @@ async function walk(root: string, rel: string, out: Entry[], budget: { bytes: nu
     const relPath = rel ? `${rel}/${name}` : name;
     const full = path.join(root, relPath);
     const st = await fs.lstat(full);
-    if (out.length >= MAX_CONTEXT_FILES) throw new ProbeError('internal', `the build context ${root} holds more than ${MAX_CONTEXT_FILES} entries; a probe's context should be a few small files`);
+    if (out.length >= MAX_CONTEXT_FILES)
+      throw new ProbeError('internal', `the build context ${root} holds more than ${MAX_CONTEXT_FILES} entries; a probe's context should be a few small files`);
     const base = { name: relPath, mode: st.mode & 0o7777, mtime: st.mtime, uid: 0, gid: 0 };
     if (st.isDirectory()) {
       out.push({ header: { ...base, type: 'directory' } });
@@ -60,7 +61,8 @@ async function walk(root: string, rel: string, out: Entry[], budget: { bytes: nu
       out.push({ header: { ...base, type: 'symlink', linkname: await fs.readlink(full) } });
     } else if (st.isFile()) {
       budget.bytes += st.size;
-      if (budget.bytes > MAX_CONTEXT_BYTES) throw new ProbeError('internal', `the build context ${root} is larger than ${MAX_CONTEXT_BYTES} bytes; a probe's context should be a few small files`);
+      if (budget.bytes > MAX_CONTEXT_BYTES)
+        throw new ProbeError('internal', `the build context ${root} is larger than ${MAX_CONTEXT_BYTES} bytes; a probe's context should be a few small files`);
       out.push({ header: { ...base, type: 'file', size: st.size }, content: await fs.readFile(full) });
     }
     // Sockets, fifos and devices have no place in a build context: left out, as docker does.

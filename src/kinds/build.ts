@@ -51,7 +51,10 @@ const dockerEndpoint = z.string().transform((v, ctx): DockerEndpoint => {
 const schema = z.object({
   target: z.enum(['balena', 'docker']).default('balena'),
   /** The fleet's slug, `<org>/<fleet>` (target balena). */
-  fleet: z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'a fleet slug is <org>/<fleet>').optional(),
+  fleet: z
+    .string()
+    .regex(/^[\w.-]+\/[\w.-]+$/, 'a fleet slug is <org>/<fleet>')
+    .optional(),
   builder: httpUrl.default('https://builder.balena-cloud.com'),
   api: httpUrl.default('https://api.balena-cloud.com'),
   token: secretRef.optional(),
@@ -62,10 +65,11 @@ const schema = z.object({
   context: readableDir.optional(),
   /** An inline Dockerfile, sent alone with the nonce file. */
   dockerfile: z.string().min(1).optional(),
-  dockerfilePath: z.string().regex(/^[^/].*$|^$/, 'a path inside the build context (no leading /)').default(''),
-  tls: z
-    .strictObject({ caFile: readableFile.optional(), insecureSkipVerify: z.boolean().default(false) })
-    .default({ insecureSkipVerify: false }),
+  dockerfilePath: z
+    .string()
+    .regex(/^[^/].*$|^$/, 'a path inside the build context (no leading /)')
+    .default(''),
+  tls: z.strictObject({ caFile: readableFile.optional(), insecureSkipVerify: z.boolean().default(false) }).default({ insecureSkipVerify: false }),
   uploadTimeout: duration.default(DEFAULT_UPLOAD_TIMEOUT_MS),
   stallTimeout: duration.default(DEFAULT_STALL_TIMEOUT_MS),
 });
@@ -179,8 +183,13 @@ async function submit(
   };
   onClose(close);
 
-  arm(cfg.uploadTimeout, () =>
-    new ProbeError('timeout', `the builder did not take the ${req.body.length}-byte build context and answer within the upload timeout of ${formatDuration(cfg.uploadTimeout)}`),
+  arm(
+    cfg.uploadTimeout,
+    () =>
+      new ProbeError(
+        'timeout',
+        `the builder did not take the ${req.body.length}-byte build context and answer within the upload timeout of ${formatDuration(cfg.uploadTimeout)}`,
+      ),
   );
   let res: Dispatcher.ResponseData;
   try {
@@ -195,7 +204,8 @@ async function submit(
   }
 
   let items = 0;
-  const stalled = () => new ProbeError('timeout', `the builder sent nothing for ${formatDuration(cfg.stallTimeout)} (stall timeout) after ${items} log item(s)`);
+  const stalled = () =>
+    new ProbeError('timeout', `the builder sent nothing for ${formatDuration(cfg.stallTimeout)} (stall timeout) after ${items} log item(s)`);
   arm(cfg.stallTimeout, stalled);
 
   async function* read(): AsyncGenerator<Record<string, unknown>, void> {
@@ -204,7 +214,8 @@ async function submit(
       for await (const chunk of res.body) {
         arm(cfg.stallTimeout, stalled);
         for (const item of parser.push(chunk as Buffer)) {
-          if (!item || typeof item !== 'object' || Array.isArray(item)) throw new ProbeError('protocol', `item ${items + 1} of the build stream is not a JSON object`);
+          if (!item || typeof item !== 'object' || Array.isArray(item))
+            throw new ProbeError('protocol', `item ${items + 1} of the build stream is not a JSON object`);
           items++;
           yield item as Record<string, unknown>;
         }
@@ -252,7 +263,12 @@ function reasonOf(body: string): string {
   } catch {
     /* not JSON */
   }
-  const text = cleanProgressLine(body.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim());
+  const text = cleanProgressLine(
+    body
+      .replace(/<[^>]*>/g, ' ')
+      .replace(/\s+/g, ' ')
+      .trim(),
+  );
   return text.length > 300 ? text.slice(0, 299) + '…' : text || '(empty body)';
 }
 
@@ -363,7 +379,11 @@ async function cancelRelease(ctx: ProbeContext, cfg: BuildConfig, releaseId: num
       signal: AbortSignal.timeout(CANCEL_TIMEOUT_MS),
     });
     const body = await res.body.text();
-    if (res.statusCode >= 300) ctx.log.warn({ releaseId, status: res.statusCode, body: reasonOf(body) }, `could not cancel release ${releaseId}: the API answered HTTP ${res.statusCode}`);
+    if (res.statusCode >= 300)
+      ctx.log.warn(
+        { releaseId, status: res.statusCode, body: reasonOf(body) },
+        `could not cancel release ${releaseId}: the API answered HTTP ${res.statusCode}`,
+      );
     else ctx.log.info({ releaseId, why }, `cancelled release ${releaseId} (${why})`);
   } catch (err) {
     ctx.log.warn({ releaseId, err }, `could not cancel release ${releaseId}`);
@@ -458,9 +478,14 @@ async function removeImage(ctx: ProbeContext, ep: DockerEndpoint, imageId: strin
   const agent = new Agent({ connect: 'socketPath' in ep ? { socketPath: ep.socketPath } : {}, keepAliveTimeout: 1 });
   const origin = dockerEndpointOf(ep).origin;
   try {
-    const res = await request(`${origin}/images/${encodeURIComponent(imageId)}?force=1`, { method: 'DELETE', dispatcher: agent, signal: AbortSignal.timeout(CANCEL_TIMEOUT_MS) });
+    const res = await request(`${origin}/images/${encodeURIComponent(imageId)}?force=1`, {
+      method: 'DELETE',
+      dispatcher: agent,
+      signal: AbortSignal.timeout(CANCEL_TIMEOUT_MS),
+    });
     const body = await res.body.text();
-    if (res.statusCode >= 300 && res.statusCode !== 404) ctx.log.warn({ imageId, status: res.statusCode, body: reasonOf(body) }, `could not remove the probe's image ${imageId}`);
+    if (res.statusCode >= 300 && res.statusCode !== 404)
+      ctx.log.warn({ imageId, status: res.statusCode, body: reasonOf(body) }, `could not remove the probe's image ${imageId}`);
   } catch (err) {
     ctx.log.warn({ imageId, err }, `could not remove the probe's image ${imageId}`);
   } finally {
@@ -483,7 +508,12 @@ async function runDocker(ctx: ProbeContext, cfg: BuildConfig): Promise<void> {
       ctx,
       cfg,
       endpoint,
-      { path: `/build?${q}`, headers: { host: 'docker', 'content-type': 'application/x-tar', 'user-agent': 'fleetprobe' }, body: packed.body, framing: 'sequence' },
+      {
+        path: `/build?${q}`,
+        headers: { host: 'docker', 'content-type': 'application/x-tar', 'user-agent': 'fleetprobe' },
+        body: packed.body,
+        framing: 'sequence',
+      },
       { who: `the Docker engine (${endpoint.label})`, refusedIsBuildFailure: true },
       (c) => (close = c),
     );
@@ -517,7 +547,8 @@ async function runDocker(ctx: ProbeContext, cfg: BuildConfig): Promise<void> {
     await followBuild(ctx, answer.items, handle, log, () => {
       if (partial) line(partial);
       if (log.failed) throw buildFailed('the Docker engine reported that the build failed', log);
-      if (!imageId) throw new ProbeError('protocol', `the Docker engine's build stream ended with neither an image ID nor an error after ${log.lines} log line(s)`);
+      if (!imageId)
+        throw new ProbeError('protocol', `the Docker engine's build stream ended with neither an image ID nor an error after ${log.lines} log line(s)`);
       ctx.observe('image_id', imageId);
     });
   } finally {

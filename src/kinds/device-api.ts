@@ -47,7 +47,12 @@ export async function apiGet(ctx: ProbeContext, ep: ApiEndpoint, pathAndQuery: s
     let client: Client | undefined;
     try {
       if (https) {
-        socket = await upgradeTls(c, socket, { servername: ep.tls.serverName ?? url.hostname, caFile: ep.tls.caFile, insecureSkipVerify: ep.tls.insecureSkipVerify, alpn: ['http/1.1'] });
+        socket = await upgradeTls(c, socket, {
+          servername: ep.tls.serverName ?? url.hostname,
+          caFile: ep.tls.caFile,
+          insecureSkipVerify: ep.tls.insecureSkipVerify,
+          alpn: ['http/1.1'],
+        });
       }
       client = clientOverSocket(url.origin, socket);
       // A step limit or the deadline destroys the socket under undici, which then says "closed":
@@ -106,7 +111,10 @@ export function parseDevice(item: unknown, what: string): ApiDevice {
   for (const field of DEVICE_FIELDS) {
     if (!(field in rec)) throw new ProbeError('protocol', `${what}: the API's answer has no ${field}`);
     if (!CHECKS[field].ok(rec[field])) {
-      throw new ProbeError('protocol', `${what}: the API's ${field} is ${excerpt(JSON.stringify(rec[field]) ?? String(rec[field]), 60)}, not ${CHECKS[field].want}`);
+      throw new ProbeError(
+        'protocol',
+        `${what}: the API's ${field} is ${excerpt(JSON.stringify(rec[field]) ?? String(rec[field]), 60)}, not ${CHECKS[field].want}`,
+      );
     }
   }
   return Object.fromEntries(DEVICE_FIELDS.map((f) => [f, rec[f]])) as unknown as ApiDevice;

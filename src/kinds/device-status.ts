@@ -32,7 +32,10 @@ const schema = z.object({
     .strictObject({ caFile: readableFile.optional(), serverName: z.string().optional(), insecureSkipVerify: z.boolean().default(false) })
     .default({ insecureSkipVerify: false }),
   device: hex.optional(),
-  fleet: z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'a fleet slug is <org>/<fleet>').optional(),
+  fleet: z
+    .string()
+    .regex(/^[\w.-]+\/[\w.-]+$/, 'a fleet slug is <org>/<fleet>')
+    .optional(),
   /** A companion probe (e.g. a tunnel probe of the same device) whose latest result says whether the device is reachable. */
   reachability: z.string().min(1).optional(),
   tunnel: tunnelField,
@@ -118,11 +121,17 @@ function companionReach(ctx: ProbeContext, name: string, device: string): Reach 
   const c = ctx.companion?.(name);
   const unknown = `: whether device ${device} is reachable is unknown`;
   if (!c?.last) {
-    throw new ProbeError('assertion', `companion probe "${name}" has no result yet (this daemon has not run it since it started, or it runs on another shard)${unknown}`);
+    throw new ProbeError(
+      'assertion',
+      `companion probe "${name}" has no result yet (this daemon has not run it since it started, or it runs on another shard)${unknown}`,
+    );
   }
   const age = Date.now() - c.last.startedAt;
   if (age > 2 * c.intervalMs) {
-    throw new ProbeError('assertion', `companion probe "${name}" is stale: its last result is ${elapsed(age)} old, older than two of its intervals (2 × ${formatDuration(c.intervalMs)})${unknown}`);
+    throw new ProbeError(
+      'assertion',
+      `companion probe "${name}" is stale: its last result is ${elapsed(age)} old, older than two of its intervals (2 × ${formatDuration(c.intervalMs)})${unknown}`,
+    );
   }
   if (c.last.success) return { reachable: true, detail: `companion probe "${name}" passed ${elapsed(age)} ago`, lastReachableAt: c.last.startedAt };
   const failed = `companion probe "${name}" failed ${elapsed(age)} ago with ${c.last.reason} in ${c.last.phase}: ${c.last.message}`;
@@ -172,9 +181,15 @@ function judge(ctx: ProbeContext, name: string, cfg: StatusConfig, api: ApiDevic
   const state = api.is_online ? 'unreachable' : 'reachable';
   // At least the limit: `maxDrift: 0s` makes any disagreement drift at once.
   if (lasted >= limit) {
-    throw new ProbeError('status_drift', `${apiSays} but it has been ${state} for ${elapsed(lasted)}, not less than ${api.is_online ? 'maxDrift' : 'offlineGrace'} ${formatDuration(limit)}: ${reach.detail}`);
+    throw new ProbeError(
+      'status_drift',
+      `${apiSays} but it has been ${state} for ${elapsed(lasted)}, not less than ${api.is_online ? 'maxDrift' : 'offlineGrace'} ${formatDuration(limit)}: ${reach.detail}`,
+    );
   }
-  ctx.log.debug({ device: cfg.device, apiOnline: api.is_online, reachable: reach.reachable, driftSeconds: lasted / 1000 }, `${apiSays} but it is ${state}, for ${elapsed(lasted)} so far`);
+  ctx.log.debug(
+    { device: cfg.device, apiOnline: api.is_online, reachable: reach.reachable, driftSeconds: lasted / 1000 },
+    `${apiSays} but it is ${state}, for ${elapsed(lasted)} so far`,
+  );
 }
 
 async function runDevice(ctx: ProbeContext, cfg: StatusConfig, name: string): Promise<void> {
@@ -255,22 +270,49 @@ async function runSample(ctx: ProbeContext, cfg: StatusConfig): Promise<void> {
 
 export const deviceStatusKind = defineKind({
   kind: 'device-status',
-  description: "compares the API's device status (is_online) with reachability through the tunnel (a companion probe or its own check); fleet sample mode checks a random sample of a fleet's online devices",
+  description:
+    "compares the API's device status (is_online) with reachability through the tunnel (a companion probe or its own check); fleet sample mode checks a random sample of a fleet's online devices",
   phases: ['api', 'reachability'],
   platformFields: ['api', 'token', 'tunnel', 'tunnelTls', 'user'],
   metrics: [
-    { name: 'fleetprobe_device_api_online', type: 'gauge', observation: 'device_api_online', help: "Whether the API said the device is online (is_online) in the last run: 1 or 0." },
-    { name: 'fleetprobe_device_status_drift_seconds', type: 'gauge', observation: 'device_status_drift_seconds', help: "How long the API's status and the device's reachability have disagreed (0 when they agree)." },
-    { name: 'fleetprobe_device_fleet_online_devices', type: 'gauge', observation: 'device_fleet_online_devices', help: 'Fleet sample mode: devices of the fleet the API marks online (at most maxDevices).' },
-    { name: 'fleetprobe_device_sample_reachable_ratio', type: 'gauge', observation: 'device_sample_reachable_ratio', help: 'Fleet sample mode: share of the sampled online devices that were reachable through the tunnel.' },
-    { name: 'fleetprobe_device_sample_drifted_devices', type: 'gauge', observation: 'device_sample_drifted_devices', help: 'Fleet sample mode: sampled devices the API marks online that the tunnel proxy says are not connected.' },
+    {
+      name: 'fleetprobe_device_api_online',
+      type: 'gauge',
+      observation: 'device_api_online',
+      help: 'Whether the API said the device is online (is_online) in the last run: 1 or 0.',
+    },
+    {
+      name: 'fleetprobe_device_status_drift_seconds',
+      type: 'gauge',
+      observation: 'device_status_drift_seconds',
+      help: "How long the API's status and the device's reachability have disagreed (0 when they agree).",
+    },
+    {
+      name: 'fleetprobe_device_fleet_online_devices',
+      type: 'gauge',
+      observation: 'device_fleet_online_devices',
+      help: 'Fleet sample mode: devices of the fleet the API marks online (at most maxDevices).',
+    },
+    {
+      name: 'fleetprobe_device_sample_reachable_ratio',
+      type: 'gauge',
+      observation: 'device_sample_reachable_ratio',
+      help: 'Fleet sample mode: share of the sampled online devices that were reachable through the tunnel.',
+    },
+    {
+      name: 'fleetprobe_device_sample_drifted_devices',
+      type: 'gauge',
+      observation: 'device_sample_drifted_devices',
+      help: 'Fleet sample mode: sampled devices the API marks online that the tunnel proxy says are not connected.',
+    },
   ],
   schema,
   check(cfg) {
     const problems: { field: string; message: string }[] = [];
     if (!cfg.device && !cfg.fleet) problems.push({ field: 'device', message: 'is required (or `fleet: <org>/<fleet>` for sample mode)' });
     if (cfg.device && cfg.fleet) problems.push({ field: 'fleet', message: 'set either device or fleet (sample mode), not both' });
-    if (cfg.fleet && cfg.reachability) problems.push({ field: 'reachability', message: 'sample mode checks its devices itself: a companion probe is for one device' });
+    if (cfg.fleet && cfg.reachability)
+      problems.push({ field: 'reachability', message: 'sample mode checks its devices itself: a companion probe is for one device' });
     return problems;
   },
   companions: (cfg) => (cfg.reachability ? [{ field: 'reachability', probe: cfg.reachability }] : []),

@@ -41,7 +41,12 @@ const schema = z.object({
     })
     .default({ insecureSkipVerify: false }),
   followRedirects: z.number().int().min(0).max(20).default(5),
-  maxBodyBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
+  maxBodyBytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(16 * 1024 * 1024)
+    .default(64 * 1024),
   platformErrorPage: z.boolean().default(true),
   expect: z
     .strictObject({
@@ -65,7 +70,10 @@ export function statusMatches(code: number, m: number | string): boolean {
 export function excerpt(body: string, max = 160): string {
   // Redact before cutting: a secret the server echoes could otherwise be cut in half at `max` and
   // its first half would no longer be recognised by the final redaction of the message.
-  const text = redact(body).replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
+  const text = redact(body)
+    .replace(/<[^>]*>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return text.length > max ? text.slice(0, max) + '…' : text;
 }
 

@@ -44,7 +44,7 @@ export async function runLockstep(ctx: ProbeContext, n: number, session: (ctx: P
     let allFinished!: () => void;
     const open = new Promise<void>((r) => (release = r));
     const finished = new Promise<void>((r) => (allFinished = r));
-    const prev = k > 0 ? steps[k - 1]?.done ?? Promise.resolve() : Promise.resolve();
+    const prev = k > 0 ? (steps[k - 1]?.done ?? Promise.resolve()) : Promise.resolve();
     const s: Step = { name, arrived: 0, finished: 0, opened: false, closed: false, open, release, allFinished, done: Promise.resolve() };
     s.done = open
       .then(() => prev)

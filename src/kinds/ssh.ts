@@ -26,18 +26,24 @@ const sshUtils = ssh2.utils;
 const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
 
 /** `host`, `host:port`, `[v6]:port`. */
-const hostPort = z.string().min(1).transform((v, ctx) => {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]/]+))(?::(\d{1,5}))?$/.exec(v);
-  const port = m?.[3] === undefined ? 22 : Number(m[3]);
-  if (!m || port < 1 || port > 65535) {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not host or host:port` });
-    return z.NEVER;
-  }
-  return { host: m[1] ?? m[2], port };
-});
+const hostPort = z
+  .string()
+  .min(1)
+  .transform((v, ctx) => {
+    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]/]+))(?::(\d{1,5}))?$/.exec(v);
+    const port = m?.[3] === undefined ? 22 : Number(m[3]);
+    if (!m || port < 1 || port > 65535) {
+      ctx.addIssue({ code: 'custom', message: `"${v}" is not host or host:port` });
+      return z.NEVER;
+    }
+    return { host: m[1] ?? m[2], port };
+  });
 
 export const hostKeys = z.union([
-  z.string().regex(FINGERPRINT, 'a pinned host key is a SHA256: fingerprint (as printed by ssh-keygen -lf)').transform((f) => [f]),
+  z
+    .string()
+    .regex(FINGERPRINT, 'a pinned host key is a SHA256: fingerprint (as printed by ssh-keygen -lf)')
+    .transform((f) => [f]),
   z.array(z.string().regex(FINGERPRINT, 'a pinned host key is a SHA256: fingerprint (as printed by ssh-keygen -lf)')).min(1),
   z.strictObject({ file: readableFile }),
 ]);
@@ -69,9 +75,18 @@ const schema = z.object({
   bastion: hostPort.optional(),
   /** direct mode: the server; jump mode: the device's SSH address as the bastion sees it. */
   host: hostPort.optional(),
-  device: z.string().regex(/^[0-9a-fA-F]{7,64}$/, 'a device uuid is hexadecimal').optional(),
-  container: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a container name is letters, digits, "_", "." and "-"').optional(),
-  user: z.string().min(1).regex(/^[^\s@]+$/, 'a user name has no spaces or "@"'),
+  device: z
+    .string()
+    .regex(/^[0-9a-fA-F]{7,64}$/, 'a device uuid is hexadecimal')
+    .optional(),
+  container: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a container name is letters, digits, "_", "." and "-"')
+    .optional(),
+  user: z
+    .string()
+    .min(1)
+    .regex(/^[^\s@]+$/, 'a user name has no spaces or "@"'),
   /** jump mode: the user on the device. */
   deviceUser: z.string().min(1).default('root'),
   sshKey: privateKeyRef.optional(),
@@ -94,7 +109,12 @@ const schema = z.object({
     })
     .default({ connect: 5000, handshake: 5000, auth: 5000, session: 10_000, command: 10_000 }),
   keepalive: duration.default(5000),
-  maxOutputBytes: z.number().int().min(1).max(4 * 1024 * 1024).default(64 * 1024),
+  maxOutputBytes: z
+    .number()
+    .int()
+    .min(1)
+    .max(4 * 1024 * 1024)
+    .default(64 * 1024),
   sessions: z.number().int().min(1).max(256).default(1),
   minSuccessRatio: z.number().min(0).max(1).default(1),
 });
@@ -104,11 +124,18 @@ type SshConfig = z.output<typeof schema>;
 function check(c: SshConfig): { field: string; message: string }[] {
   const out: { field: string; message: string }[] = [];
   if (c.mode === 'proxy' && !c.device) out.push({ field: 'device', message: 'is required in proxy mode (the device uuid)' });
-  if (c.mode !== 'proxy' && !c.host) out.push({ field: 'host', message: `is required in ${c.mode} mode (${c.mode === 'jump' ? "the device's SSH address as the bastion sees it" : 'the SSH server'})` });
+  if (c.mode !== 'proxy' && !c.host)
+    out.push({
+      field: 'host',
+      message: `is required in ${c.mode} mode (${c.mode === 'jump' ? "the device's SSH address as the bastion sees it" : 'the SSH server'})`,
+    });
   if (c.mode === 'jump' && !c.bastion) out.push({ field: 'bastion', message: 'is required in jump mode' });
   if (c.mode !== 'proxy' && c.container) out.push({ field: 'container', message: 'is for proxy mode only' });
   if (!c.hostKeys && !c.insecureAcceptAnyHostKey) {
-    out.push({ field: 'hostKeys', message: 'is required: pinned SHA256: fingerprints or {file: known_hosts} (insecureAcceptAnyHostKey: true turns verification off)' });
+    out.push({
+      field: 'hostKeys',
+      message: 'is required: pinned SHA256: fingerprints or {file: known_hosts} (insecureAcceptAnyHostKey: true turns verification off)',
+    });
   }
   if (!c.sshKey && !process.env.SSH_AUTH_SOCK) out.push({ field: 'sshKey', message: 'is required when no ssh-agent is available (SSH_AUTH_SOCK is not set)' });
   if (c.sshKeyPassphrase && !c.sshKey) out.push({ field: 'sshKeyPassphrase', message: 'is only used with sshKey' });
@@ -146,7 +173,11 @@ export function policyOf(keys: SshConfig['hostKeys'], insecure: boolean): HostKe
 export function credentialsOf(c: Pick<SshConfig, 'sshKey' | 'sshKeyPassphrase'>): SshCredentials {
   if (c.sshKey) return { privateKey: parsedKey(c.sshKey, c.sshKeyPassphrase) };
   const agentSocket = process.env.SSH_AUTH_SOCK;
-  if (!agentSocket || !fs.existsSync(agentSocket)) throw new ProbeError('auth', `no private key configured and the ssh-agent socket ${agentSocket ? 'SSH_AUTH_SOCK points to does not exist' : '(SSH_AUTH_SOCK) is not set'}`);
+  if (!agentSocket || !fs.existsSync(agentSocket))
+    throw new ProbeError(
+      'auth',
+      `no private key configured and the ssh-agent socket ${agentSocket ? 'SSH_AUTH_SOCK points to does not exist' : '(SSH_AUTH_SOCK) is not set'}`,
+    );
   return { agentSocket };
 }
 
@@ -188,7 +219,14 @@ async function runOne(ctx: ProbeContext, c: SshConfig): Promise<void> {
     commandTimeoutMs: c.timeouts.command,
     maxOutputBytes: c.maxOutputBytes,
   };
-  const firstHop: SshConnectOptions = { ...common, host: first.host, port: first.port, user: c.user, hostKeys: policyOf(c.hostKeys, c.insecureAcceptAnyHostKey), role: c.mode === 'proxy' ? 'SSH proxy' : c.mode === 'jump' ? 'bastion' : 'host' };
+  const firstHop: SshConnectOptions = {
+    ...common,
+    host: first.host,
+    port: first.port,
+    user: c.user,
+    hostKeys: policyOf(c.hostKeys, c.insecureAcceptAnyHostKey),
+    role: c.mode === 'proxy' ? 'SSH proxy' : c.mode === 'jump' ? 'bastion' : 'host',
+  };
 
   if (c.mode === 'proxy') {
     const proxyCommand = c.container ? `enter ${c.device} ${c.container}` : `host ${c.device}`;
@@ -202,11 +240,20 @@ async function runOne(ctx: ProbeContext, c: SshConfig): Promise<void> {
   const bastion = await openSshClient(ctx, socket, firstHop);
   try {
     const dev = c.host!;
-    const channel = await inPhase(ctx, 'connect', c.timeouts.connect, `the bastion's connection to ${dev.host}:${dev.port}`, (signal) => forwardOut(bastion, dev.host, dev.port, signal));
+    const channel = await inPhase(ctx, 'connect', c.timeouts.connect, `the bastion's connection to ${dev.host}:${dev.port}`, (signal) =>
+      forwardOut(bastion, dev.host, dev.port, signal),
+    );
     await runSshSession(
       ctx,
       channel,
-      { ...common, host: dev.host, port: dev.port, user: c.deviceUser, hostKeys: policyOf(c.deviceHostKeys ?? c.hostKeys, c.insecureAcceptAnyHostKey), role: 'device' },
+      {
+        ...common,
+        host: dev.host,
+        port: dev.port,
+        user: c.deviceUser,
+        hostKeys: policyOf(c.deviceHostKeys ?? c.hostKeys, c.insecureAcceptAnyHostKey),
+        role: 'device',
+      },
       { ...command, target: `device ${dev.host}:${dev.port}` },
     );
   } finally {
@@ -227,7 +274,12 @@ export const sshKind = defineKind({
   platformFields: ['sshProxy', 'bastion', 'user', 'sshKey', 'sshKeyPassphrase', 'hostKeys'],
   check,
   metrics: [
-    { name: 'probe_ssh_sessions_success_ratio', help: 'Share of the sessions of the last run that passed (sessions: N opens N at once).', type: 'gauge', observation: OBS.ratio },
+    {
+      name: 'probe_ssh_sessions_success_ratio',
+      help: 'Share of the sessions of the last run that passed (sessions: N opens N at once).',
+      type: 'gauge',
+      observation: OBS.ratio,
+    },
     {
       name: 'probe_ssh_session_latency_seconds',
       help: 'Percentiles of the durations of the passed sessions of the last run, in seconds (100 = the slowest).',
@@ -235,10 +287,17 @@ export const sshKind = defineKind({
       observation: OBS.latency,
       label: { name: 'percentile', values: PERCENTILES },
     },
-    { name: 'probe_ssh_session_failures_total', help: 'Failed SSH sessions by failure reason (each session of a batch counts).', type: 'counter', observation: OBS.failures, label: { name: 'reason', values: REASONS } },
+    {
+      name: 'probe_ssh_session_failures_total',
+      help: 'Failed SSH sessions by failure reason (each session of a batch counts).',
+      type: 'counter',
+      observation: OBS.failures,
+      label: { name: 'reason', values: REASONS },
+    },
   ],
   async run(ctx, cfg) {
-    if (cfg.insecureAcceptAnyHostKey) ctx.log.warn('SSH host key verification is disabled for this probe (insecureAcceptAnyHostKey): anyone in the middle can answer');
+    if (cfg.insecureAcceptAnyHostKey)
+      ctx.log.warn('SSH host key verification is disabled for this probe (insecureAcceptAnyHostKey): anyone in the middle can answer');
     if (cfg.sessions === 1) {
       const t0 = performance.now();
       try {
@@ -257,7 +316,14 @@ export const sshKind = defineKind({
     const passed = outcomes.filter((o) => o.ok);
     const ratio = passed.length / outcomes.length;
     ctx.observe(OBS.ratio, ratio);
-    for (const p of PERCENTILES) ctx.observe(`${OBS.latency}.${p}`, quantile(passed.map((o) => o.seconds), Number(p) / 100));
+    for (const p of PERCENTILES)
+      ctx.observe(
+        `${OBS.latency}.${p}`,
+        quantile(
+          passed.map((o) => o.seconds),
+          Number(p) / 100,
+        ),
+      );
     const failed = outcomes.filter((o) => !o.ok);
     const byReason = new Map<Reason, number>();
     for (const o of failed) byReason.set(o.reason!, (byReason.get(o.reason!) ?? 0) + 1);

@@ -40,7 +40,12 @@ const httpCheck = z.strictObject({
   /** Host header; default the CONNECT target's host. */
   host: z.string().optional(),
   headers: headerMap.default({}),
-  maxBodyBytes: z.number().int().min(0).max(16 * 1024 * 1024).default(64 * 1024),
+  maxBodyBytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(16 * 1024 * 1024)
+    .default(64 * 1024),
   expect: z
     .strictObject({
       status: z.array(statusMatcher).min(1).default(['2xx']),
@@ -72,11 +77,17 @@ const schema = z.object({
   /** The platform ignores the user and checks the token; `root` is what non-user API keys use. */
   user: z.string().min(1).default('root'),
   token: secretRef,
-  device: z.string().regex(/^[a-fA-F0-9]+$/, 'a device uuid is hexadecimal').optional(),
+  device: z
+    .string()
+    .regex(/^[a-fA-F0-9]+$/, 'a device uuid is hexadecimal')
+    .optional(),
   port: z.number().int().min(1).max(65535).default(80),
   targetSuffix: z.enum(['balena', 'resin', 'vpn']).default('balena'),
   /** A literal CONNECT target (host:port) instead of <device>.<suffix>:<port>, for generic proxies. */
-  target: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/, 'a target is host:port').optional(),
+  target: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/, 'a target is host:port')
+    .optional(),
   /** Limit of each single step (connect, TLS, the proxy's answer, each check), inside the run timeout. */
   stepTimeout: duration.default(10_000),
   expect: z.strictObject({ banner: regex.optional() }).default({}),
@@ -94,7 +105,12 @@ const schema = z.object({
       insecureAcceptAnyHostKey: z.boolean().default(false),
       command: z.string().min(1).default('cat /etc/os-release'),
       expect: sshExpect,
-      maxOutputBytes: z.number().int().min(1).max(4 * 1024 * 1024).default(64 * 1024),
+      maxOutputBytes: z
+        .number()
+        .int()
+        .min(1)
+        .max(4 * 1024 * 1024)
+        .default(64 * 1024),
     })
     .optional(),
   /** Keep the tunnel open (daemon only), reopening it after this long; checks repeat every interval on it. */
@@ -123,7 +139,10 @@ export class StreamReader {
   /** Characters dropped from the front of the window since the tunnel opened. */
   discarded = 0;
 
-  constructor(socket: net.Socket, private readonly windowChars = MAX_BUFFER_CHARS) {
+  constructor(
+    socket: net.Socket,
+    private readonly windowChars = MAX_BUFFER_CHARS,
+  ) {
     socket.on('data', (d: Buffer) => {
       this.text += this.decoder.write(d);
       // With a waiter the check sees the text first (and fails past the window); without one,
@@ -174,7 +193,9 @@ export class StreamReader {
         }
         if (this.end) {
           const why = this.end.message === 'closed' ? '' : `: ${this.end.message}`;
-          const err = new ProbeError('connect', `${what}: the tunnel was closed by the far end${this.text ? '' : ' before anything arrived'}${why}${got}`, { cause: this.end });
+          const err = new ProbeError('connect', `${what}: the tunnel was closed by the far end${this.text ? '' : ' before anything arrived'}${why}${got}`, {
+            cause: this.end,
+          });
           return done(() => reject(err));
         }
       };
@@ -221,7 +242,11 @@ function openSession(tunnel: ConnectedTunnel, target: string, cfg: TunnelConfig,
       void session.client?.destroy().catch(() => undefined);
       socket.destroy();
       const dropped = session.reader?.discarded ?? 0;
-      if (dropped) log.warn({ discardedChars: dropped }, `the device sent more than the checks read: ${dropped} characters past the ${MAX_BUFFER_CHARS}-character window were discarded`);
+      if (dropped)
+        log.warn(
+          { discardedChars: dropped },
+          `the device sent more than the checks read: ${dropped} characters past the ${MAX_BUFFER_CHARS}-character window were discarded`,
+        );
     },
   };
   if (cfg.http) {
@@ -287,7 +312,10 @@ async function checkHttp(ctx: ProbeContext, s: Session, cfg: NonNullable<TunnelC
     throw asProtocolError(err);
   });
   if (!cfg.expect.status.some((m) => statusMatches(res.statusCode, m))) {
-    throw new ProbeError('assertion', `${what}: status ${res.statusCode} is not one of ${cfg.expect.status.join(', ')}${body.text ? `; body: ${excerpt(body.text)}` : ''}`);
+    throw new ProbeError(
+      'assertion',
+      `${what}: status ${res.statusCode} is not one of ${cfg.expect.status.join(', ')}${body.text ? `; body: ${excerpt(body.text)}` : ''}`,
+    );
   }
   if (cfg.expect.body !== undefined && !body.text.includes(cfg.expect.body)) {
     throw new ProbeError('assertion', `${what}: body does not contain "${cfg.expect.body}"; body: ${excerpt(body.text)}`);
@@ -311,7 +339,13 @@ async function exchange(ctx: ProbeContext, s: Session, cfg: TunnelConfig): Promi
  * phases (handshake, auth, session, command) all count as this kind's `target`; its messages say
  * which step failed. It takes the tunnel over and closes it.
  */
-async function sshThroughTunnel(ctx: ProbeContext, tunnel: ConnectedTunnel, target: string, cfg: TunnelConfig, ssh: NonNullable<TunnelConfig['ssh']>): Promise<void> {
+async function sshThroughTunnel(
+  ctx: ProbeContext,
+  tunnel: ConnectedTunnel,
+  target: string,
+  cfg: TunnelConfig,
+  ssh: NonNullable<TunnelConfig['ssh']>,
+): Promise<void> {
   const named = ssh.hostKeyAlias ?? parseHostPort(target)!;
   const flat: ProbeContext = { ...ctx, phase: async (_name, fn) => fn() };
   await runSshSession(
@@ -464,26 +498,53 @@ async function holdTunnel(h: HoldContext, cfg: TunnelConfig, intervalMs: number)
 
 export const tunnelKind = defineKind({
   kind: 'tunnel',
-  description: "a port tunnel through the platform's CONNECT proxy to a device port, checked end to end (banner, send/expect, HTTP, an SSH session), optionally held open",
+  description:
+    "a port tunnel through the platform's CONNECT proxy to a device port, checked end to end (banner, send/expect, HTTP, an SSH session), optionally held open",
   phases: ['resolve', 'connect', 'tls', 'proxy_connect', 'target', 'hold'],
   platformFields: ['tunnel', 'tunnelTls', 'user', 'token'],
   metrics: [
-    { name: 'fleetprobe_tunnel_interruptions_total', type: 'counter', observation: 'tunnel_interruptions', help: 'Held tunnels that broke after they were up (reset, closed, or keepalive stalled or wrong).' },
-    { name: 'fleetprobe_tunnel_held_seconds', type: 'gauge', observation: 'tunnel_held_seconds', help: 'How long the current held tunnel has been up, as of its last keepalive (0 while down).' },
-    { name: 'fleetprobe_tunnel_last_interruption_seconds', type: 'gauge', observation: 'tunnel_last_interruption_seconds', help: 'How long the last interruption of a held tunnel lasted, from the break to the next working tunnel.' },
-    { name: 'fleetprobe_tunnel_down_seconds_total', type: 'counter', observation: 'tunnel_down_seconds', help: 'Total time held tunnels spent interrupted (added when each interruption ends).' },
+    {
+      name: 'fleetprobe_tunnel_interruptions_total',
+      type: 'counter',
+      observation: 'tunnel_interruptions',
+      help: 'Held tunnels that broke after they were up (reset, closed, or keepalive stalled or wrong).',
+    },
+    {
+      name: 'fleetprobe_tunnel_held_seconds',
+      type: 'gauge',
+      observation: 'tunnel_held_seconds',
+      help: 'How long the current held tunnel has been up, as of its last keepalive (0 while down).',
+    },
+    {
+      name: 'fleetprobe_tunnel_last_interruption_seconds',
+      type: 'gauge',
+      observation: 'tunnel_last_interruption_seconds',
+      help: 'How long the last interruption of a held tunnel lasted, from the break to the next working tunnel.',
+    },
+    {
+      name: 'fleetprobe_tunnel_down_seconds_total',
+      type: 'counter',
+      observation: 'tunnel_down_seconds',
+      help: 'Total time held tunnels spent interrupted (added when each interruption ends).',
+    },
   ],
   schema,
   check(cfg) {
     const problems: { field: string; message: string }[] = [];
     if (!cfg.device && !cfg.target) problems.push({ field: 'device', message: 'is required (or give a literal `target` host:port)' });
     if (cfg.device && cfg.target) problems.push({ field: 'target', message: 'set either device (and port) or target, not both' });
-    if (cfg.ssh && (cfg.http || cfg.expect.banner || cfg.steps.length)) problems.push({ field: 'ssh', message: 'an SSH check takes the whole tunnel: it cannot be combined with http, expect.banner or steps' });
+    if (cfg.ssh && (cfg.http || cfg.expect.banner || cfg.steps.length))
+      problems.push({ field: 'ssh', message: 'an SSH check takes the whole tunnel: it cannot be combined with http, expect.banner or steps' });
     if (cfg.ssh && !cfg.ssh.hostKeys && !cfg.ssh.insecureAcceptAnyHostKey) {
-      problems.push({ field: 'ssh.hostKeys', message: 'is required: pinned SHA256: fingerprints or {file: known_hosts} (insecureAcceptAnyHostKey: true turns verification off)' });
+      problems.push({
+        field: 'ssh.hostKeys',
+        message: 'is required: pinned SHA256: fingerprints or {file: known_hosts} (insecureAcceptAnyHostKey: true turns verification off)',
+      });
     }
-    if (cfg.ssh && !cfg.ssh.sshKey && !process.env.SSH_AUTH_SOCK) problems.push({ field: 'ssh.sshKey', message: 'is required when no ssh-agent is available (SSH_AUTH_SOCK is not set)' });
-    if (cfg.http && (cfg.expect.banner || cfg.steps.length)) problems.push({ field: 'http', message: 'an HTTP check cannot be combined with expect.banner or steps (an HTTP server does not speak first)' });
+    if (cfg.ssh && !cfg.ssh.sshKey && !process.env.SSH_AUTH_SOCK)
+      problems.push({ field: 'ssh.sshKey', message: 'is required when no ssh-agent is available (SSH_AUTH_SOCK is not set)' });
+    if (cfg.http && (cfg.expect.banner || cfg.steps.length))
+      problems.push({ field: 'http', message: 'an HTTP check cannot be combined with expect.banner or steps (an HTTP server does not speak first)' });
     if (cfg.hold !== undefined && !cfg.http && !cfg.steps.length) {
       problems.push({ field: 'hold', message: 'a held tunnel needs keepalive traffic: add `http` or `steps` (repeated every interval)' });
     }
@@ -492,7 +553,8 @@ export const tunnelKind = defineKind({
   async run(ctx, cfg) {
     const session = await openAndCheck(ctx, cfg);
     session?.close();
-    if (cfg.tunnelTls && cfg.tunnelTls.insecureSkipVerify) ctx.log.warn('TLS certificate verification of the tunnel proxy is disabled for this probe (tunnelTls.insecureSkipVerify)');
+    if (cfg.tunnelTls && cfg.tunnelTls.insecureSkipVerify)
+      ctx.log.warn('TLS certificate verification of the tunnel proxy is disabled for this probe (tunnelTls.insecureSkipVerify)');
   },
   holds: (cfg) => cfg.hold !== undefined,
   async hold(h, cfg, spec) {

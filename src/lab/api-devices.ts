@@ -57,7 +57,11 @@ export function serveDevices(states: LabDeviceStates, faults: FaultSwitchboard):
         return true;
       }
       const q = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
-      const select = q.get('$select')?.split(',').map((f) => f.trim()).filter(Boolean);
+      const select = q
+        .get('$select')
+        ?.split(',')
+        .map((f) => f.trim())
+        .filter(Boolean);
       const pick = (r: Record<string, unknown>) => (select ? Object.fromEntries(select.filter((f) => f in r).map((f) => [f, r[f]])) : r);
       if (one) {
         const d = states.get(one[1]);
@@ -67,7 +71,7 @@ export function serveDevices(states: LabDeviceStates, faults: FaultSwitchboard):
       const filter = q.get('$filter') ?? '';
       const slug = /slug eq '([^']+)'/.exec(filter)?.[1];
       if (!slug) {
-        json(res, 400, { message: 'the lab API lists the devices of one fleet: $filter=belongs_to__application/any(a:a/slug eq \'<org>/<fleet>\')' });
+        json(res, 400, { message: "the lab API lists the devices of one fleet: $filter=belongs_to__application/any(a:a/slug eq '<org>/<fleet>')" });
         return true;
       }
       const onlineOnly = /is_online eq true/.test(filter);
@@ -77,7 +81,10 @@ export function serveDevices(states: LabDeviceStates, faults: FaultSwitchboard):
         json(res, 400, { message: '$top and $skip are non-negative integers' });
         return true;
       }
-      const all = states.list(slug).map((d) => states.resource(d)).filter((r) => !onlineOnly || r.is_online === true);
+      const all = states
+        .list(slug)
+        .map((d) => states.resource(d))
+        .filter((r) => !onlineOnly || r.is_online === true);
       answer(res, 200, { d: all.slice(skip, skip + top).map(pick) });
       return true;
     },

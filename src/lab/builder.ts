@@ -37,7 +37,16 @@ export class LabReleases {
   private readonly cancelListeners = new Map<number, () => void>();
 
   create(slug: string, nonce: string | null): LabRelease {
-    const r: LabRelease = { id: this.nextId++, slug, status: 'running', isDraft: true, nonce, createdAt: new Date().toISOString(), endTimestamp: null, cancelledAt: null };
+    const r: LabRelease = {
+      id: this.nextId++,
+      slug,
+      status: 'running',
+      isDraft: true,
+      nonce,
+      createdAt: new Date().toISOString(),
+      endTimestamp: null,
+      cancelledAt: null,
+    };
     this.byId.set(r.id, r);
     return r;
   }
@@ -143,7 +152,10 @@ export async function startBuilder(opts: BuilderOptions): Promise<LabServer> {
   }
 
   function streamBuild(res: http.ServerResponse, release: LabRelease, dockerfile: string, names: string[]): void {
-    const steps = dockerfile.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const steps = dockerfile
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     const commit = createHash('sha256').update(`${release.id}`).digest('hex').slice(0, 32);
     const info = (m: string) => ({ message: `\u001b[36m[Info]\u001b[39m    ${m}` });
     const items: object[] = [
@@ -163,11 +175,10 @@ export async function startBuilder(opts: BuilderOptions): Promise<LabServer> {
         { message: '\u001b[31m[Error]\u001b[39m   Not deploying release.', isError: true },
       );
     } else {
-      items.push(
-        { message: `[main]     Successfully built ${commit.slice(0, 12)}` },
-        info(`Release: ${commit.slice(0, 7)} (id: ${release.id})`),
-        { message: '\u001b[32m[Success]\u001b[39m Release created (draft)', isSuccess: true },
-      );
+      items.push({ message: `[main]     Successfully built ${commit.slice(0, 12)}` }, info(`Release: ${commit.slice(0, 7)} (id: ${release.id})`), {
+        message: '\u001b[32m[Success]\u001b[39m Release created (draft)',
+        isSuccess: true,
+      });
     }
     // Faults that break the stream part-way: after the first log lines, like a builder that hangs
     // or drops while the build runs (the release is then still "running" on the platform).

@@ -36,7 +36,13 @@ export async function startControl(opts: ControlOptions): Promise<LabServer> {
       } catch {
         return json(res, 400, { error: `bad percent-encoding in "${m[1]}"` });
       }
-      if (!isLabFault(name)) return json(res, 404, { error: `unknown lab fault "${name}"; known faults: ${faults.list().map((f) => f.name).join(', ')}` });
+      if (!isLabFault(name))
+        return json(res, 404, {
+          error: `unknown lab fault "${name}"; known faults: ${faults
+            .list()
+            .map((f) => f.name)
+            .join(', ')}`,
+        });
       faults.set(name, method === 'PUT');
       return json(res, 200, faults.list());
     }

@@ -32,7 +32,10 @@ export interface LabDeviceRecord {
 export class LabDeviceStates {
   private readonly devices = new Map<string, LabDeviceRecord>();
 
-  constructor(private readonly faults: FaultSwitchboard, names: ReadonlyMap<number, string> = new Map()) {
+  constructor(
+    private readonly faults: FaultSwitchboard,
+    names: ReadonlyMap<number, string> = new Map(),
+  ) {
     const startedAt = new Date().toISOString();
     for (let n = 1; n <= LAB_FLEET_SIZE; n++) {
       const online = n <= LAB_FLEET_SIZE - LAB_FLEET_OFFLINE_AT_START;

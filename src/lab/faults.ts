@@ -5,10 +5,12 @@ import { LabError } from '../core/errors.js';
  * CLI (--fault), the control server and tests; the server that honours it checks `isOn(name)`.
  */
 export const LAB_FAULTS = {
-  'device-offline': 'the public URL front answers every device with the platform\'s 502 "error when reaching this device" page; the SSH proxy says "host error: Could not connect to device ...: HTTP/1.0 503" (exit 0) and the bastion refuses forwarding',
+  'device-offline':
+    'the public URL front answers every device with the platform\'s 502 "error when reaching this device" page; the SSH proxy says "host error: Could not connect to device ...: HTTP/1.0 503" (exit 0) and the bastion refuses forwarding',
   'slow-url': 'device HTTP servers wait 30 s before answering',
   'expired-cert': 'the public URL front presents an expired certificate (same CA)',
-  'proxy-agent-empty': 'the SSH proxy\'s keystore holds no identity: every `host`/`enter` ends with "error: host error: ..." on stderr and exit status 0 (the 2026-02-26 incident)',
+  'proxy-agent-empty':
+    'the SSH proxy\'s keystore holds no identity: every `host`/`enter` ends with "error: host error: ..." on stderr and exit status 0 (the 2026-02-26 incident)',
   'proxy-reject-key': 'the SSH proxy refuses every user key',
   'proxy-hostkey-changed': 'the SSH proxy presents a different host key',
   'device-slow': 'lab devices wait 30 s before starting an SSH session (exec or shell)',

@@ -117,7 +117,14 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     const tunnelTokenFile = path.join(dir, 'tunnel-token');
     writePrivate(tunnelTokenFile, tunnelToken + '\n');
     // The API token opens tunnels too, as a platform API key does (a device-status probe uses one token).
-    const tunnel = await startTunnelProxy({ ca, faults, routes: tunnelRoutes, tokens: [tunnelToken, builderToken], online: (uuid) => deviceStates.isOnline(uuid), log });
+    const tunnel = await startTunnelProxy({
+      ca,
+      faults,
+      routes: tunnelRoutes,
+      tokens: [tunnelToken, builderToken],
+      online: (uuid) => deviceStates.isOnline(uuid),
+      log,
+    });
     servers.push(tunnel);
     // Each device's own SSH is also reachable through the tunnel proxy, as `<uuid>.balena:22222`.
     for (const d of ssh.devices) tunnelRoutes.add(d.uuid, 22222, { port: d.port });
@@ -170,7 +177,20 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       })());
 
     log?.info({ endpoints, faults: faults.active() }, 'lab started');
-    return { vars, endpoints, devices, faults, credentialsFile, caFile, controlUrl: control.url, tunnelRoutes, releases, deviceStates, tunnelProxy: tunnel, close };
+    return {
+      vars,
+      endpoints,
+      devices,
+      faults,
+      credentialsFile,
+      caFile,
+      controlUrl: control.url,
+      tunnelRoutes,
+      releases,
+      deviceStates,
+      tunnelProxy: tunnel,
+      close,
+    };
   } catch (err) {
     await closeAll();
     if (createdDir) fs.rmSync(dir, { recursive: true, force: true });

@@ -24,7 +24,12 @@ class Keystore extends ssh2.BaseAgent {
   override getIdentities(cb: (err: Error | undefined, keys?: ParsedKey[]) => void): void {
     cb(undefined, this.empty() ? [] : this.keys.map((k) => k.parsed));
   }
-  override sign(pubKey: ParsedKey, data: Buffer, options: { hash?: string } | ((err?: Error, sig?: Buffer) => void), cb?: (err?: Error, sig?: Buffer) => void): void {
+  override sign(
+    pubKey: ParsedKey,
+    data: Buffer,
+    options: { hash?: string } | ((err?: Error, sig?: Buffer) => void),
+    cb?: (err?: Error, sig?: Buffer) => void,
+  ): void {
     const done = (typeof options === 'function' ? options : cb)!;
     const hash = typeof options === 'function' ? undefined : options?.hash;
     const key = this.keys.find((k) => publicBlob(k).equals(pubKey.getPublicSSH()));

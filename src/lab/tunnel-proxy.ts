@@ -83,17 +83,20 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
 
   const scheduleDrop = (t: { client: net.Socket; upstream: net.Socket; dropTimer?: NodeJS.Timeout }) => {
     const [lo, hi] = DROP_AFTER_MS;
-    t.dropTimer = setTimeout(() => {
-      log?.debug('lab tunnel proxy: tunnel-drop cuts a tunnel');
-      // resetAndDestroy() throws ERR_INVALID_HANDLE_TYPE on a TLS socket (only TCP handles can send
-      // an RST), which crashed the daemon under --lab: fall back to a plain close.
-      try {
-        t.client.resetAndDestroy();
-      } catch {
-        t.client.destroy();
-      }
-      t.upstream.destroy();
-    }, lo + Math.random() * (hi - lo));
+    t.dropTimer = setTimeout(
+      () => {
+        log?.debug('lab tunnel proxy: tunnel-drop cuts a tunnel');
+        // resetAndDestroy() throws ERR_INVALID_HANDLE_TYPE on a TLS socket (only TCP handles can send
+        // an RST), which crashed the daemon under --lab: fall back to a plain close.
+        try {
+          t.client.resetAndDestroy();
+        } catch {
+          t.client.destroy();
+        }
+        t.upstream.destroy();
+      },
+      lo + Math.random() * (hi - lo),
+    );
   };
   const unsubscribe = faults.onChange((name, on) => {
     if (name !== 'tunnel-drop') return;

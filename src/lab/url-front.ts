@@ -31,7 +31,17 @@ export interface UrlFrontOptions {
 }
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) are per connection and must not be forwarded.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 export async function startUrlFront(opts: UrlFrontOptions): Promise<LabServer> {
   const { ca, faults, lookup, log } = opts;

@@ -20,14 +20,45 @@ export class Metrics {
   /** Every family (names and types) as prom-client's getMetricsAsJSON gives them, and the text. */
   readonly registry: { contentType: string; metrics(): Promise<string>; getMetricsAsJSON(): Promise<{ name: string; help: string; type: string }[]> };
 
-  readonly reloadSuccessful = new Gauge({ name: 'fleetprobe_config_last_reload_successful', help: 'Whether the last configuration (re)load succeeded.', registers: [this.prom] });
-  readonly reloadTimestamp = new Gauge({ name: 'fleetprobe_config_last_reload_success_timestamp_seconds', help: 'When the configuration was last loaded successfully.', registers: [this.prom] });
-  readonly schedulerLag = new Histogram({ name: 'fleetprobe_scheduler_lag_seconds', help: 'How late runs started after they were due (includes waiting for the concurrency cap).', buckets: LAG_BUCKETS, registers: [this.prom] });
+  readonly reloadSuccessful = new Gauge({
+    name: 'fleetprobe_config_last_reload_successful',
+    help: 'Whether the last configuration (re)load succeeded.',
+    registers: [this.prom],
+  });
+  readonly reloadTimestamp = new Gauge({
+    name: 'fleetprobe_config_last_reload_success_timestamp_seconds',
+    help: 'When the configuration was last loaded successfully.',
+    registers: [this.prom],
+  });
+  readonly schedulerLag = new Histogram({
+    name: 'fleetprobe_scheduler_lag_seconds',
+    help: 'How late runs started after they were due (includes waiting for the concurrency cap).',
+    buckets: LAG_BUCKETS,
+    registers: [this.prom],
+  });
   readonly inFlight = new Gauge({ name: 'fleetprobe_runs_in_flight', help: 'Probe runs in progress.', registers: [this.prom] });
-  readonly probesConfigured = new Gauge({ name: 'fleetprobe_probes_configured', help: 'Probes in the running configuration, by kind.', labelNames: ['kind'], registers: [this.prom] });
-  readonly shardIndex = new Gauge({ name: 'fleetprobe_shard_index', help: 'Which shard of the probes this replica runs (0-based; see --shard).', registers: [this.prom] });
-  readonly shardCount = new Gauge({ name: 'fleetprobe_shards', help: 'How many shards the probes are split into (1 when not sharded).', registers: [this.prom] });
-  readonly buildInfo = new Gauge({ name: 'fleetprobe_build_info', help: 'Build information; always 1.', labelNames: ['version', 'nodejs'], registers: [this.prom] });
+  readonly probesConfigured = new Gauge({
+    name: 'fleetprobe_probes_configured',
+    help: 'Probes in the running configuration, by kind.',
+    labelNames: ['kind'],
+    registers: [this.prom],
+  });
+  readonly shardIndex = new Gauge({
+    name: 'fleetprobe_shard_index',
+    help: 'Which shard of the probes this replica runs (0-based; see --shard).',
+    registers: [this.prom],
+  });
+  readonly shardCount = new Gauge({
+    name: 'fleetprobe_shards',
+    help: 'How many shards the probes are split into (1 when not sharded).',
+    registers: [this.prom],
+  });
+  readonly buildInfo = new Gauge({
+    name: 'fleetprobe_build_info',
+    help: 'Build information; always 1.',
+    labelNames: ['version', 'nodejs'],
+    registers: [this.prom],
+  });
 
   constructor(version: string, kinds: Record<string, ProbeKind>) {
     collectDefaultMetrics({ register: this.prom });
@@ -47,7 +78,10 @@ export class Metrics {
     this.registry = {
       contentType: prom.contentType,
       metrics: async () => (await this.renderBytes()).toString('utf8'),
-      getMetricsAsJSON: async () => [...(await prom.getMetricsAsJSON()).map((m) => ({ name: m.name, help: m.help, type: String(m.type) })), ...probes.families()],
+      getMetricsAsJSON: async () => [
+        ...(await prom.getMetricsAsJSON()).map((m) => ({ name: m.name, help: m.help, type: String(m.type) })),
+        ...probes.families(),
+      ],
     };
   }
 

@@ -31,9 +31,17 @@ export const PROBE_FAMILIES = {
   failures: { name: 'probe_failures_total', help: 'Failed runs of the probe by failure reason.', type: 'counter' },
   latency: { name: 'probe_latency_seconds', help: 'Duration of every completed run of the probe, in seconds.', type: 'histogram' },
   lastRun: { name: 'probe_last_run_timestamp_seconds', help: 'When the last run of the probe started (seconds since the epoch).', type: 'gauge' },
-  lastSuccess: { name: 'probe_last_success_timestamp_seconds', help: 'When the last successful run of the probe started (seconds since the epoch).', type: 'gauge' },
+  lastSuccess: {
+    name: 'probe_last_success_timestamp_seconds',
+    help: 'When the last successful run of the probe started (seconds since the epoch).',
+    type: 'gauge',
+  },
   skipped: { name: 'probe_skipped_runs_total', help: 'Runs not started because the previous run of the probe was still going.', type: 'counter' },
-  certExpiry: { name: 'probe_ssl_earliest_cert_expiry', help: 'Earliest notAfter of the certificate chain seen by the last TLS handshake (seconds since the epoch).', type: 'gauge' },
+  certExpiry: {
+    name: 'probe_ssl_earliest_cert_expiry',
+    help: 'Earliest notAfter of the certificate chain seen by the last TLS handshake (seconds since the epoch).',
+    type: 'gauge',
+  },
   // Lets an alert say "has not run for 3 intervals" whatever each probe's schedule is.
   interval: { name: 'probe_interval_seconds', help: "The probe's interval (for cron probes the longest gap between runs), in seconds.", type: 'gauge' },
 } as const satisfies Record<string, Family>;
@@ -159,7 +167,9 @@ export class ProbeSeries {
     for (const spec of specs) {
       const labels: Labels = { probe: spec.name, kind: spec.kind };
       for (const n of this.staticLabels) labels[n] = spec.labels[n] ?? '';
-      const text = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',');
+      const text = Object.entries(labels)
+        .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+        .join(',');
       const old = this.entries.get(spec.name);
       const entry: Entry = old && old.text === text ? old : { labels, text, layout: this.layoutOf(spec.kind), v: this.newValues(this.layoutOf(spec.kind)) };
       // Set on every reload: an interval can change while the labels stay.
@@ -178,7 +188,18 @@ export class ProbeSeries {
     return this.entries.get(name)?.labels;
   }
 
-  recordRun(name: string, r: { success: boolean; aborted: boolean; reason: string | null; durationSeconds: number; phases: Record<string, number>; startedAt: number; certExpiry?: number }): void {
+  recordRun(
+    name: string,
+    r: {
+      success: boolean;
+      aborted: boolean;
+      reason: string | null;
+      durationSeconds: number;
+      phases: Record<string, number>;
+      startedAt: number;
+      certExpiry?: number;
+    },
+  ): void {
     const e = this.entries.get(name);
     if (!e) return; // removed by a reload while it ran
     e.lines = undefined;
@@ -233,7 +254,13 @@ export class ProbeSeries {
     // One value per probe; NaN (a gauge not set yet) is left out. x === x: not NaN.
     const single = (f: Family, slotOf: (l: Layout) => number) => {
       const name = latin1(f.name + '{');
-      return { head: head(f), write: (w: ByteWriter, e: Entry) => { const x = e.v[slotOf(e.layout)]; if (x === x) w.sample(name, e.bytes!, null, x); } };
+      return {
+        head: head(f),
+        write: (w: ByteWriter, e: Entry) => {
+          const x = e.v[slotOf(e.layout)];
+          if (x === x) w.sample(name, e.bytes!, null, x);
+        },
+      };
     };
     // One more label of fixed values.
     const labelled = (f: Family, slotOf: (l: Layout) => number, labelsOf: (l: Layout) => readonly Uint8Array[]) => {
@@ -257,9 +284,28 @@ export class ProbeSeries {
     this.writers = [
       single(F.success, (l) => l.success),
       single(F.duration, (l) => l.duration),
-      labelled(F.phase, (l) => l.phase, (l) => phaseLabels.get(l) ?? phaseLabels.set(l, l.phases.map((p) => labelBytes('phase', p))).get(l)!),
-      labelled(F.runs, (l) => l.runs, () => RESULT_LABELS),
-      labelled(F.failures, (l) => l.failures, () => REASON_LABELS),
+      labelled(
+        F.phase,
+        (l) => l.phase,
+        (l) =>
+          phaseLabels.get(l) ??
+          phaseLabels
+            .set(
+              l,
+              l.phases.map((p) => labelBytes('phase', p)),
+            )
+            .get(l)!,
+      ),
+      labelled(
+        F.runs,
+        (l) => l.runs,
+        () => RESULT_LABELS,
+      ),
+      labelled(
+        F.failures,
+        (l) => l.failures,
+        () => REASON_LABELS,
+      ),
       {
         head: head(F.latency),
         write: (w, e) => {

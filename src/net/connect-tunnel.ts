@@ -179,68 +179,75 @@ export async function sendConnect(ctx: ProbeContext, socket: net.Socket, opts: C
   const what = `CONNECT ${opts.target} via ${via}`;
   const stepMs = opts.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
   return ctx.phase('proxy_connect', () =>
-    withStepTimeout(ctx, stepMs, `${what}: the proxy's answer`, (step) =>
-      new Promise<ConnectedTunnel>((resolve, reject) => {
-        const parser = new ConnectResponseParser(opts.maxHeaderBytes);
-        const cleanup = () => {
-          socket.off('readable', onReadable);
-          socket.off('end', onEnd);
-          socket.off('close', onEnd);
-          socket.off('error', onError);
-          step.signal.removeEventListener('abort', onAbort);
-        };
-        const fail = (err: unknown) => {
-          cleanup();
-          socket.destroy();
-          reject(err);
-        };
-        const onReadable = () => {
-          let chunk: Buffer | null;
-          while ((chunk = socket.read() as Buffer | null) !== null) {
-            let answer: ConnectAnswer | undefined;
-            try {
-              answer = parser.push(chunk);
-            } catch (err) {
-              return fail(err);
-            }
-            if (!answer) continue;
+    withStepTimeout(
+      ctx,
+      stepMs,
+      `${what}: the proxy's answer`,
+      (step) =>
+        new Promise<ConnectedTunnel>((resolve, reject) => {
+          const parser = new ConnectResponseParser(opts.maxHeaderBytes);
+          const cleanup = () => {
+            socket.off('readable', onReadable);
+            socket.off('end', onEnd);
+            socket.off('close', onEnd);
+            socket.off('error', onError);
+            step.signal.removeEventListener('abort', onAbort);
+          };
+          const fail = (err: unknown) => {
             cleanup();
-            const err = connectStatusError(answer, what);
-            if (err) {
-              socket.destroy();
-              return reject(err);
+            socket.destroy();
+            reject(err);
+          };
+          const onReadable = () => {
+            let chunk: Buffer | null;
+            while ((chunk = socket.read() as Buffer | null) !== null) {
+              let answer: ConnectAnswer | undefined;
+              try {
+                answer = parser.push(chunk);
+              } catch (err) {
+                return fail(err);
+              }
+              if (!answer) continue;
+              cleanup();
+              const err = connectStatusError(answer, what);
+              if (err) {
+                socket.destroy();
+                return reject(err);
+              }
+              // The device may speak first (an SSH banner in the same packet as the 200): those bytes
+              // belong to the tunnel, so put them back for whoever reads it next.
+              if (answer.rest.length) socket.unshift(answer.rest);
+              return resolve({
+                socket,
+                status: answer.status,
+                statusText: answer.statusText,
+                httpVersion: answer.httpVersion,
+                headers: answer.headers,
+                earlyBytes: answer.rest.length,
+              });
             }
-            // The device may speak first (an SSH banner in the same packet as the 200): those bytes
-            // belong to the tunnel, so put them back for whoever reads it next.
-            if (answer.rest.length) socket.unshift(answer.rest);
-            return resolve({
-              socket,
-              status: answer.status,
-              statusText: answer.statusText,
-              httpVersion: answer.httpVersion,
-              headers: answer.headers,
-              earlyBytes: answer.rest.length,
-            });
-          }
-        };
-        const onEnd = () => {
-          const got = parser.received;
-          if (got.length === 0) return fail(new ProbeError('proxy', `${what}: the proxy closed the connection without answering`));
-          // A status line and then a close: the status still says what happened, unless it said yes.
-          const line = parser.statusLine();
-          const early = line ? connectStatusError(line, what, ' (the proxy closed the connection before the end of its answer)') : undefined;
-          fail(early ?? new ProbeError('protocol', `${what}: the proxy closed the connection in the middle of its answer: "${printable(got.toString('latin1'), 120)}"`));
-        };
-        const onError = (err: Error) => fail(err);
-        const onAbort = () => fail(step.signal.reason);
-        if (step.signal.aborted) return onAbort();
-        socket.on('readable', onReadable);
-        socket.once('end', onEnd);
-        socket.once('close', onEnd);
-        socket.once('error', onError);
-        step.signal.addEventListener('abort', onAbort, { once: true });
-        socket.write(connectRequest(opts.target, opts.credentials));
-      }),
+          };
+          const onEnd = () => {
+            const got = parser.received;
+            if (got.length === 0) return fail(new ProbeError('proxy', `${what}: the proxy closed the connection without answering`));
+            // A status line and then a close: the status still says what happened, unless it said yes.
+            const line = parser.statusLine();
+            const early = line ? connectStatusError(line, what, ' (the proxy closed the connection before the end of its answer)') : undefined;
+            fail(
+              early ??
+                new ProbeError('protocol', `${what}: the proxy closed the connection in the middle of its answer: "${printable(got.toString('latin1'), 120)}"`),
+            );
+          };
+          const onError = (err: Error) => fail(err);
+          const onAbort = () => fail(step.signal.reason);
+          if (step.signal.aborted) return onAbort();
+          socket.on('readable', onReadable);
+          socket.once('end', onEnd);
+          socket.once('close', onEnd);
+          socket.once('error', onError);
+          step.signal.addEventListener('abort', onAbort, { once: true });
+          socket.write(connectRequest(opts.target, opts.credentials));
+        }),
     ),
   );
 }

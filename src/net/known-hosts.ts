@@ -55,7 +55,10 @@ export function knownHostsName(host: string, port: number): string {
 }
 
 function globToRegExp(pattern: string): RegExp {
-  const body = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`, 'i');
 }
 
@@ -91,10 +94,7 @@ const ALGORITHMS_FOR_TYPE: Record<string, string[]> = {
 };
 
 /** What a server's key was checked against, decided once per probe (not per run). */
-export type HostKeyPolicy =
-  | { kind: 'fingerprints'; fingerprints: readonly string[] }
-  | { kind: 'known_hosts'; file: string }
-  | { kind: 'any' };
+export type HostKeyPolicy = { kind: 'fingerprints'; fingerprints: readonly string[] } | { kind: 'known_hosts'; file: string } | { kind: 'any' };
 
 export interface HostKeyCheck {
   /** For ssh2's hostVerifier: true to accept. Records why it refused, for the error message. */

@@ -83,7 +83,7 @@ function translate(err: unknown, opts: SshConnectOptions, stage: 'handshake' | '
   const msg = (err as Error)?.message ?? String(err);
   if (refusal) return new ProbeError('hostkey', `${where}: ${refusal}`, { cause: err });
   const level = levelOf(err);
-  if (level === 'client-authentication' || level === 'agent' || stage === 'auth' && /authentication|agent/i.test(msg)) {
+  if (level === 'client-authentication' || level === 'agent' || (stage === 'auth' && /authentication|agent/i.test(msg))) {
     const how = opts.credentials.privateKey ? `key ${opts.credentials.privateKey.type}` : 'the keys of the ssh-agent';
     return new ProbeError('auth', `${where} refused user "${opts.user}" with ${how}: ${msg}`, { cause: err });
   }

@@ -47,8 +47,16 @@ export function outputExcerpt(text: string, max = 200): string {
 // What the balena proxy writes on stderr when it cannot take us to the device (PROTOCOLS.md), by
 // meaning. Order matters: the offline text itself starts with "host error".
 const PROXY_STDERR: readonly [RegExp, Reason, string][] = [
-  [/could not connect to device[\s\S]*\b503\b|\b503 service unavailable|device is offline|not connected to the vpn|\boffline\b/i, 'device_offline', 'the proxy says the device is offline'],
-  [/host error|authenticat|permission denied|no (more )?(identities|authentication methods)|agent/i, 'device_auth', 'the proxy could not authenticate to the device'],
+  [
+    /could not connect to device[\s\S]*\b503\b|\b503 service unavailable|device is offline|not connected to the vpn|\boffline\b/i,
+    'device_offline',
+    'the proxy says the device is offline',
+  ],
+  [
+    /host error|authenticat|permission denied|no (more )?(identities|authentication methods)|agent/i,
+    'device_auth',
+    'the proxy could not authenticate to the device',
+  ],
   [/not found|no such (device|container)|unknown (device|container)|could not find/i, 'assertion', 'the proxy does not know that device or container'],
 ];
 
@@ -123,7 +131,11 @@ export async function runSshCommand(t: PhaseRunner, client: Client, opts: SshCom
   const text = () => Buffer.concat(state.stdout).toString('utf8');
 
   const cut = (when: string) =>
-    new ProbeError('connect', `the session with ${opts.target} was cut ${when} (no ${proxied ? 'end marker' : 'exit status'} came; stdout so far: ${outputExcerpt(text())}${state.stderr ? `; stderr: ${outputExcerpt(state.stderr)}` : ''})`, { cause: state.error });
+    new ProbeError(
+      'connect',
+      `the session with ${opts.target} was cut ${when} (no ${proxied ? 'end marker' : 'exit status'} came; stdout so far: ${outputExcerpt(text())}${state.stderr ? `; stderr: ${outputExcerpt(state.stderr)}` : ''})`,
+      { cause: state.error },
+    );
 
   const listen = (ch: ClientChannel) => {
     ch.on('data', (d: Buffer) => {
@@ -147,30 +159,38 @@ export async function runSshCommand(t: PhaseRunner, client: Client, opts: SshCom
 
   try {
     const execLine = opts.proxyCommand ?? opts.command;
-    await inPhase(t, 'session', opts.sessionTimeoutMs, proxied ? `reaching ${opts.target} through the proxy` : `starting the command on ${opts.target}`, async (signal) => {
-      try {
-        channel = await openExec(client, execLine, signal, listen);
-      } catch (err) {
-        if (err instanceof Error && /unable to exec|failure/i.test(err.message) && !(err as { level?: string }).level) {
-          throw new ProbeError('denied', `${opts.target} refused to run "${execLine}": ${err.message}`, { cause: err });
+    await inPhase(
+      t,
+      'session',
+      opts.sessionTimeoutMs,
+      proxied ? `reaching ${opts.target} through the proxy` : `starting the command on ${opts.target}`,
+      async (signal) => {
+        try {
+          channel = await openExec(client, execLine, signal, listen);
+        } catch (err) {
+          if (err instanceof Error && /unable to exec|failure/i.test(err.message) && !(err as { level?: string }).level) {
+            throw new ProbeError('denied', `${opts.target} refused to run "${execLine}": ${err.message}`, { cause: err });
+          }
+          if (err instanceof Error && /no response from server|not connected/i.test(err.message)) throw cut('before the command started');
+          throw err;
         }
-        if (err instanceof Error && /no response from server|not connected/i.test(err.message)) throw cut('before the command started');
-        throw err;
-      }
-      if (!proxied) return;
-      channel.end(markerScript(opts.command, nonce));
-      await changed.wait(signal, () => {
-
-        if (text().includes(begin)) return true;
-        if (!state.closed && state.error === undefined) return false;
-        const known = classifyProxyStderr(state.stderr);
-        const exit = state.exit?.code !== undefined ? `exit status ${state.exit.code}` : 'no exit status';
-        const stderr = state.stderr ? `stderr: ${outputExcerpt(state.stderr)}` : 'nothing on stderr';
-        if (known) throw new ProbeError(known.reason, `${known.meaning} (${opts.target}); ${stderr}; proxy ${exit}`);
-        if (state.error !== undefined) throw cut('before the device answered');
-        throw new ProbeError('proxy', `the proxy ended the session (${exit}) without the begin marker from ${opts.target}; ${stderr}; stdout: ${outputExcerpt(text())}`);
-      });
-    });
+        if (!proxied) return;
+        channel.end(markerScript(opts.command, nonce));
+        await changed.wait(signal, () => {
+          if (text().includes(begin)) return true;
+          if (!state.closed && state.error === undefined) return false;
+          const known = classifyProxyStderr(state.stderr);
+          const exit = state.exit?.code !== undefined ? `exit status ${state.exit.code}` : 'no exit status';
+          const stderr = state.stderr ? `stderr: ${outputExcerpt(state.stderr)}` : 'nothing on stderr';
+          if (known) throw new ProbeError(known.reason, `${known.meaning} (${opts.target}); ${stderr}; proxy ${exit}`);
+          if (state.error !== undefined) throw cut('before the device answered');
+          throw new ProbeError(
+            'proxy',
+            `the proxy ended the session (${exit}) without the begin marker from ${opts.target}; ${stderr}; stdout: ${outputExcerpt(text())}`,
+          );
+        });
+      },
+    );
 
     const result = await inPhase(t, 'command', opts.commandTimeoutMs, `the command "${opts.command}" on ${opts.target}`, async (signal) => {
       let exitStatus = 0;
@@ -179,17 +199,24 @@ export async function runSshCommand(t: PhaseRunner, client: Client, opts: SshCom
           const m = endRe.exec(text());
           if (m) return ((exitStatus = Number(m[1])), true);
           if (state.stdoutBytes >= keepBytes) {
-            throw new ProbeError('assertion', `the output of "${opts.command}" on ${opts.target} exceeds ${opts.maxOutputBytes} bytes (no end marker within it)`);
+            throw new ProbeError(
+              'assertion',
+              `the output of "${opts.command}" on ${opts.target} exceeds ${opts.maxOutputBytes} bytes (no end marker within it)`,
+            );
           }
           if (!state.closed && state.error === undefined) return false;
           const known = classifyProxyStderr(state.stderr);
-          if (known && state.stderr) throw new ProbeError(known.reason, `${known.meaning} mid-command (${opts.target}); stderr: ${outputExcerpt(state.stderr)}`);
+          if (known && state.stderr)
+            throw new ProbeError(known.reason, `${known.meaning} mid-command (${opts.target}); stderr: ${outputExcerpt(state.stderr)}`);
           throw cut('mid-command');
         }
         if (!state.closed) return false;
         if (!state.exit) throw cut('mid-command');
         if (state.exit.code === undefined) {
-          throw new ProbeError('assertion', `"${opts.command}" on ${opts.target} was killed by signal ${state.exit.signal ?? '?'}; stderr: ${outputExcerpt(state.stderr)}`);
+          throw new ProbeError(
+            'assertion',
+            `"${opts.command}" on ${opts.target} was killed by signal ${state.exit.signal ?? '?'}; stderr: ${outputExcerpt(state.stderr)}`,
+          );
         }
         exitStatus = state.exit.code;
         return true;
@@ -221,7 +248,10 @@ function checkResult(r: SshCommandResult, opts: SshCommandOptions): void {
   const { expect: e } = opts;
   const cmd = `"${opts.command}" on ${opts.target}`;
   if (r.exitStatus !== e.exitStatus) {
-    throw new ProbeError('assertion', `${cmd} exited with status ${r.exitStatus}, expected ${e.exitStatus}; stderr: ${outputExcerpt(r.stderr)}; stdout: ${outputExcerpt(r.stdout)}`);
+    throw new ProbeError(
+      'assertion',
+      `${cmd} exited with status ${r.exitStatus}, expected ${e.exitStatus}; stderr: ${outputExcerpt(r.stderr)}; stdout: ${outputExcerpt(r.stdout)}`,
+    );
   }
   if (e.stdout !== undefined && !r.stdout.includes(e.stdout)) {
     throw new ProbeError('assertion', `the output of ${cmd} does not contain "${e.stdout}"; stdout: ${outputExcerpt(r.stdout)}`);

@@ -106,11 +106,36 @@ describe('build kind against the lab builder', () => {
     release?: string;
   }
   const faults: FaultCase[] = [
-    { fault: 'build-fails', want: fail('build_failed', 'build'), message: [/the builder reported that the build failed \(release \d+\): \[Error\] +Build failed: The command '\/bin\/sh -c exit 1' returned a non-zero code: 1 \| \[Error\] +Not deploying release\./], release: 'failed' },
-    { fault: 'build-stall', want: fail('timeout', 'build'), message: ['the builder sent nothing for 600ms (stall timeout) after 5 log item(s)'], release: 'cancelled' },
-    { fault: 'build-cut', want: fail('protocol', 'build'), message: [/the build stream from https:\/\/127\.0\.0\.1:\d+ was cut after 5 item\(s\)/], release: 'cancelled' },
-    { fault: 'build-slow-upload', want: fail('timeout', 'upload'), message: [/the builder did not take the \d+-byte build context and answer within the upload timeout of 600ms/] },
-    { fault: 'builder-unauthorized', want: fail('auth', 'upload'), message: [/the builder \(https:\/\/127\.0\.0\.1:\d+\) refused our credentials: HTTP 401: Unauthorized/] },
+    {
+      fault: 'build-fails',
+      want: fail('build_failed', 'build'),
+      message: [
+        /the builder reported that the build failed \(release \d+\): \[Error\] +Build failed: The command '\/bin\/sh -c exit 1' returned a non-zero code: 1 \| \[Error\] +Not deploying release\./,
+      ],
+      release: 'failed',
+    },
+    {
+      fault: 'build-stall',
+      want: fail('timeout', 'build'),
+      message: ['the builder sent nothing for 600ms (stall timeout) after 5 log item(s)'],
+      release: 'cancelled',
+    },
+    {
+      fault: 'build-cut',
+      want: fail('protocol', 'build'),
+      message: [/the build stream from https:\/\/127\.0\.0\.1:\d+ was cut after 5 item\(s\)/],
+      release: 'cancelled',
+    },
+    {
+      fault: 'build-slow-upload',
+      want: fail('timeout', 'upload'),
+      message: [/the builder did not take the \d+-byte build context and answer within the upload timeout of 600ms/],
+    },
+    {
+      fault: 'builder-unauthorized',
+      want: fail('auth', 'upload'),
+      message: [/the builder \(https:\/\/127\.0\.0\.1:\d+\) refused our credentials: HTTP 401: Unauthorized/],
+    },
   ];
   for (const c of faults) {
     it(`fault ${c.fault}: ${c.want.reason} in ${c.want.phase}`, async () => {
@@ -171,7 +196,9 @@ describe('build kind against the lab builder', () => {
 });
 
 /** A builder that checks nothing and answers what the test says, recording the request. */
-function fakeBuilder(answer: (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => void): Promise<Peer & { requests: { url: string; headers: http.IncomingHttpHeaders; body: Buffer }[] }> {
+function fakeBuilder(
+  answer: (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => void,
+): Promise<Peer & { requests: { url: string; headers: http.IncomingHttpHeaders; body: Buffer }[] }> {
   const requests: { url: string; headers: http.IncomingHttpHeaders; body: Buffer }[] = [];
   return httpPeer((req, res) => {
     const chunks: Buffer[] = [];
@@ -227,7 +254,14 @@ describe('build kind against raw builders', () => {
     expect(r.observations.release_id).toBe(7);
     const req = b.requests[0];
     const q = new URL(req.url, 'http://x').searchParams;
-    expect(Object.fromEntries(q)).toEqual({ slug: 'org/fleet', dockerfilePath: 'sub/Dockerfile.probe', emulated: 'true', nocache: 'true', headless: 'false', isdraft: 'true' });
+    expect(Object.fromEntries(q)).toEqual({
+      slug: 'org/fleet',
+      dockerfilePath: 'sub/Dockerfile.probe',
+      emulated: 'true',
+      nocache: 'true',
+      headless: 'false',
+      isdraft: 'true',
+    });
     expect(req.headers.authorization).toBe('Bearer canary-secret-91c3a7d0');
     expect(req.headers['content-encoding']).toBe('gzip');
     const files = await untar(zlib.gunzipSync(req.body));
@@ -334,7 +368,8 @@ describe('build kind against raw builders', () => {
     peers.push(b);
     const r = await runBuild(fields(b.url, { stallTimeout: '300ms' }));
     expectOutcome(r, fail('timeout', 'build'), 'the builder sent nothing for 300ms (stall timeout) after 2 log item(s)');
-    for (const req of b.requests.filter((q) => q.url.startsWith('/v7/'))) patches.push({ url: req.url, auth: req.headers.authorization, body: JSON.parse(req.body.toString()) });
+    for (const req of b.requests.filter((q) => q.url.startsWith('/v7/')))
+      patches.push({ url: req.url, auth: req.headers.authorization, body: JSON.parse(req.body.toString()) });
     expect(patches).toHaveLength(1);
     expect(patches[0].url).toBe('/v7/release(4242)');
     expect(patches[0].auth).toBe('Bearer canary-secret-91c3a7d0');
@@ -370,7 +405,11 @@ describe('build kind, docker target against raw engines on a unix socket', () =>
       open: () => 0,
       accepted: () => 0,
       idle: async () => {},
-      close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
     };
     peers.push(peer);
     return { socketPath, peer, deleted };
@@ -382,7 +421,9 @@ describe('build kind, docker target against raw engines on a unix socket', () =>
     const e = await unixEngine((req, res) => {
       query = req.url ?? '';
       req.resume();
-      req.on('end', () => res.end(lines({ stream: 'Step 1/1 : FROM scratch' }, { stream: '\n' }, { aux: { ID: 'sha256:abc' } }, { stream: 'Successfully built abc\n' })));
+      req.on('end', () =>
+        res.end(lines({ stream: 'Step 1/1 : FROM scratch' }, { stream: '\n' }, { aux: { ID: 'sha256:abc' } }, { stream: 'Successfully built abc\n' })),
+      );
     });
     const r = await runBuild({ target: 'docker', docker: `unix://${e.socketPath}`, context: CONTEXT });
     expectOutcome(r, { success: true, reason: null, phase: null });
@@ -392,10 +433,12 @@ describe('build kind, docker target against raw engines on a unix socket', () =>
     expect(e.deleted).toEqual(['/images/sha256%3Aabc?force=1']);
   });
 
-  it('an error item is build_failed with the engine\'s text', async () => {
+  it("an error item is build_failed with the engine's text", async () => {
     const e = await unixEngine((req, res) => {
       req.resume();
-      req.on('end', () => res.end(lines({ stream: 'Step 1/2 : FROM scratch\n' }, { errorDetail: { message: 'COPY failed: no such file' }, error: 'COPY failed: no such file' })));
+      req.on('end', () =>
+        res.end(lines({ stream: 'Step 1/2 : FROM scratch\n' }, { errorDetail: { message: 'COPY failed: no such file' }, error: 'COPY failed: no such file' })),
+      );
     });
     const r = await runBuild({ target: 'docker', docker: `unix://${e.socketPath}` });
     expectOutcome(r, fail('build_failed', 'build'), 'the Docker engine reported that the build failed: COPY failed: no such file');

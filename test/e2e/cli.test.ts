@@ -119,7 +119,10 @@ describe('fleetprobe check', () => {
   it('a missing secret is a clear error that does not print any secret', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'p.yaml');
-    fs.writeFileSync(file, 'probes:\n  - name: a\n    kind: http\n    url: https://example.test/\n    headers:\n      authorization: { env: FP_TEST_UNSET_TOKEN }\n');
+    fs.writeFileSync(
+      file,
+      'probes:\n  - name: a\n    kind: http\n    url: https://example.test/\n    headers:\n      authorization: { env: FP_TEST_UNSET_TOKEN }\n',
+    );
     const r = await runCli(['check', '--config', file], { env: { FP_TEST_UNSET_TOKEN: '' } });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${file}:6: probes[0].headers.authorization: environment variable FP_TEST_UNSET_TOKEN is not set (secret reference)`);

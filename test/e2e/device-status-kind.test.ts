@@ -34,7 +34,10 @@ function specOf(fields: Fields, name = 'status-e2e', timeoutMs = 5000): ProbeSpe
   return { name, kind: 'device-status', intervalMs: 60_000, timeoutMs, labels: {}, source: { file: 'test' }, config, digest: 'test' };
 }
 
-function runStatus(fields: Fields, opts: { name?: string; timeoutMs?: number; companion?: (name: string) => CompanionStatus | undefined } = {}): Promise<RunResult> {
+function runStatus(
+  fields: Fields,
+  opts: { name?: string; timeoutMs?: number; companion?: (name: string) => CompanionStatus | undefined } = {},
+): Promise<RunResult> {
   return runProbe(specOf(fields, opts.name, opts.timeoutMs), deviceStatusKind, { log, companion: opts.companion });
 }
 
@@ -94,7 +97,16 @@ describe('one device against the lab', () => {
     expect(first.observations).toMatchObject({ device_api_online: 1, device_status_drift_seconds: 0 });
     await sleep(1200);
     const later = await runStatus(viaLab({ maxDrift: '1s' }));
-    expectOutcome(later, false, 'status_drift', 'reachability', `the API says device ${DEVICE3} is online (is_online true`, 'unreachable for 1.', 'not less than maxDrift 1s', 'HTTP 503');
+    expectOutcome(
+      later,
+      false,
+      'status_drift',
+      'reachability',
+      `the API says device ${DEVICE3} is online (is_online true`,
+      'unreachable for 1.',
+      'not less than maxDrift 1s',
+      'HTTP 503',
+    );
     expect(later.observations.device_status_drift_seconds).toBeGreaterThan(1);
     // The API catches up: agreement again, drift back to 0.
     lab.faults.set('status-stale', false);
@@ -137,7 +149,11 @@ describe('one device against the lab', () => {
 describe('one device with a companion probe', () => {
   const now = () => Date.now();
   const companionOf = (c: CompanionStatus | undefined) => (name: string) => (name === 'tunnel-3' ? c : undefined);
-  const ok = (agoMs: number): CompanionStatus => ({ last: { success: true, startedAt: now() - agoMs, reason: null, phase: null, message: null }, lastSuccessAt: now() - agoMs, intervalMs: 10_000 });
+  const ok = (agoMs: number): CompanionStatus => ({
+    last: { success: true, startedAt: now() - agoMs, reason: null, phase: null, message: null },
+    lastSuccessAt: now() - agoMs,
+    intervalMs: 10_000,
+  });
   const failed = (reason: string, agoMs: number, lastSuccessAgoMs?: number): CompanionStatus => ({
     last: { success: false, startedAt: now() - agoMs, reason, phase: 'proxy_connect', message: `CONNECT ...: HTTP 503 (a ${reason} failure)` },
     lastSuccessAt: lastSuccessAgoMs === undefined ? undefined : now() - lastSuccessAgoMs,
@@ -184,7 +200,16 @@ describe('one device with a companion probe', () => {
     expectOutcome(await runStatus(fields, { companion: companionOf(ok(100)) }), true, null, null);
     await sleep(1200);
     const r = await runStatus(fields, { companion: companionOf(ok(100)) });
-    expectOutcome(r, false, 'status_drift', 'reachability', `the API says device ${DEVICE3} is offline (is_online false`, 'reachable for 1.', 'not less than offlineGrace 1s', 'companion probe "tunnel-3" passed');
+    expectOutcome(
+      r,
+      false,
+      'status_drift',
+      'reachability',
+      `the API says device ${DEVICE3} is offline (is_online false`,
+      'reachable for 1.',
+      'not less than offlineGrace 1s',
+      'companion probe "tunnel-3" passed',
+    );
   });
 });
 
@@ -202,10 +227,12 @@ describe('non-standard and broken API answers (raw peers)', () => {
   afterAll(async () => {
     await api?.close();
   });
-  const send = (status: number, body: string, type = 'application/json') => (_req: http.IncomingMessage, res: http.ServerResponse) => {
-    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  };
+  const send =
+    (status: number, body: string, type = 'application/json') =>
+    (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    };
   const device = (over: Record<string, unknown> = {}) => ({
     is_online: true,
     is_connected_to_vpn: true,
@@ -215,33 +242,72 @@ describe('non-standard and broken API answers (raw peers)', () => {
     ...over,
   });
   // The canary is the API token here; the lab's tunnel takes its own.
-  const viaRaw = (extra: Fields = {}) => viaLab({ api: api.url, token: { env: 'FP_TEST_STATUS_TOKEN' }, tunnelToken: { file: lab.vars.LAB_TUNNEL_TOKEN_FILE }, ...extra });
+  const viaRaw = (extra: Fields = {}) =>
+    viaLab({ api: api.url, token: { env: 'FP_TEST_STATUS_TOKEN' }, tunnelToken: { file: lab.vars.LAB_TUNNEL_TOKEN_FILE }, ...extra });
 
   it('asks for the selected fields of the device with the Bearer token', async () => {
     seen.length = 0;
     answer = send(200, JSON.stringify({ d: [device()] }));
     expectOutcome(await runStatus(viaRaw()), true, null, null);
-    expect(decodeURIComponent(seen[0].url)).toBe(`/v7/device(uuid='${DEVICE3}')?$select=is_online,is_connected_to_vpn,last_connectivity_event,last_vpn_event,api_heartbeat_state`);
+    expect(decodeURIComponent(seen[0].url)).toBe(
+      `/v7/device(uuid='${DEVICE3}')?$select=is_online,is_connected_to_vpn,last_connectivity_event,last_vpn_event,api_heartbeat_state`,
+    );
     expect(seen[0].auth).toBe(`Bearer ${CANARY}`);
   });
 
   const cases: [string, () => typeof answer, [boolean, string | null, string | null, ...string[]]][] = [
-    ['extra fields and nulls, as a real API gives them', () => send(200, JSON.stringify({ d: [device({ is_connected_to_vpn: null, last_vpn_event: null, last_connectivity_event: null, api_heartbeat_state: null, __metadata: { uri: '/resin/device(@id)' }, overall_status: 'idle' })], __count: 1 })), [true, null, null]],
-    ['an unknown heartbeat state is accepted', () => send(200, JSON.stringify({ d: [device({ api_heartbeat_state: 'reduced-polling' })] })), [true, null, null]],
+    [
+      'extra fields and nulls, as a real API gives them',
+      () =>
+        send(
+          200,
+          JSON.stringify({
+            d: [
+              device({
+                is_connected_to_vpn: null,
+                last_vpn_event: null,
+                last_connectivity_event: null,
+                api_heartbeat_state: null,
+                __metadata: { uri: '/resin/device(@id)' },
+                overall_status: 'idle',
+              }),
+            ],
+            __count: 1,
+          }),
+        ),
+      [true, null, null],
+    ],
+    [
+      'an unknown heartbeat state is accepted',
+      () => send(200, JSON.stringify({ d: [device({ api_heartbeat_state: 'reduced-polling' })] })),
+      [true, null, null],
+    ],
     ['401', () => send(401, 'Unauthorized', 'text/plain'), [false, 'auth', 'api', 'refused our token (HTTP 401)']],
     ['403', () => send(403, '{"message":"forbidden"}'), [false, 'auth', 'api', 'HTTP 403']],
     ['500', () => send(500, '{"message":"Internal Server Error"}'), [false, 'proxy', 'api', 'the API failed (HTTP 500)', 'Internal Server Error']],
-    ['a load balancer 502 page', () => send(502, '<html><body><h1>502 Bad Gateway</h1></body></html>', 'text/html'), [false, 'proxy', 'api', 'HTTP 502', '502 Bad Gateway']],
+    [
+      'a load balancer 502 page',
+      () => send(502, '<html><body><h1>502 Bad Gateway</h1></body></html>', 'text/html'),
+      [false, 'proxy', 'api', 'HTTP 502', '502 Bad Gateway'],
+    ],
     ['404', () => send(404, 'Not Found', 'text/plain'), [false, 'proxy', 'api', 'unexpected HTTP 404']],
     ['malformed JSON', () => send(200, '{"d": [{"is_online": tru'), [false, 'protocol', 'api', 'is not JSON']],
     ['an empty body', () => send(200, ''), [false, 'protocol', 'api', 'is not JSON: (empty)']],
     ['no "d"', () => send(200, JSON.stringify({ results: [device()] })), [false, 'protocol', 'api', 'has no "d" array']],
     ['"d" empty', () => send(200, JSON.stringify({ d: [] })), [false, 'assertion', 'api', 'knows no device']],
     ['two devices for one uuid', () => send(200, JSON.stringify({ d: [device(), device()] })), [false, 'protocol', 'api', 'answered 2 devices']],
-    ['is_online null', () => send(200, JSON.stringify({ d: [device({ is_online: null })] })), [false, 'protocol', 'api', 'is_online is null, not true or false']],
+    [
+      'is_online null',
+      () => send(200, JSON.stringify({ d: [device({ is_online: null })] })),
+      [false, 'protocol', 'api', 'is_online is null, not true or false'],
+    ],
     ['is_online as a string', () => send(200, JSON.stringify({ d: [device({ is_online: 'true' })] })), [false, 'protocol', 'api', 'is_online is "true"']],
     ['a selected field missing', () => send(200, JSON.stringify({ d: [{ is_online: true }] })), [false, 'protocol', 'api', 'has no is_connected_to_vpn']],
-    ['a timestamp that is not one', () => send(200, JSON.stringify({ d: [device({ last_vpn_event: 'yesterday' })] })), [false, 'protocol', 'api', 'last_vpn_event is "yesterday", not a timestamp or null']],
+    [
+      'a timestamp that is not one',
+      () => send(200, JSON.stringify({ d: [device({ last_vpn_event: 'yesterday' })] })),
+      [false, 'protocol', 'api', 'last_vpn_event is "yesterday", not a timestamp or null'],
+    ],
     ['the device is not an object', () => send(200, JSON.stringify({ d: ['c0ffee'] })), [false, 'protocol', 'api', 'not an object']],
     ['an API that echoes the token in its error', () => send(500, JSON.stringify({ message: `bad token ${CANARY}` })), [false, 'proxy', 'api', 'HTTP 500']],
   ];
@@ -295,7 +361,16 @@ describe('fleet sample mode against the lab fleet', () => {
     for (const u of gone) lab.deviceStates.setOnline(u, false);
     lab.tunnelProxy.resetPeak();
     const r = await runStatus(fleet({ sample: 100, concurrency: 8 }), { timeoutMs: 10_000 });
-    expectOutcome(r, false, 'status_drift', 'reachability', '37 of 47 sampled devices of fleet lab/sample-fleet', '79%', 'below minReachableRatio 0.9', 'and 5 more');
+    expectOutcome(
+      r,
+      false,
+      'status_drift',
+      'reachability',
+      '37 of 47 sampled devices of fleet lab/sample-fleet',
+      '79%',
+      'below minReachableRatio 0.9',
+      'and 5 more',
+    );
     expect(gone.some((u) => r.message!.includes(u))).toBe(true);
     expect(r.observations).toEqual({ device_fleet_online_devices: 47, device_sample_reachable_ratio: 37 / 47, device_sample_drifted_devices: 10 });
     expect(lab.tunnelProxy.peakConnections()).toBeLessThanOrEqual(8);
@@ -354,7 +429,9 @@ describe('configuration', () => {
   });
   it('rejects a missing, self, held or chained companion, and bad mode combinations', () => {
     expect(load(status('s', 'device: c0ffee, reachability: nope'))).toEqual(['probes[0].reachability: no enabled probe is named "nope"']);
-    expect(load(status('s', 'device: c0ffee, reachability: s'))).toEqual(['probes[0].reachability: names this probe itself; name another probe (e.g. a tunnel probe of the same device)']);
+    expect(load(status('s', 'device: c0ffee, reachability: s'))).toEqual([
+      'probes[0].reachability: names this probe itself; name another probe (e.g. a tunnel probe of the same device)',
+    ]);
     expect(load(tunnel('t', ', http: { path: / }, hold: 1h, interval: 5s') + status('s', 'device: c0ffee, reachability: t'))).toEqual([
       'probes[1].reachability: "t" is a held probe (hold): its last result is not refreshed while it stays up; name a scheduled probe',
     ]);
@@ -363,7 +440,9 @@ describe('configuration', () => {
     ]);
     expect(load(status('s', 'fleet: o/f, device: c0ffee'))).toEqual(['probes[0].fleet: set either device or fleet (sample mode), not both']);
     expect(load(status('s', 'interval: 1m'))).toEqual(['probes[0].device: is required (or `fleet: <org>/<fleet>` for sample mode)']);
-    expect(load(tunnel('t') + status('s', 'fleet: o/f, reachability: t'))).toEqual(['probes[1].reachability: sample mode checks its devices itself: a companion probe is for one device']);
+    expect(load(tunnel('t') + status('s', 'fleet: o/f, reachability: t'))).toEqual([
+      'probes[1].reachability: sample mode checks its devices itself: a companion probe is for one device',
+    ]);
   });
 });
 
@@ -430,7 +509,9 @@ ${common}    device: \${LAB_DEVICE3_UUID}
       expect(status.find((s) => s.name === 'comp')!.lastRun.message).toContain('companion probe "t3" failed');
       // The API catches up: both agree again.
       await fetch(`${control}/faults/status-stale`, { method: 'DELETE' });
-      const healed = await d.waitForMetrics((t) => ['own', 'comp'].every((p) => metricValue(t, 'probe_success', { probe: p }) === 1 && metricValue(t, 'fleetprobe_device_api_online', { probe: p }) === 0));
+      const healed = await d.waitForMetrics((t) =>
+        ['own', 'comp'].every((p) => metricValue(t, 'probe_success', { probe: p }) === 1 && metricValue(t, 'fleetprobe_device_api_online', { probe: p }) === 0),
+      );
       expect(metricValue(healed, 'fleetprobe_device_status_drift_seconds', { probe: 'own' })).toBe(0);
     } finally {
       await d.stop();

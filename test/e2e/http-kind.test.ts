@@ -6,15 +6,7 @@ import type { RunResult } from '../../src/core/result.js';
 import { runProbe } from '../../src/core/run.js';
 import { httpKind } from '../../src/kinds/http.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
-import {
-  closedPort,
-  httpPeer,
-  httpsPeer,
-  rawPeer,
-  readRequestBody,
-  selfSignedCert,
-  type Peer,
-} from '../helpers/http-peers.js';
+import { closedPort, httpPeer, httpsPeer, rawPeer, readRequestBody, selfSignedCert, type Peer } from '../helpers/http-peers.js';
 
 /**
  * The real http kind, run through runProbe (exactly what the daemon does) against real servers:
@@ -351,7 +343,9 @@ describe('http kind against raw peers', () => {
     {
       name: 'HTTP 500: assertion with the body excerpt',
       setup: async () => {
-        const p = await peer(httpPeer((_req, res) => res.writeHead(500, { 'content-type': 'text/html' }).end('<h1>Internal error</h1>\n<p>database is down</p>')));
+        const p = await peer(
+          httpPeer((_req, res) => res.writeHead(500, { 'content-type': 'text/html' }).end('<h1>Internal error</h1>\n<p>database is down</p>')),
+        );
         return { fields: { url: `${p.url}/status` }, peer: p };
       },
       want: fail('assertion', 'transfer', 'HTTP status 500 is not one of 2xx; body: Internal error database is down'),
@@ -361,7 +355,9 @@ describe('http kind against raw peers', () => {
       setup: async () => {
         const p = await peer(
           httpPeer((_req, res) =>
-            res.writeHead(200, { 'content-type': 'text/html' }).end('<p>We encountered an error when reaching this balena.io device: tunneling socket could not be established: 500</p>'),
+            res
+              .writeHead(200, { 'content-type': 'text/html' })
+              .end('<p>We encountered an error when reaching this balena.io device: tunneling socket could not be established: 500</p>'),
           ),
         );
         return { fields: { url: `${p.url}/` }, peer: p };

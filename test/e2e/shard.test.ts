@@ -49,7 +49,12 @@ describe('--shard', () => {
 
   it('the daemon runs only its shard and exports the split', async () => {
     const dir = tempDir();
-    writeLabConfig(dir, NAMES.slice(0, 4).map((n) => LAB_URL_PROBE(n)).join(''));
+    writeLabConfig(
+      dir,
+      NAMES.slice(0, 4)
+        .map((n) => LAB_URL_PROBE(n))
+        .join(''),
+    );
     daemon = new DaemonProcess(['--lab', '--config', dir, '--shard', '1/2']);
     const owned = NAMES.slice(0, 4).filter((n) => shardOf(n, 2) === 1);
     const text = await daemon.waitForMetrics((t) => owned.every((n) => metricValue(t, 'probe_success', { probe: n }) === 1));

@@ -26,7 +26,16 @@ const log = pino({ level: 'silent' });
 type Fields = Record<string, unknown>;
 
 function spec(fields: Fields, timeoutMs = 4000): ProbeSpec {
-  return { name: 'ssh-e2e', kind: 'ssh', intervalMs: 60_000, timeoutMs, labels: {}, source: { file: 'test' }, config: sshKind.schema.parse(fields), digest: 't' };
+  return {
+    name: 'ssh-e2e',
+    kind: 'ssh',
+    intervalMs: 60_000,
+    timeoutMs,
+    labels: {},
+    source: { file: 'test' },
+    config: sshKind.schema.parse(fields),
+    digest: 't',
+  };
 }
 const runSsh = (fields: Fields, timeoutMs?: number): Promise<RunResult> => runProbe(spec(fields, timeoutMs), sshKind as never, { log });
 
@@ -40,7 +49,11 @@ const PASS: Outcome = { success: true, reason: null, phase: null };
 const fail = (reason: string, phase: string, ...message: (string | RegExp)[]): Outcome => ({ success: false, reason, phase, message });
 
 function expectOutcome(r: RunResult, want: Outcome): void {
-  expect({ success: r.success, reason: r.reason, phase: r.phase }, JSON.stringify(r)).toEqual({ success: want.success, reason: want.reason, phase: want.phase });
+  expect({ success: r.success, reason: r.reason, phase: r.phase }, JSON.stringify(r)).toEqual({
+    success: want.success,
+    reason: want.reason,
+    phase: want.phase,
+  });
   if (want.success) expect(r.message).toBeNull();
   for (const m of want.message ?? []) {
     if (typeof m === 'string') expect(r.message).toContain(m);
@@ -97,7 +110,11 @@ interface Case {
 const cases: Case[] = [
   // proxy mode
   { name: 'proxy: healthy device passes on markers and output', fields: () => proxyProbe(), want: PASS },
-  { name: 'proxy: enter <uuid> main runs in the container', fields: () => proxyProbe({ container: 'main', command: 'uname -n && echo in-container', expect: { stdout: 'lab-device-1\nin-container' } }), want: PASS },
+  {
+    name: 'proxy: enter <uuid> main runs in the container',
+    fields: () => proxyProbe({ container: 'main', command: 'uname -n && echo in-container', expect: { stdout: 'lab-device-1\nin-container' } }),
+    want: PASS,
+  },
   { name: 'proxy: pinned proxy fingerprint passes', fields: () => proxyProbe({ hostKeys: v('LAB_SSH_PROXY_FINGERPRINT') }), want: PASS },
   {
     name: 'proxy-agent-empty: "host error" with exit 0 is device_auth in session, never a pass',
@@ -105,30 +122,90 @@ const cases: Case[] = [
     fields: () => proxyProbe(),
     want: fail('device_auth', 'session', 'could not authenticate to the device', 'host error', 'proxy exit status 0'),
   },
-  { name: 'proxy-reject-key: our key refused', faults: ['proxy-reject-key'], fields: () => proxyProbe(), want: fail('auth', 'auth', 'refused user "lab-user"') },
-  { name: 'proxy-hostkey-changed: known_hosts mismatch', faults: ['proxy-hostkey-changed'], fields: () => proxyProbe(), want: fail('hostkey', 'handshake', 'does not match', 'ssh_known_hosts') },
-  { name: 'proxy-hostkey-changed: pinned mismatch', faults: ['proxy-hostkey-changed'], fields: () => proxyProbe({ hostKeys: v('LAB_SSH_PROXY_FINGERPRINT') }), want: fail('hostkey', 'handshake', 'not a pinned key') },
-  { name: 'device-offline: the 503 host error is device_offline', faults: ['device-offline'], fields: () => proxyProbe(), want: fail('device_offline', 'session', 'device is offline', '503') },
-  { name: 'device-slow: times out in session', faults: ['device-slow'], fields: () => proxyProbe(), timeoutMs: 1000, want: fail('timeout', 'session', 'run timeout') },
+  {
+    name: 'proxy-reject-key: our key refused',
+    faults: ['proxy-reject-key'],
+    fields: () => proxyProbe(),
+    want: fail('auth', 'auth', 'refused user "lab-user"'),
+  },
+  {
+    name: 'proxy-hostkey-changed: known_hosts mismatch',
+    faults: ['proxy-hostkey-changed'],
+    fields: () => proxyProbe(),
+    want: fail('hostkey', 'handshake', 'does not match', 'ssh_known_hosts'),
+  },
+  {
+    name: 'proxy-hostkey-changed: pinned mismatch',
+    faults: ['proxy-hostkey-changed'],
+    fields: () => proxyProbe({ hostKeys: v('LAB_SSH_PROXY_FINGERPRINT') }),
+    want: fail('hostkey', 'handshake', 'not a pinned key'),
+  },
+  {
+    name: 'device-offline: the 503 host error is device_offline',
+    faults: ['device-offline'],
+    fields: () => proxyProbe(),
+    want: fail('device_offline', 'session', 'device is offline', '503'),
+  },
+  {
+    name: 'device-slow: times out in session',
+    faults: ['device-slow'],
+    fields: () => proxyProbe(),
+    timeoutMs: 1000,
+    want: fail('timeout', 'session', 'run timeout'),
+  },
   {
     name: 'device-slow with a shorter session timeout: the step names itself',
     faults: ['device-slow'],
     fields: () => proxyProbe({ timeouts: { session: '300ms' } }),
     want: fail('timeout', 'session', 'within 300ms'),
   },
-  { name: 'session-drop: begin marker then cut is connect in command', faults: ['session-drop'], fields: () => proxyProbe(), want: fail('connect', 'command', 'cut mid-command', 'no end marker') },
-  { name: 'proxy: unknown device is an assertion', fields: () => proxyProbe({ device: 'deadbeef'.repeat(4) }), want: fail('assertion', 'session', 'does not know that device', 'not found') },
-  { name: 'proxy: unknown container is an assertion', fields: () => proxyProbe({ container: 'nope' }), want: fail('assertion', 'session', 'No such container') },
-  { name: "proxy: the command's own exit status counts", fields: () => proxyProbe({ command: 'false', expect: {} }), want: fail('assertion', 'command', 'exited with status 1, expected 0') },
-  { name: 'proxy: an expected non-zero exit status passes', fields: () => proxyProbe({ command: 'echo bye && false', expect: { exitStatus: 1, stdout: 'bye' } }), want: PASS },
-  { name: 'proxy: output mismatch', fields: () => proxyProbe({ command: 'uname -s', expect: { stdoutRegex: '^Darwin' } }), want: fail('assertion', 'command', 'does not match /^Darwin/', 'Linux') },
-  { name: 'proxy: stderr of the command is shown on a status failure', fields: () => proxyProbe({ command: 'cat /nope', expect: {} }), want: fail('assertion', 'command', "can't open '/nope'") },
+  {
+    name: 'session-drop: begin marker then cut is connect in command',
+    faults: ['session-drop'],
+    fields: () => proxyProbe(),
+    want: fail('connect', 'command', 'cut mid-command', 'no end marker'),
+  },
+  {
+    name: 'proxy: unknown device is an assertion',
+    fields: () => proxyProbe({ device: 'deadbeef'.repeat(4) }),
+    want: fail('assertion', 'session', 'does not know that device', 'not found'),
+  },
+  {
+    name: 'proxy: unknown container is an assertion',
+    fields: () => proxyProbe({ container: 'nope' }),
+    want: fail('assertion', 'session', 'No such container'),
+  },
+  {
+    name: "proxy: the command's own exit status counts",
+    fields: () => proxyProbe({ command: 'false', expect: {} }),
+    want: fail('assertion', 'command', 'exited with status 1, expected 0'),
+  },
+  {
+    name: 'proxy: an expected non-zero exit status passes',
+    fields: () => proxyProbe({ command: 'echo bye && false', expect: { exitStatus: 1, stdout: 'bye' } }),
+    want: PASS,
+  },
+  {
+    name: 'proxy: output mismatch',
+    fields: () => proxyProbe({ command: 'uname -s', expect: { stdoutRegex: '^Darwin' } }),
+    want: fail('assertion', 'command', 'does not match /^Darwin/', 'Linux'),
+  },
+  {
+    name: 'proxy: stderr of the command is shown on a status failure',
+    fields: () => proxyProbe({ command: 'cat /nope', expect: {} }),
+    want: fail('assertion', 'command', "can't open '/nope'"),
+  },
   // jump mode
   { name: 'jump: healthy device passes', fields: () => jumpProbe(), want: PASS },
   { name: 'jump: proxy-agent-empty does not matter (our own key)', faults: ['proxy-agent-empty'], fields: () => jumpProbe(), want: PASS },
   { name: 'jump: bastion refuses our key', faults: ['proxy-reject-key'], fields: () => jumpProbe(), want: fail('auth', 'auth', 'bastion') },
   { name: 'jump: bastion host key changed', faults: ['proxy-hostkey-changed'], fields: () => jumpProbe(), want: fail('hostkey', 'handshake', 'bastion') },
-  { name: 'jump: device-offline refuses the forward', faults: ['device-offline'], fields: () => jumpProbe(), want: fail('connect', 'connect', 'bastion could not connect') },
+  {
+    name: 'jump: device-offline refuses the forward',
+    faults: ['device-offline'],
+    fields: () => jumpProbe(),
+    want: fail('connect', 'connect', 'bastion could not connect'),
+  },
   { name: 'jump: device-slow times out in session', faults: ['device-slow'], fields: () => jumpProbe(), timeoutMs: 1000, want: fail('timeout', 'session') },
   { name: 'jump: session-drop is connect in command', faults: ['session-drop'], fields: () => jumpProbe(), want: fail('connect', 'command', 'no exit status') },
   {
@@ -139,7 +216,11 @@ const cases: Case[] = [
   { name: 'jump: exit status', fields: () => jumpProbe({ command: 'exit 7', expect: {} }), want: fail('assertion', 'command', 'status 7') },
   // direct mode
   { name: 'direct: passes', fields: () => directProbe({ command: 'uname -a', expect: { stdout: 'Linux lab-device-1' } }), want: PASS },
-  { name: 'direct: unknown host in known_hosts', fields: () => directProbe({ host: `127.0.0.1:${v('LAB_SSH_PROXY_PORT')}`, hostKeys: { file: v('LAB_CA_FILE') } }), want: fail('hostkey', 'handshake', 'no known_hosts entry for [127.0.0.1]') },
+  {
+    name: 'direct: unknown host in known_hosts',
+    fields: () => directProbe({ host: `127.0.0.1:${v('LAB_SSH_PROXY_PORT')}`, hostKeys: { file: v('LAB_CA_FILE') } }),
+    want: fail('hostkey', 'handshake', 'no known_hosts entry for [127.0.0.1]'),
+  },
   { name: 'direct: insecureAcceptAnyHostKey skips the check', fields: () => directProbe({ hostKeys: undefined, insecureAcceptAnyHostKey: true }), want: PASS },
   { name: 'direct: nothing listening', fields: () => directProbe({ host: '127.0.0.1:1' }), want: fail('connect', 'connect') },
 ];
@@ -207,13 +288,16 @@ describe('ssh kind against non-standard proxies', () => {
   });
   it('a well-behaved custom proxy passes and the exec line is `host <uuid>`', async () => {
     let exec = '';
-    const r = await viaPeer((command, s) => {
-      exec = command;
-      void readStdin(s).then((script) => {
-        const nonce = /FPBEGIN (\w+)/.exec(script)![1];
-        exit0(s, `motd noise\nFPBEGIN-${nonce}\nhello\nFPEND-${nonce}:0\n`.replace('hello\n', 'hello\n\n'));
-      });
-    }, { command: 'echo hello', expect: { stdout: 'hello' } });
+    const r = await viaPeer(
+      (command, s) => {
+        exec = command;
+        void readStdin(s).then((script) => {
+          const nonce = /FPBEGIN (\w+)/.exec(script)![1];
+          exit0(s, `motd noise\nFPBEGIN-${nonce}\nhello\nFPEND-${nonce}:0\n`.replace('hello\n', 'hello\n\n'));
+        });
+      },
+      { command: 'echo hello', expect: { stdout: 'hello' } },
+    );
     expectOutcome(r, PASS);
     expect(exec).toBe('host abc1234');
   });
@@ -343,7 +427,10 @@ describe('CLI', () => {
   it('cross-field rules are config errors at load', async () => {
     const dir = tempDir();
     const cfg = path.join(dir, 'p.yaml');
-    fs.writeFileSync(cfg, 'probes:\n  - name: s\n    kind: ssh\n    user: u\n    sshKey: { env: NOPE_UNSET_FP }\n    hostKeys: SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n  - name: t\n    kind: ssh\n    mode: jump\n    user: u\n    insecureAcceptAnyHostKey: true\n');
+    fs.writeFileSync(
+      cfg,
+      'probes:\n  - name: s\n    kind: ssh\n    user: u\n    sshKey: { env: NOPE_UNSET_FP }\n    hostKeys: SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n  - name: t\n    kind: ssh\n    mode: jump\n    user: u\n    insecureAcceptAnyHostKey: true\n',
+    );
     const r = await runCli(['check', '--config', cfg], { env: { SSH_AUTH_SOCK: '' } });
     expect(r.code).not.toBe(0);
     const out = r.stdout + r.stderr;

@@ -111,27 +111,114 @@ describe('tunnel kind against the lab tunnel proxy', () => {
   const cases: Case[] = [
     { name: 'HTTP through the tunnel to the device', fields: () => viaLab(http), want: [true, null, null] },
     { name: 'SSH banner through the tunnel', fields: () => viaLab(banner), want: [true, null, null] },
-    { name: 'send/expect steps', fields: () => viaLab({ port: 7, steps: [{ send: 'ping\n', expect: '^pong' }, { send: 'ping\n', expect: 'pong' }] }), want: [true, null, null] },
-    { name: 'a whole SSH session through the tunnel (the ssh kind\'s code)', fields: () => viaLab(sshTo()), want: [true, null, null] },
-    { name: 'SSH: a device host key that is not the pinned one', fields: () => viaLab(sshTo({ hostKeys: ['SHA256:' + 'A'.repeat(43)], hostKeyAlias: undefined })), want: [false, 'hostkey', 'target'] },
-    { name: 'SSH: output not as expected', fields: () => viaLab(sshTo({ expect: { stdout: 'Windows' } })), want: [false, 'assertion', 'target', 'does not contain "Windows"'] },
-    { name: 'a banner that does not match', fields: () => viaLab({ port: 22222, expect: { banner: '^HTTP/' } }), want: [false, 'assertion', 'target', 'SSH-2.0-OpenSSH_9.2p1', '/^HTTP\\//'] },
-    { name: 'HTTP status not expected', fields: () => viaLab({ port: 80, http: { path: '/nope', expect: { status: [200] } } }), want: [false, 'assertion', 'target', 'status 404'] },
-    { name: 'a device that never speaks', fields: () => viaLab({ port: 7, stepTimeout: '300ms', expect: { banner: '.' } }), want: [false, 'timeout', 'target', 'no answer within 300ms'] },
-    { name: 'a step whose answer never matches', fields: () => viaLab({ port: 7, stepTimeout: '300ms', steps: [{ send: 'ping\n', expect: '^PONG' }] }), want: [false, 'timeout', 'target', 'received: "pong'] },
-    { name: 'tunnel-token-revoked: 407', faults: ['tunnel-token-revoked'], fields: () => viaLab(http), want: [false, 'auth', 'proxy_connect', 'HTTP 407 Proxy Authentication Required', `c0ffee00000000000000000000000002.balena:80`] },
-    { name: 'a wrong token: 407', fields: () => viaLab({ ...http, token: { env: 'FP_TEST_TUNNEL_TOKEN' } }), want: [false, 'auth', 'proxy_connect', 'HTTP 407'] },
+    {
+      name: 'send/expect steps',
+      fields: () =>
+        viaLab({
+          port: 7,
+          steps: [
+            { send: 'ping\n', expect: '^pong' },
+            { send: 'ping\n', expect: 'pong' },
+          ],
+        }),
+      want: [true, null, null],
+    },
+    { name: "a whole SSH session through the tunnel (the ssh kind's code)", fields: () => viaLab(sshTo()), want: [true, null, null] },
+    {
+      name: 'SSH: a device host key that is not the pinned one',
+      fields: () => viaLab(sshTo({ hostKeys: ['SHA256:' + 'A'.repeat(43)], hostKeyAlias: undefined })),
+      want: [false, 'hostkey', 'target'],
+    },
+    {
+      name: 'SSH: output not as expected',
+      fields: () => viaLab(sshTo({ expect: { stdout: 'Windows' } })),
+      want: [false, 'assertion', 'target', 'does not contain "Windows"'],
+    },
+    {
+      name: 'a banner that does not match',
+      fields: () => viaLab({ port: 22222, expect: { banner: '^HTTP/' } }),
+      want: [false, 'assertion', 'target', 'SSH-2.0-OpenSSH_9.2p1', '/^HTTP\\//'],
+    },
+    {
+      name: 'HTTP status not expected',
+      fields: () => viaLab({ port: 80, http: { path: '/nope', expect: { status: [200] } } }),
+      want: [false, 'assertion', 'target', 'status 404'],
+    },
+    {
+      name: 'a device that never speaks',
+      fields: () => viaLab({ port: 7, stepTimeout: '300ms', expect: { banner: '.' } }),
+      want: [false, 'timeout', 'target', 'no answer within 300ms'],
+    },
+    {
+      name: 'a step whose answer never matches',
+      fields: () => viaLab({ port: 7, stepTimeout: '300ms', steps: [{ send: 'ping\n', expect: '^PONG' }] }),
+      want: [false, 'timeout', 'target', 'received: "pong'],
+    },
+    {
+      name: 'tunnel-token-revoked: 407',
+      faults: ['tunnel-token-revoked'],
+      fields: () => viaLab(http),
+      want: [false, 'auth', 'proxy_connect', 'HTTP 407 Proxy Authentication Required', `c0ffee00000000000000000000000002.balena:80`],
+    },
+    {
+      name: 'a wrong token: 407',
+      fields: () => viaLab({ ...http, token: { env: 'FP_TEST_TUNNEL_TOKEN' } }),
+      want: [false, 'auth', 'proxy_connect', 'HTTP 407'],
+    },
     { name: 'an unknown device: 407 (no access)', fields: () => viaLab({ ...http, device: 'deadbeef' }), want: [false, 'auth', 'proxy_connect', 'HTTP 407'] },
-    { name: 'tunnel-device-offline: 503', faults: ['tunnel-device-offline'], fields: () => viaLab(http), want: [false, 'device_offline', 'proxy_connect', 'HTTP 503', 'not connected to the VPN'] },
-    { name: 'tunnel-port-closed: 500', faults: ['tunnel-port-closed'], fields: () => viaLab(banner), want: [false, 'device_offline', 'proxy_connect', 'HTTP 500', 'port refused or device unreachable'] },
+    {
+      name: 'tunnel-device-offline: 503',
+      faults: ['tunnel-device-offline'],
+      fields: () => viaLab(http),
+      want: [false, 'device_offline', 'proxy_connect', 'HTTP 503', 'not connected to the VPN'],
+    },
+    {
+      name: 'tunnel-port-closed: 500',
+      faults: ['tunnel-port-closed'],
+      fields: () => viaLab(banner),
+      want: [false, 'device_offline', 'proxy_connect', 'HTTP 500', 'port refused or device unreachable'],
+    },
     { name: 'a port nothing listens on: 500', fields: () => viaLab({ port: 8080 }), want: [false, 'device_offline', 'proxy_connect', 'HTTP 500'] },
-    { name: 'a bad host name: 403', fields: () => viaLab({ device: undefined, target: 'not-a-device.example:80' }), want: [false, 'denied', 'proxy_connect', 'HTTP 403'] },
-    { name: 'tunnel-nonstandard alone: odd HTTP/1.1 answers still pass', faults: ['tunnel-nonstandard'], fields: () => viaLab(banner), want: [true, null, null] },
-    { name: 'tunnel-nonstandard refusing: 401 is auth', faults: ['tunnel-nonstandard', 'tunnel-token-revoked'], fields: () => viaLab(http), want: [false, 'auth', 'proxy_connect', 'HTTP 401 Unauthorized, Who Are You'] },
-    { name: 'tunnel-slow-connect: timeout waiting for the answer', faults: ['tunnel-slow-connect'], fields: () => viaLab(http), timeoutMs: 500, want: [false, 'timeout', 'proxy_connect', 'proxy_connect did not finish within the run timeout of 500ms'] },
-    { name: 'tunnel-slow-connect under the step timeout', faults: ['tunnel-slow-connect'], fields: () => viaLab({ ...http, stepTimeout: '300ms' }), want: [false, 'timeout', 'proxy_connect', "the proxy's answer: no answer within 300ms"] },
-    { name: 'the proxy certificate from an unknown CA', fields: () => viaLab({ ...http, tunnelTls: { serverName: lab.vars.LAB_TUNNEL_HOST } }), want: [false, 'tls', 'tls'] },
-    { name: 'the proxy certificate for another name', fields: () => viaLab({ ...http, tunnelTls: { caFile: lab.caFile, serverName: 'tunnel.example.com' } }), want: [false, 'tls', 'tls', /altnames|ERR_TLS_CERT_ALTNAME_INVALID/i] },
+    {
+      name: 'a bad host name: 403',
+      fields: () => viaLab({ device: undefined, target: 'not-a-device.example:80' }),
+      want: [false, 'denied', 'proxy_connect', 'HTTP 403'],
+    },
+    {
+      name: 'tunnel-nonstandard alone: odd HTTP/1.1 answers still pass',
+      faults: ['tunnel-nonstandard'],
+      fields: () => viaLab(banner),
+      want: [true, null, null],
+    },
+    {
+      name: 'tunnel-nonstandard refusing: 401 is auth',
+      faults: ['tunnel-nonstandard', 'tunnel-token-revoked'],
+      fields: () => viaLab(http),
+      want: [false, 'auth', 'proxy_connect', 'HTTP 401 Unauthorized, Who Are You'],
+    },
+    {
+      name: 'tunnel-slow-connect: timeout waiting for the answer',
+      faults: ['tunnel-slow-connect'],
+      fields: () => viaLab(http),
+      timeoutMs: 500,
+      want: [false, 'timeout', 'proxy_connect', 'proxy_connect did not finish within the run timeout of 500ms'],
+    },
+    {
+      name: 'tunnel-slow-connect under the step timeout',
+      faults: ['tunnel-slow-connect'],
+      fields: () => viaLab({ ...http, stepTimeout: '300ms' }),
+      want: [false, 'timeout', 'proxy_connect', "the proxy's answer: no answer within 300ms"],
+    },
+    {
+      name: 'the proxy certificate from an unknown CA',
+      fields: () => viaLab({ ...http, tunnelTls: { serverName: lab.vars.LAB_TUNNEL_HOST } }),
+      want: [false, 'tls', 'tls'],
+    },
+    {
+      name: 'the proxy certificate for another name',
+      fields: () => viaLab({ ...http, tunnelTls: { caFile: lab.caFile, serverName: 'tunnel.example.com' } }),
+      want: [false, 'tls', 'tls', /altnames|ERR_TLS_CERT_ALTNAME_INVALID/i],
+    },
   ];
 
   for (const c of cases) {

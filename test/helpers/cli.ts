@@ -69,10 +69,12 @@ export class DaemonProcess {
     };
     this.child.stdout!.on('data', onData);
     this.child.stderr!.on('data', onData);
-    this.exit = new Promise((resolve) => this.child.on('close', (code) => {
-      for (const w of this.waiters.splice(0)) w();
-      resolve(code);
-    }));
+    this.exit = new Promise((resolve) =>
+      this.child.on('close', (code) => {
+        for (const w of this.waiters.splice(0)) w();
+        resolve(code);
+      }),
+    );
   }
 
   /** Waits for a log line matching the predicate. */
@@ -112,7 +114,13 @@ export class DaemonProcess {
     for (;;) {
       const text = await this.metrics();
       if (pred(text)) return text;
-      if (Date.now() > deadline) throw new Error(`metrics condition not met within ${timeoutMs}ms:\n${text.split('\n').filter((l) => l.startsWith('probe_') || l.startsWith('fleetprobe_')).join('\n')}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `metrics condition not met within ${timeoutMs}ms:\n${text
+            .split('\n')
+            .filter((l) => l.startsWith('probe_') || l.startsWith('fleetprobe_'))
+            .join('\n')}`,
+        );
       await new Promise((r) => setTimeout(r, 200));
     }
   }

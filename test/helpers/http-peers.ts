@@ -105,7 +105,13 @@ export function selfSignedCert(): { certPem: string; keyPem: string } {
   cert.setIssuer(subject);
   cert.setExtensions([
     { name: 'basicConstraints', cA: false },
-    { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] },
+    {
+      name: 'subjectAltName',
+      altNames: [
+        { type: 2, value: 'localhost' },
+        { type: 7, ip: '127.0.0.1' },
+      ],
+    },
   ]);
   cert.sign(forge.pki.privateKeyFromPem(key.privateKeyPem), forge.md.sha256.create());
   return { certPem: forge.pki.certificateToPem(cert), keyPem: key.privateKeyPem };

@@ -60,13 +60,20 @@ describe.skipIf(!prometheus)('the alert path: lab fault -> daemon -> Prometheus 
     const rulesFile = path.join(dir, 'rules.yml');
     fs.writeFileSync(rulesFile, scaledRules(fs.readFileSync(path.join(ROOT, 'deploy/prometheus/rules.yml'), 'utf8')));
     const config = path.join(dir, 'prometheus.yml');
-    fs.writeFileSync(config, stringify({
-      global: { scrape_interval: '1s', evaluation_interval: '1s' },
-      rule_files: [rulesFile],
-      scrape_configs: [{ job_name: 'fleetprobe', honor_labels: true, static_configs: [{ targets: [target], labels: { location: 'test' } }] }],
-    }));
+    fs.writeFileSync(
+      config,
+      stringify({
+        global: { scrape_interval: '1s', evaluation_interval: '1s' },
+        rule_files: [rulesFile],
+        scrape_configs: [{ job_name: 'fleetprobe', honor_labels: true, static_configs: [{ targets: [target], labels: { location: 'test' } }] }],
+      }),
+    );
     const port = await freePort();
-    prom = spawn(prometheus!, [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    prom = spawn(
+      prometheus!,
+      [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     prom.stdout!.on('data', (d) => (promLog += d));
     prom.stderr!.on('data', (d) => (promLog += d));
     const api = `http://127.0.0.1:${port}`;
@@ -84,17 +91,27 @@ describe.skipIf(!prometheus)('the alert path: lab fault -> daemon -> Prometheus 
     const probeFailing = async () => (await alerts()).find((a) => a.labels.alertname === 'ProbeFailing' && a.labels.probe === 'lab-url-1');
 
     // Healthy first: Prometheus scrapes the probe passing, and no probe alert is pending or firing.
-    await poll('a passing run in Prometheus', async () => {
-      const r = (await (await fetch(`${api}/api/v1/query?query=${encodeURIComponent('probe_success{probe="lab-url-1"} == 1')}`)).json()) as { data: { result: unknown[] } };
-      return r.data.result.length ? true : undefined;
-    }, 20_000);
+    await poll(
+      'a passing run in Prometheus',
+      async () => {
+        const r = (await (await fetch(`${api}/api/v1/query?query=${encodeURIComponent('probe_success{probe="lab-url-1"} == 1')}`)).json()) as {
+          data: { result: unknown[] };
+        };
+        return r.data.result.length ? true : undefined;
+      },
+      20_000,
+    );
     expect((await alerts()).filter((a) => a.labels.alertname.startsWith('Probe'))).toEqual([]);
 
     expect((await fetch(`${control}/faults/device-offline`, { method: 'PUT' })).status).toBe(200);
-    const firing = await poll('ProbeFailing firing', async () => {
-      const a = await probeFailing();
-      return a?.state === 'firing' ? a : undefined;
-    }, 25_000);
+    const firing = await poll(
+      'ProbeFailing firing',
+      async () => {
+        const a = await probeFailing();
+        return a?.state === 'firing' ? a : undefined;
+      },
+      25_000,
+    );
     expect(firing.labels).toMatchObject({ severity: 'ticket', probe: 'lab-url-1', kind: 'http', location: 'test', job: 'fleetprobe' });
     expect(firing.annotations.summary).toMatch(/^http probe lab-url-1 failing from test: \d+ of its last runs failed, reason device_offline$/);
     expect(firing.annotations.runbook_url).toMatch(/RUNBOOK\.md#probefailing$/);

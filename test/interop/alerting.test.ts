@@ -22,7 +22,9 @@ function run(cmd: string, args: string[]) {
   return { status: r.status, out: (r.stdout + r.stderr).trim() };
 }
 
-const rules = parse(fs.readFileSync(RULES, 'utf8')) as { groups: { name: string; rules: { alert?: string; record?: string; expr: string; labels?: Record<string, string>; annotations?: Record<string, string> }[] }[] };
+const rules = parse(fs.readFileSync(RULES, 'utf8')) as {
+  groups: { name: string; rules: { alert?: string; record?: string; expr: string; labels?: Record<string, string>; annotations?: Record<string, string> }[] }[];
+};
 const alerts = rules.groups.flatMap((g) => g.rules).filter((r) => r.alert);
 
 async function exposedMetricNames(): Promise<Set<string>> {
@@ -42,7 +44,8 @@ function selectedMetrics(expr: string): string[] {
     .replace(/\{[^}]*\}/g, '{}')
     .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
   const words = [...noStrings.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{|\[|\)|$|\s|==|>|<|\/|\*|-)/g)].map((m) => m[1]);
-  const skip = /^(sum|count|min|max|avg|topk|by|without|on|ignoring|group_left|group_right|and|or|unless|rate|increase|histogram_quantile|absent|time|vector|label_values|bool|offset)$/;
+  const skip =
+    /^(sum|count|min|max|avg|topk|by|without|on|ignoring|group_left|group_right|and|or|unless|rate|increase|histogram_quantile|absent|time|vector|label_values|bool|offset)$/;
   return words.filter((w) => !skip.test(w) && !w.includes(':') && !/^\d/.test(w) && !/^(s|m|h|d)$/.test(w));
 }
 
@@ -68,7 +71,12 @@ describe('Prometheus rules', () => {
       expect(tests, a.alert).toMatch(new RegExp(`alertname: ${a.alert}\\n\\s+exp_alerts:\\n\\s+- exp_labels`));
       expect(tests, a.alert).toMatch(new RegExp(`alertname: ${a.alert}\\n\\s+exp_alerts: \\[\\]`));
     }
-    expect(alerts.filter((a) => a.labels?.severity === 'page').map((a) => a.alert).sort()).toEqual(['FleetprobeDown', 'PlatformProxyFailing', 'ProbeFailingFromLocations']);
+    expect(
+      alerts
+        .filter((a) => a.labels?.severity === 'page')
+        .map((a) => a.alert)
+        .sort(),
+    ).toEqual(['FleetprobeDown', 'PlatformProxyFailing', 'ProbeFailingFromLocations']);
   });
 
   it('select only metrics fleetprobe exports', async () => {
@@ -91,7 +99,8 @@ describe('Grafana dashboard', () => {
 
   it('has the panels the on-call engineer needs', () => {
     const titles = panels.map((p) => p.title).join('\n');
-    for (const t of ['Success ratio per probe and location', 'Phase latency', 'Failure reasons', 'Runs skipped', 'Held-tunnel interruptions']) expect(titles).toContain(t);
+    for (const t of ['Success ratio per probe and location', 'Phase latency', 'Failure reasons', 'Runs skipped', 'Held-tunnel interruptions'])
+      expect(titles).toContain(t);
     expect(new Set(panels.map((p: any) => p.id)).size).toBe(panels.length);
   });
 
@@ -138,7 +147,11 @@ describe('Alertmanager', () => {
     it('a dead prober mutes its probes; a proxy-wide failure mutes per-device alerts of that kind and location', async () => {
       const port = await freePort();
       const dir = tempDir();
-      child = spawn(alertmanager!, [`--config.file=${AM_CONFIG}`, `--storage.path=${dir}`, `--web.listen-address=127.0.0.1:${port}`, '--cluster.listen-address=', '--log.level=warn'], { stdio: 'ignore' });
+      child = spawn(
+        alertmanager!,
+        [`--config.file=${AM_CONFIG}`, `--storage.path=${dir}`, `--web.listen-address=127.0.0.1:${port}`, '--cluster.listen-address=', '--log.level=warn'],
+        { stdio: 'ignore' },
+      );
       const base = `http://127.0.0.1:${port}`;
       await waitFor(async () => (await fetch(`${base}/-/ready`).catch(() => undefined))?.ok === true, 10_000);
 

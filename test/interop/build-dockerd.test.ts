@@ -61,11 +61,18 @@ describe.skipIf(!dockerd || !isRoot)('build kind, docker target, against a real 
     child = spawn(
       dockerd!,
       [
-        '--storage-driver=vfs', '--iptables=false', '--bridge=none', '--ip-masq=false',
-        '-H', `unix://${socketPath}`,
-        '--data-root', path.join(dir, 'data'),
-        '--exec-root', path.join(dir, 'exec'),
-        '--pidfile', path.join(dir, 'docker.pid'),
+        '--storage-driver=vfs',
+        '--iptables=false',
+        '--bridge=none',
+        '--ip-masq=false',
+        '-H',
+        `unix://${socketPath}`,
+        '--data-root',
+        path.join(dir, 'data'),
+        '--exec-root',
+        path.join(dir, 'exec'),
+        '--pidfile',
+        path.join(dir, 'docker.pid'),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -104,7 +111,7 @@ describe.skipIf(!dockerd || !isRoot)('build kind, docker target, against a real 
     expect((await engine(socketPath, 'GET', `/images/${id}/json`)).status).toBe(404);
   });
 
-  it('a Dockerfile with a bad instruction fails as build_failed with dockerd\'s error text', async () => {
+  it("a Dockerfile with a bad instruction fails as build_failed with dockerd's error text", async () => {
     const r = await runProbe(spec({ target: 'docker', docker: docker(), dockerfile: 'FROMM scratch\nCOPY fleetprobe-nonce /\n' }), buildKind, { log });
     expect({ success: r.success, reason: r.reason, phase: r.phase }, JSON.stringify(r)).toEqual({ success: false, reason: 'build_failed', phase: 'upload' });
     expect(r.message).toContain('dockerfile parse error line 1: unknown instruction: FROMM');

@@ -23,7 +23,9 @@ function modernKubectl(): string | undefined {
  */
 function miniKustomize(dir: string): Obj[] {
   const k = parse(fs.readFileSync(path.join(dir, 'kustomization.yaml'), 'utf8')) as Obj;
-  for (const key of Object.keys(k)) if (!['resources', 'namespace', 'labels', 'configMapGenerator', 'images'].includes(key)) throw new Error(`miniKustomize: unsupported field ${key} in ${dir}`);
+  for (const key of Object.keys(k))
+    if (!['resources', 'namespace', 'labels', 'configMapGenerator', 'images'].includes(key))
+      throw new Error(`miniKustomize: unsupported field ${key} in ${dir}`);
   const objs: Obj[] = [];
   for (const r of k.resources ?? []) {
     const p = path.join(dir, r);
@@ -61,7 +63,7 @@ function render(overlay: string): Obj[] {
   return parseAllDocuments(r.stdout).map((d) => d.toJSON());
 }
 
-describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : 'the test\'s equivalent render: no kubectl with kustomize v4.1+'})`, () => {
+describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : "the test's equivalent render: no kubectl with kustomize v4.1+"})`, () => {
   it.each(OVERLAYS)('%s: restricted pod security, lenient liveness, readiness, location label, secrets by reference', (location) => {
     const objs = render(location);
     const of = (kind: string) => objs.filter((o) => o.kind === kind);
@@ -79,7 +81,13 @@ describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : 
     expect(pod.automountServiceAccountToken).toBe(false);
     const [c] = pod.containers;
     expect(c.image).toBe('registry.example/fleetprobe:0.1.0');
-    expect(c.securityContext).toMatchObject({ runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(c.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
     expect(c.securityContext.capabilities.add).toBeUndefined();
     expect(c.livenessProbe.httpGet.path).toBe('/healthz');
     // Lenient: minutes of failed checks before a restart, never a rotation during an outage.

@@ -99,7 +99,15 @@ describe.skipIf(!available)('ssh kind against stock OpenSSH sshd', () => {
 
   const user = os.userInfo().username;
   const run = (fields: Record<string, unknown>) => {
-    const spec: ProbeSpec = { name: 'openssh', kind: 'ssh', timeoutMs: 8000, labels: {}, source: { file: 't' }, config: sshKind.schema.parse(fields), digest: 't' };
+    const spec: ProbeSpec = {
+      name: 'openssh',
+      kind: 'ssh',
+      timeoutMs: 8000,
+      labels: {},
+      source: { file: 't' },
+      config: sshKind.schema.parse(fields),
+      digest: 't',
+    };
     return runProbe(spec, sshKind as never, { log });
   };
   const direct = (extra: Record<string, unknown> = {}) => ({
@@ -158,7 +166,13 @@ describe.skipIf(!available)('ssh kind against stock OpenSSH sshd', () => {
   });
 
   it('jump: a refused key at the bastion is auth; forwarding to a closed port is connect', async () => {
-    const base = { mode: 'jump', bastion: `127.0.0.1:${port}`, user, sshKey: { file: path.join(dir, 'user_ed25519') }, hostKeys: { file: path.join(dir, 'known_hosts') } };
+    const base = {
+      mode: 'jump',
+      bastion: `127.0.0.1:${port}`,
+      user,
+      sshKey: { file: path.join(dir, 'user_ed25519') },
+      hostKeys: { file: path.join(dir, 'known_hosts') },
+    };
     const refused = await run({ ...base, host: `127.0.0.1:${port}`, sshKey: { file: path.join(dir, 'refused_ed25519') } });
     expect([refused.reason, refused.phase]).toEqual(['auth', 'auth']);
     const closed = await run({ ...base, host: '127.0.0.1:1' });

@@ -61,7 +61,10 @@ for (const k of MATRIX) {
 describe('fault matrix: the table itself', () => {
   it('has a healthy pass-through row and faulted rows for every kind, none of which may pass', () => {
     for (const k of MATRIX) {
-      expect(k.cases.some((c) => c.fault === 'healthy path' && c.expect === 'pass' && !c.proxy), k.kind).toBe(true);
+      expect(
+        k.cases.some((c) => c.fault === 'healthy path' && c.expect === 'pass' && !c.proxy),
+        k.kind,
+      ).toBe(true);
       const faulted = k.cases.filter((c) => c.expect !== 'pass');
       expect(faulted.length, k.kind).toBeGreaterThan(5);
       // Pass rows only for conditions a working path may show (slow, narrow, late to close, an odd

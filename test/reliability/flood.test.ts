@@ -66,10 +66,12 @@ describe('a device that floods the tunnel', () => {
     proxy?.close();
   });
 
-  it(`keeps the daemon's RSS within 50 MB over ${FLOOD_SECONDS}s, held and scheduled`, async () => {
-    proxy = await floodingProxy();
-    const dir = tempDir();
-    const common = `    kind: tunnel
+  it(
+    `keeps the daemon's RSS within 50 MB over ${FLOOD_SECONDS}s, held and scheduled`,
+    async () => {
+      proxy = await floodingProxy();
+      const dir = tempDir();
+      const common = `    kind: tunnel
     tunnel: 127.0.0.1:${proxy.port}
     tunnelTls: false
     token: { env: FLOOD_TOKEN }
@@ -77,9 +79,9 @@ describe('a device that floods the tunnel', () => {
     port: 22222
     stepTimeout: 1s
 `;
-    fs.writeFileSync(
-      path.join(dir, 'flood.yaml'),
-      `defaults:
+      fs.writeFileSync(
+        path.join(dir, 'flood.yaml'),
+        `defaults:
   interval: 2s
   timeout: 1500ms
 probes:
@@ -89,38 +91,40 @@ ${common}    steps: [{ send: "ping\\n", expect: pong }]
   - name: flood-scheduled
 ${common}    steps: [{ send: "ping\\n", expect: "never-sent" }]
 `,
-    );
-    daemon = new DaemonProcess(['--config', dir], { FLOOD_TOKEN: 'flood-token' });
-    const pid = daemon.child.pid!;
-    await daemon.waitForMetrics((t) => metricValue(t, 'probe_success', { probe: 'flood-held' }) === 1);
-    // Let it settle (first runs, JIT, heap growth to its working size), then take the baseline.
-    await new Promise((r) => setTimeout(r, 3000));
-    const start = rssMb(pid);
-    const startBytes = proxy.bytes();
-    let max = start;
-    for (let s = 0; s < FLOOD_SECONDS; s++) {
-      await new Promise((r) => setTimeout(r, 1000));
-      expect(daemon.child.exitCode, daemon.raw.slice(-2000)).toBeNull();
-      max = Math.max(max, rssMb(pid));
-    }
-    const sentMb = (proxy.bytes() - startBytes) / 1024 / 1024;
-    const text = await daemon.metrics();
-    console.log(`flood: ${sentMb.toFixed(0)} MB sent in ${FLOOD_SECONDS}s; daemon RSS ${start.toFixed(0)} -> max ${max.toFixed(0)} MB`);
-    // The flood was real (well beyond any window), and the memory did not follow it.
-    expect(sentMb).toBeGreaterThan(100);
-    expect(max - start).toBeLessThan(50);
-    // The held tunnel stayed up on one connection: its keepalives matched inside the window.
-    expect(metricValue(text, 'probe_success', { probe: 'flood-held' })).toBe(1);
-    expect(metricValue(text, 'fleetprobe_tunnel_interruptions_total', { probe: 'flood-held' })).toBe(0);
-    // The scheduled probe fails as an assertion on its window, and says so.
-    expect(metricValue(text, 'probe_failures_total', { probe: 'flood-scheduled', reason: 'assertion' })).toBeGreaterThan(0);
-    const failed = await daemon.waitForLog((l) => l.probe === 'flood-scheduled' && l.result?.reason === 'assertion');
-    expect(failed.result.message).toMatch(/not found in a window of 65536 characters/);
+      );
+      daemon = new DaemonProcess(['--config', dir], { FLOOD_TOKEN: 'flood-token' });
+      const pid = daemon.child.pid!;
+      await daemon.waitForMetrics((t) => metricValue(t, 'probe_success', { probe: 'flood-held' }) === 1);
+      // Let it settle (first runs, JIT, heap growth to its working size), then take the baseline.
+      await new Promise((r) => setTimeout(r, 3000));
+      const start = rssMb(pid);
+      const startBytes = proxy.bytes();
+      let max = start;
+      for (let s = 0; s < FLOOD_SECONDS; s++) {
+        await new Promise((r) => setTimeout(r, 1000));
+        expect(daemon.child.exitCode, daemon.raw.slice(-2000)).toBeNull();
+        max = Math.max(max, rssMb(pid));
+      }
+      const sentMb = (proxy.bytes() - startBytes) / 1024 / 1024;
+      const text = await daemon.metrics();
+      console.log(`flood: ${sentMb.toFixed(0)} MB sent in ${FLOOD_SECONDS}s; daemon RSS ${start.toFixed(0)} -> max ${max.toFixed(0)} MB`);
+      // The flood was real (well beyond any window), and the memory did not follow it.
+      expect(sentMb).toBeGreaterThan(100);
+      expect(max - start).toBeLessThan(50);
+      // The held tunnel stayed up on one connection: its keepalives matched inside the window.
+      expect(metricValue(text, 'probe_success', { probe: 'flood-held' })).toBe(1);
+      expect(metricValue(text, 'fleetprobe_tunnel_interruptions_total', { probe: 'flood-held' })).toBe(0);
+      // The scheduled probe fails as an assertion on its window, and says so.
+      expect(metricValue(text, 'probe_failures_total', { probe: 'flood-scheduled', reason: 'assertion' })).toBeGreaterThan(0);
+      const failed = await daemon.waitForLog((l) => l.probe === 'flood-scheduled' && l.result?.reason === 'assertion');
+      expect(failed.result.message).toMatch(/not found in a window of 65536 characters/);
 
-    // A stop closes the held tunnel and reports what was discarded.
-    expect(await daemon.stop()).toBe(0);
-    const dropped = daemon.lines.find((l) => l.probe === 'flood-held' && typeof l.discardedChars === 'number');
-    expect(dropped?.discardedChars).toBeGreaterThan(1024 * 1024);
-    daemon = undefined;
-  }, (FLOOD_SECONDS + 30) * 1000);
+      // A stop closes the held tunnel and reports what was discarded.
+      expect(await daemon.stop()).toBe(0);
+      const dropped = daemon.lines.find((l) => l.probe === 'flood-held' && typeof l.discardedChars === 'number');
+      expect(dropped?.discardedChars).toBeGreaterThan(1024 * 1024);
+      daemon = undefined;
+    },
+    (FLOOD_SECONDS + 30) * 1000,
+  );
 });

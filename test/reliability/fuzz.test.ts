@@ -72,7 +72,10 @@ const structuralEdit = fc.record({
   pick: fc.nat(),
   op: fc.constantFrom('delete', 'retype', 'rename', 'wrap'),
   value: anyValue,
-  key: fc.oneof(fc.string({ maxLength: 10 }), fc.constantFrom('kind', 'name', 'url', 'timeout', 'interval', 'cron', 'labels', 'platform', 'expect', 'probes', 'defaults', 'lab')),
+  key: fc.oneof(
+    fc.string({ maxLength: 10 }),
+    fc.constantFrom('kind', 'name', 'url', 'timeout', 'interval', 'cron', 'labels', 'platform', 'expect', 'probes', 'defaults', 'lab'),
+  ),
 });
 
 function applyEdit(doc: unknown, e: { pick: number; op: string; value: unknown; key: string }): unknown {
@@ -135,7 +138,15 @@ describe('bad configs: always a ConfigError naming file and field', () => {
   beforeAll(() => {
     dir = tempDir('fleetprobe-fuzz-');
     fs.writeFileSync(path.join(dir, 'ca.pem'), 'not really a CA\n');
-    labVars = { LAB_URL_FRONT_PORT: '8443', LAB_URL_DOMAIN: 'devices.fuzz.test', LAB_DEVICE_UUID: 'a1', LAB_DEVICE2_UUID: 'a2', LAB_DEVICE3_UUID: 'a3', LAB_CA_FILE: path.join(dir, 'ca.pem'), LAB_CONTROL_URL: 'http://127.0.0.1:1' };
+    labVars = {
+      LAB_URL_FRONT_PORT: '8443',
+      LAB_URL_DOMAIN: 'devices.fuzz.test',
+      LAB_DEVICE_UUID: 'a1',
+      LAB_DEVICE2_UUID: 'a2',
+      LAB_DEVICE3_UUID: 'a3',
+      LAB_CA_FILE: path.join(dir, 'ca.pem'),
+      LAB_CONTROL_URL: 'http://127.0.0.1:1',
+    };
   });
 
   function check(text: string): void {
@@ -189,7 +200,13 @@ describe('bad configs: always a ConfigError naming file and field', () => {
 
   it('random text and random YAML values', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ maxLength: 200 }), fc.jsonValue({ maxDepth: 4 }).map((v) => YAML.stringify(v))), (text) => check(text)),
+      fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 200 }),
+          fc.jsonValue({ maxDepth: 4 }).map((v) => YAML.stringify(v)),
+        ),
+        (text) => check(text),
+      ),
       { seed: SEED, numRuns: 200 },
     );
   });
@@ -222,7 +239,13 @@ const httpish = fc
   .record({
     status: fc.oneof(fc.integer({ min: 100, max: 599 }).map(String), fc.string({ maxLength: 4 })),
     version: fc.constantFrom('HTTP/1.1', 'HTTP/1.0', 'HTTP/2', 'HTTP/1.1 ', 'ICY', ''),
-    headers: fc.array(fc.tuple(fc.oneof(fc.constantFrom('content-length', 'transfer-encoding', 'location', 'content-type'), fc.string({ maxLength: 12 })), fc.string({ maxLength: 30 })), { maxLength: 5 }),
+    headers: fc.array(
+      fc.tuple(
+        fc.oneof(fc.constantFrom('content-length', 'transfer-encoding', 'location', 'content-type'), fc.string({ maxLength: 12 })),
+        fc.string({ maxLength: 30 }),
+      ),
+      { maxLength: 5 },
+    ),
     body: fc.uint8Array({ maxLength: 512 }),
     eol: fc.constantFrom('\r\n', '\n', '\r'),
     close: closeMostly,
@@ -233,7 +256,7 @@ const httpish = fc
   }));
 
 /** API answers: a 200 with JSON in the shape of a device resource, its fields of any type or missing. */
-const anyOf = <T,>(...xs: fc.Arbitrary<T>[]) => fc.oneof(...xs);
+const anyOf = <T>(...xs: fc.Arbitrary<T>[]) => fc.oneof(...xs);
 const deviceAnswers = fc
   .record({
     body: fc.oneof(
@@ -244,8 +267,16 @@ const deviceAnswers = fc
             {
               is_online: anyOf<unknown>(fc.boolean(), fc.constant(null), fc.string({ maxLength: 5 }), fc.integer()),
               is_connected_to_vpn: anyOf<unknown>(fc.boolean(), fc.constant(null), fc.string({ maxLength: 5 })),
-              last_connectivity_event: anyOf<unknown>(fc.constant(null), fc.integer({ min: 0, max: 4e12 }).map((t) => new Date(t).toISOString()), fc.string({ maxLength: 20 })),
-              last_vpn_event: anyOf<unknown>(fc.constant(null), fc.integer({ min: 0, max: 4e12 }).map((t) => new Date(t).toISOString()), fc.integer()),
+              last_connectivity_event: anyOf<unknown>(
+                fc.constant(null),
+                fc.integer({ min: 0, max: 4e12 }).map((t) => new Date(t).toISOString()),
+                fc.string({ maxLength: 20 }),
+              ),
+              last_vpn_event: anyOf<unknown>(
+                fc.constant(null),
+                fc.integer({ min: 0, max: 4e12 }).map((t) => new Date(t).toISOString()),
+                fc.integer(),
+              ),
               api_heartbeat_state: anyOf<unknown>(fc.constant(null), fc.constantFrom('online', 'offline', 'timeout', 'unknown'), fc.integer()),
               extra: fc.jsonValue({ maxDepth: 2 }),
             },
@@ -260,17 +291,28 @@ const deviceAnswers = fc
   })
   .map(({ body, status, close }) => {
     const json = enc(JSON.stringify(body) ?? 'null');
-    return { bytes: new Uint8Array([...enc(`HTTP/1.1 ${status} X\r\ncontent-type: application/json\r\ncontent-length: ${json.length}\r\n\r\n`), ...json]), close };
+    return {
+      bytes: new Uint8Array([...enc(`HTTP/1.1 ${status} X\r\ncontent-type: application/json\r\ncontent-length: ${json.length}\r\n\r\n`), ...json]),
+      close,
+    };
   });
 
 const FUZZ_MARKER = 'fuzz-marker-9f3b1c';
 const httpSpec = (scheme: 'http' | 'https') => (port: number, timeoutMs: number) =>
-  makeSpec('http', 'fuzz-http', { url: `${scheme}://127.0.0.1:${port}/`, tls: { insecureSkipVerify: true }, expect: { status: ['100-599'], body: FUZZ_MARKER } }, timeoutMs);
+  makeSpec(
+    'http',
+    'fuzz-http',
+    { url: `${scheme}://127.0.0.1:${port}/`, tls: { insecureSkipVerify: true }, expect: { status: ['100-599'], body: FUZZ_MARKER } },
+    timeoutMs,
+  );
 
 /** SSH banners: a plausible or broken identification line, then random bytes. */
 const banners = fc
   .record({
-    ident: fc.oneof(fc.constantFrom('SSH-2.0-OpenSSH_9.2p1', 'SSH-1.99-x', 'SSH-1.5-old', 'SSH-2.0-', 'HTTP/1.1 400 Bad Request'), fc.string({ maxLength: 40 })),
+    ident: fc.oneof(
+      fc.constantFrom('SSH-2.0-OpenSSH_9.2p1', 'SSH-1.99-x', 'SSH-1.5-old', 'SSH-2.0-', 'HTTP/1.1 400 Bad Request'),
+      fc.string({ maxLength: 40 }),
+    ),
     eol: fc.constantFrom('\r\n', '\n', ''),
     rest: fc.uint8Array({ maxLength: 1024 }),
     close: closeMostly,
@@ -290,7 +332,12 @@ const builderStreams = fc
     close: closeMostly,
   })
   .map(({ body, chunked, close }) => ({
-    bytes: new Uint8Array([...enc(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n${chunked ? 'transfer-encoding: chunked\r\n\r\n' + body.length.toString(16) + '\r\n' : '\r\n'}`), ...body]),
+    bytes: new Uint8Array([
+      ...enc(
+        `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n${chunked ? 'transfer-encoding: chunked\r\n\r\n' + body.length.toString(16) + '\r\n' : '\r\n'}`,
+      ),
+      ...body,
+    ]),
     close,
   }));
 
@@ -316,7 +363,12 @@ const PEER_FUZZ: PeerFuzz[] = [
     transport: 'tcp',
     answers: fc.oneof(banners, randomBytes),
     spec: (port, timeoutMs) =>
-      makeSpec('ssh', 'fuzz-ssh', { sshProxy: `127.0.0.1:${port}`, user: 'fuzz', sshKey: { file: sshKey() }, hostKeys: 'SHA256:' + 'A'.repeat(43), device: 'c0ffee01', command: 'uname' }, timeoutMs),
+      makeSpec(
+        'ssh',
+        'fuzz-ssh',
+        { sshProxy: `127.0.0.1:${port}`, user: 'fuzz', sshKey: { file: sshKey() }, hostKeys: 'SHA256:' + 'A'.repeat(43), device: 'c0ffee01', command: 'uname' },
+        timeoutMs,
+      ),
   },
   {
     kind: 'tunnel',
@@ -324,7 +376,20 @@ const PEER_FUZZ: PeerFuzz[] = [
     transport: 'tcp',
     answers: fc.oneof(httpish, randomBytes),
     spec: (port, timeoutMs) =>
-      makeSpec('tunnel', 'fuzz-tunnel', { tunnel: `127.0.0.1:${port}`, tunnelTls: false, user: 'fuzz', token: { env: 'FP_FUZZ_TOKEN' }, device: 'c0ffee01', port: 80, http: { path: '/', expect: { body: FUZZ_MARKER } } }, timeoutMs),
+      makeSpec(
+        'tunnel',
+        'fuzz-tunnel',
+        {
+          tunnel: `127.0.0.1:${port}`,
+          tunnelTls: false,
+          user: 'fuzz',
+          token: { env: 'FP_FUZZ_TOKEN' },
+          device: 'c0ffee01',
+          port: 80,
+          http: { path: '/', expect: { body: FUZZ_MARKER } },
+        },
+        timeoutMs,
+      ),
   },
   {
     kind: 'build',
@@ -332,7 +397,18 @@ const PEER_FUZZ: PeerFuzz[] = [
     transport: 'tcp',
     answers: fc.oneof(builderStreams, httpish, randomBytes),
     spec: (port, timeoutMs) =>
-      makeSpec('build', 'fuzz-build', { fleet: 'fuzz/fleet', builder: `http://127.0.0.1:${port}`, api: `http://127.0.0.1:${port}`, token: { env: 'FP_FUZZ_TOKEN' }, dockerfile: 'FROM scratch\n' }, timeoutMs),
+      makeSpec(
+        'build',
+        'fuzz-build',
+        {
+          fleet: 'fuzz/fleet',
+          builder: `http://127.0.0.1:${port}`,
+          api: `http://127.0.0.1:${port}`,
+          token: { env: 'FP_FUZZ_TOKEN' },
+          dockerfile: 'FROM scratch\n',
+        },
+        timeoutMs,
+      ),
   },
   {
     kind: 'device-status',
@@ -340,7 +416,12 @@ const PEER_FUZZ: PeerFuzz[] = [
     transport: 'tcp',
     answers: fc.oneof(deviceAnswers, httpish, randomBytes),
     spec: (port, timeoutMs) =>
-      makeSpec('device-status', 'fuzz-device-status', { api: `http://127.0.0.1:${port}`, token: { env: 'FP_FUZZ_TOKEN' }, tunnel: '127.0.0.1:1', tunnelTls: false, device: 'c0ffee01' }, timeoutMs),
+      makeSpec(
+        'device-status',
+        'fuzz-device-status',
+        { api: `http://127.0.0.1:${port}`, token: { env: 'FP_FUZZ_TOKEN' }, tunnel: '127.0.0.1:1', tunnelTls: false, device: 'c0ffee01' },
+        timeoutMs,
+      ),
   },
 ];
 process.env.FP_FUZZ_TOKEN ??= 'fuzz-token-not-a-secret';
@@ -362,19 +443,23 @@ describe('random bytes from peers: never a pass, never internal, never a crash',
     for (const p of peers.values()) await p.close();
   });
 
-  it.each(PEER_FUZZ.map((f) => [`${f.kind}: ${f.name}`, f] as const))('%s', async (_t, f) => {
-    const peer = peers.get(f.transport)!;
-    await fc.assert(
-      fc.asyncProperty(f.answers, async (a) => {
-        current = a;
-        const r = await runProbe(f.spec(peer.port, 300), KINDS[f.kind], { log });
-        const seen = `${JSON.stringify({ success: r.success, reason: r.reason, phase: r.phase, message: r.message })} for ${JSON.stringify(Buffer.from(a.bytes).toString('latin1').slice(0, 200))}`;
-        expect(r.success, seen).toBe(false);
-        expect(r.reason, seen).not.toBe('internal');
-        expect(r.aborted, seen).toBe(false);
-      }),
-      { seed: SEED, numRuns: 120 },
-    );
-    await peer.idle(2000);
-  }, 120_000);
+  it.each(PEER_FUZZ.map((f) => [`${f.kind}: ${f.name}`, f] as const))(
+    '%s',
+    async (_t, f) => {
+      const peer = peers.get(f.transport)!;
+      await fc.assert(
+        fc.asyncProperty(f.answers, async (a) => {
+          current = a;
+          const r = await runProbe(f.spec(peer.port, 300), KINDS[f.kind], { log });
+          const seen = `${JSON.stringify({ success: r.success, reason: r.reason, phase: r.phase, message: r.message })} for ${JSON.stringify(Buffer.from(a.bytes).toString('latin1').slice(0, 200))}`;
+          expect(r.success, seen).toBe(false);
+          expect(r.reason, seen).not.toBe('internal');
+          expect(r.aborted, seen).toBe(false);
+        }),
+        { seed: SEED, numRuns: 120 },
+      );
+      await peer.idle(2000);
+    },
+    120_000,
+  );
 });

@@ -66,11 +66,14 @@ async function stillServing(): Promise<void> {
 }
 
 describe("the daemon's HTTP server under hostile requests", () => {
-  it.each(['//%/', 'http://[/', '//:99999/', '/%', '/%ZZ', 'http://', '*', '%', '/metrics?%zz'])('answers request target %s and keeps serving', async (target) => {
-    const answer = await raw(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
-    expect(answer).toMatch(/^HTTP\/1\.1 (200|400|404) /);
-    await stillServing();
-  });
+  it.each(['//%/', 'http://[/', '//:99999/', '/%', '/%ZZ', 'http://', '*', '%', '/metrics?%zz'])(
+    'answers request target %s and keeps serving',
+    async (target) => {
+      const answer = await raw(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      expect(answer).toMatch(/^HTTP\/1\.1 (200|400|404) /);
+      await stillServing();
+    },
+  );
 
   it('answers an unparsable target with 400', async () => {
     expect(await raw('GET http://[/ HTTP/1.1\r\nHost: x\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
@@ -82,7 +85,9 @@ describe("the daemon's HTTP server under hostile requests", () => {
       fc.string({ maxLength: 40 }).map((s) => `/${s}`),
       fc.string({ unit: 'binary', maxLength: 40 }),
       fc.constantFrom('//%/', 'http://[/', '//:99999/', '/metrics', '/probes', '/healthz', '*', 'http://a:b@[::1]:0/x', '/%c0%af'),
-      fc.tuple(fc.constantFrom('/', '//', 'http://', 'https://'), fc.string({ maxLength: 20 }), fc.constantFrom('', ':', ':99999', ':-1', '%', '[', ']')).map((t) => t.join('')),
+      fc
+        .tuple(fc.constantFrom('/', '//', 'http://', 'https://'), fc.string({ maxLength: 20 }), fc.constantFrom('', ':', ':99999', ':-1', '%', '[', ']'))
+        .map((t) => t.join('')),
     );
     const method = fc.oneof(fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE', 'PRI'), token);
     const header = fc.tuple(fc.oneof(token, fc.string({ maxLength: 10 })), fc.string({ unit: 'binary', maxLength: 30 })).map(([k, v]) => `${k}: ${v}`);

@@ -140,35 +140,144 @@ const HTTP_CASES: MatrixCase[] = [
   { kind: 'http', fault: 'narrow link', how: 'proxy: 64 KiB/s', proxy: { type: 'bandwidth', bytesPerSecond: 64 * 1024 }, expect: 'pass' },
   { kind: 'http', fault: 'server closes late', how: 'proxy: FIN held 2 s', proxy: { type: 'slow-close', ms: 2000 }, expect: 'pass' },
   { kind: 'http', fault: 'healthy large body', how: 'pass-through proxy, 256 KiB body', target: 'big', expect: 'pass' },
-  { kind: 'http', fault: 'large body, server closes late', how: 'proxy: FIN held 2 s, 256 KiB body', target: 'big', proxy: { type: 'slow-close', ms: 2000 }, expect: 'pass' },
+  {
+    kind: 'http',
+    fault: 'large body, server closes late',
+    how: 'proxy: FIN held 2 s, 256 KiB body',
+    target: 'big',
+    proxy: { type: 'slow-close', ms: 2000 },
+    expect: 'pass',
+  },
   // Name and connection.
   { kind: 'http', fault: 'name does not resolve', how: 'host `no-such-device.invalid`', unresolvable: true, expect: fails('dns', 'resolve') },
   { kind: 'http', fault: 'nothing listens', how: 'a closed port, no proxy', proxyTo: 'closed', direct: true, expect: fails('connect', 'connect') },
-  { kind: 'http', fault: 'target down behind a proxy', how: 'proxy to a closed port: accepted, then reset', proxyTo: 'closed', expect: fails('connect', 'tls') },
+  {
+    kind: 'http',
+    fault: 'target down behind a proxy',
+    how: 'proxy to a closed port: accepted, then reset',
+    proxyTo: 'closed',
+    expect: fails('connect', 'tls'),
+  },
   { kind: 'http', fault: 'accepted, never answers', how: 'proxy: blackhole', proxy: { type: 'blackhole' }, expect: fails('timeout', 'tls') },
-  { kind: 'http', fault: 'accepted, target reached late', how: 'proxy: 10 s before connecting on', proxy: { type: 'latency', ms: 10_000, at: 'connect' }, expect: fails('timeout', 'tls') },
+  {
+    kind: 'http',
+    fault: 'accepted, target reached late',
+    how: 'proxy: 10 s before connecting on',
+    proxy: { type: 'latency', ms: 10_000, at: 'connect' },
+    expect: fails('timeout', 'tls'),
+  },
   { kind: 'http', fault: 'latency beyond the timeout', how: 'proxy: +10 s per chunk', proxy: { type: 'latency', ms: 10_000 }, expect: fails('timeout', 'tls') },
-  { kind: 'http', fault: 'link too narrow for the handshake', how: 'proxy: 200 B/s', proxy: { type: 'bandwidth', bytesPerSecond: 200 }, expect: fails('timeout', 'tls') },
+  {
+    kind: 'http',
+    fault: 'link too narrow for the handshake',
+    how: 'proxy: 200 B/s',
+    proxy: { type: 'bandwidth', bytesPerSecond: 200 },
+    expect: fails('timeout', 'tls'),
+  },
   // TLS.
-  { kind: 'http', fault: 'reset on the ClientHello', how: 'proxy: reset after 0 B upstream', proxy: { type: 'reset', afterBytes: 0, direction: 'upstream' }, expect: fails('connect', 'tls') },
-  { kind: 'http', fault: 'reset inside the ServerHello', how: 'proxy: reset after 1 B downstream', proxy: { type: 'reset', afterBytes: 1, direction: 'downstream' }, expect: fails('connect', 'tls') },
-  { kind: 'http', fault: 'server hangs in the handshake', how: 'proxy: half-open after 0 B downstream', proxy: { type: 'half-open', afterBytes: 0, direction: 'downstream' }, expect: fails('timeout', 'tls') },
+  {
+    kind: 'http',
+    fault: 'reset on the ClientHello',
+    how: 'proxy: reset after 0 B upstream',
+    proxy: { type: 'reset', afterBytes: 0, direction: 'upstream' },
+    expect: fails('connect', 'tls'),
+  },
+  {
+    kind: 'http',
+    fault: 'reset inside the ServerHello',
+    how: 'proxy: reset after 1 B downstream',
+    proxy: { type: 'reset', afterBytes: 1, direction: 'downstream' },
+    expect: fails('connect', 'tls'),
+  },
+  {
+    kind: 'http',
+    fault: 'server hangs in the handshake',
+    how: 'proxy: half-open after 0 B downstream',
+    proxy: { type: 'half-open', afterBytes: 0, direction: 'downstream' },
+    expect: fails('timeout', 'tls'),
+  },
   { kind: 'http', fault: 'plain HTTP on the TLS port', how: 'proxy to a plain-HTTP server', proxyTo: 'big', expect: fails('tls', 'tls') },
   { kind: 'http', fault: 'expired certificate', how: 'lab fault `expired-cert`', labFaults: ['expired-cert'], expect: fails('tls', 'tls') },
   // Request: the handshake is done, the answer never (fully) comes.
-  { kind: 'http', fault: 'request cut short', how: 'proxy: reset on the last byte of the request', proxy: (env) => ({ type: 'reset', afterBytes: lastByte(env), direction: 'upstream' }), expect: fails('connect', 'request') },
-  { kind: 'http', fault: 'reset before the response', how: 'proxy: reset after the handshake bytes downstream', proxy: (env) => ({ type: 'reset', afterBytes: beforeResponse(env), direction: 'downstream' }), expect: fails('connect', 'request') },
-  { kind: 'http', fault: 'request swallowed', how: 'proxy: half-open before the last byte of the request', proxy: (env) => ({ type: 'half-open', afterBytes: lastByte(env), direction: 'upstream' }), expect: fails('timeout', 'request') },
-  { kind: 'http', fault: 'response never comes', how: 'proxy: half-open after the handshake bytes downstream', proxy: (env) => ({ type: 'half-open', afterBytes: beforeResponse(env), direction: 'downstream' }), expect: fails('timeout', 'request') },
-  { kind: 'http', fault: 'status line cut off', how: 'proxy: reset after 1 B downstream, plain HTTP', target: 'big', proxy: { type: 'reset', afterBytes: 1, direction: 'downstream' }, expect: fails('connect', 'request') },
+  {
+    kind: 'http',
+    fault: 'request cut short',
+    how: 'proxy: reset on the last byte of the request',
+    proxy: (env) => ({ type: 'reset', afterBytes: lastByte(env), direction: 'upstream' }),
+    expect: fails('connect', 'request'),
+  },
+  {
+    kind: 'http',
+    fault: 'reset before the response',
+    how: 'proxy: reset after the handshake bytes downstream',
+    proxy: (env) => ({ type: 'reset', afterBytes: beforeResponse(env), direction: 'downstream' }),
+    expect: fails('connect', 'request'),
+  },
+  {
+    kind: 'http',
+    fault: 'request swallowed',
+    how: 'proxy: half-open before the last byte of the request',
+    proxy: (env) => ({ type: 'half-open', afterBytes: lastByte(env), direction: 'upstream' }),
+    expect: fails('timeout', 'request'),
+  },
+  {
+    kind: 'http',
+    fault: 'response never comes',
+    how: 'proxy: half-open after the handshake bytes downstream',
+    proxy: (env) => ({ type: 'half-open', afterBytes: beforeResponse(env), direction: 'downstream' }),
+    expect: fails('timeout', 'request'),
+  },
+  {
+    kind: 'http',
+    fault: 'status line cut off',
+    how: 'proxy: reset after 1 B downstream, plain HTTP',
+    target: 'big',
+    proxy: { type: 'reset', afterBytes: 1, direction: 'downstream' },
+    expect: fails('connect', 'request'),
+  },
   { kind: 'http', fault: 'device answers too slowly', how: 'lab fault `slow-url`', labFaults: ['slow-url'], expect: fails('timeout', 'request') },
   // Transfer.
   // undici reports a body cut short by a reset as shorter than its content-length: the answer is malformed.
-  { kind: 'http', fault: 'reset mid-body', how: 'proxy: reset after 64 KiB downstream', target: 'big', proxy: { type: 'reset', afterBytes: 64 * 1024, direction: 'downstream' }, expect: fails('protocol', 'transfer') },
-  { kind: 'http', fault: 'body stalls', how: 'proxy: half-open after 64 KiB downstream', target: 'big', proxy: { type: 'half-open', afterBytes: 64 * 1024, direction: 'downstream' }, expect: fails('timeout', 'transfer') },
-  { kind: 'http', fault: 'body too slow', how: 'proxy: 16 KiB/s, 256 KiB body', target: 'big', proxy: { type: 'bandwidth', bytesPerSecond: 16 * 1024 }, expect: fails('timeout', 'transfer') },
-  { kind: 'http', fault: 'body without a length stalls', how: 'a peer: no content-length, then silence', target: 'unbounded', direct: true, proxyTo: 'unbounded', expect: fails('timeout', 'transfer') },
-  { kind: 'http', fault: 'device offline', how: 'lab fault `device-offline` (platform error page)', labFaults: ['device-offline'], expect: fails('device_offline', 'transfer') },
+  {
+    kind: 'http',
+    fault: 'reset mid-body',
+    how: 'proxy: reset after 64 KiB downstream',
+    target: 'big',
+    proxy: { type: 'reset', afterBytes: 64 * 1024, direction: 'downstream' },
+    expect: fails('protocol', 'transfer'),
+  },
+  {
+    kind: 'http',
+    fault: 'body stalls',
+    how: 'proxy: half-open after 64 KiB downstream',
+    target: 'big',
+    proxy: { type: 'half-open', afterBytes: 64 * 1024, direction: 'downstream' },
+    expect: fails('timeout', 'transfer'),
+  },
+  {
+    kind: 'http',
+    fault: 'body too slow',
+    how: 'proxy: 16 KiB/s, 256 KiB body',
+    target: 'big',
+    proxy: { type: 'bandwidth', bytesPerSecond: 16 * 1024 },
+    expect: fails('timeout', 'transfer'),
+  },
+  {
+    kind: 'http',
+    fault: 'body without a length stalls',
+    how: 'a peer: no content-length, then silence',
+    target: 'unbounded',
+    direct: true,
+    proxyTo: 'unbounded',
+    expect: fails('timeout', 'transfer'),
+  },
+  {
+    kind: 'http',
+    fault: 'device offline',
+    how: 'lab fault `device-offline` (platform error page)',
+    labFaults: ['device-offline'],
+    expect: fails('device_offline', 'transfer'),
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -195,11 +304,35 @@ function commonRows({ kind, first, wrongProtocol, plainHttp }: CommonPhases): Ma
     { kind, fault: 'nothing listens', how: 'a closed port, no proxy', proxyTo: 'closed', direct: true, expect: fails('connect', 'connect') },
     { kind, fault: 'target down behind a proxy', how: 'proxy to a closed port: accepted, then reset', proxyTo: 'closed', expect: fails('connect', first) },
     { kind, fault: 'accepted, never answers', how: 'proxy: blackhole', proxy: { type: 'blackhole' }, expect: fails('timeout', first) },
-    { kind, fault: 'accepted, target reached late', how: 'proxy: 10 s before connecting on', proxy: { type: 'latency', ms: 10_000, at: 'connect' }, expect: fails('timeout', first) },
+    {
+      kind,
+      fault: 'accepted, target reached late',
+      how: 'proxy: 10 s before connecting on',
+      proxy: { type: 'latency', ms: 10_000, at: 'connect' },
+      expect: fails('timeout', first),
+    },
     { kind, fault: 'latency beyond the timeout', how: 'proxy: +10 s per chunk', proxy: { type: 'latency', ms: 10_000 }, expect: fails('timeout', first) },
-    { kind, fault: 'reset on the first client bytes', how: 'proxy: reset after 0 B upstream', proxy: { type: 'reset', afterBytes: 0, direction: 'upstream' }, expect: fails('connect', first) },
-    { kind, fault: "reset inside the server's first answer", how: 'proxy: reset after 1 B downstream', proxy: { type: 'reset', afterBytes: 1, direction: 'downstream' }, expect: fails('connect', first) },
-    { kind, fault: 'server hangs in the handshake', how: 'proxy: half-open after 0 B downstream', proxy: { type: 'half-open', afterBytes: 0, direction: 'downstream' }, expect: fails('timeout', first) },
+    {
+      kind,
+      fault: 'reset on the first client bytes',
+      how: 'proxy: reset after 0 B upstream',
+      proxy: { type: 'reset', afterBytes: 0, direction: 'upstream' },
+      expect: fails('connect', first),
+    },
+    {
+      kind,
+      fault: "reset inside the server's first answer",
+      how: 'proxy: reset after 1 B downstream',
+      proxy: { type: 'reset', afterBytes: 1, direction: 'downstream' },
+      expect: fails('connect', first),
+    },
+    {
+      kind,
+      fault: 'server hangs in the handshake',
+      how: 'proxy: half-open after 0 B downstream',
+      proxy: { type: 'half-open', afterBytes: 0, direction: 'downstream' },
+      expect: fails('timeout', first),
+    },
     { kind, fault: 'another protocol on the port', how: 'proxy to a plain-HTTP server', proxyTo: plainHttp, expect: wrongProtocol },
   ];
 }
@@ -253,10 +386,28 @@ const startSshEnv = (lab: MatrixLab, log: Logger) =>
 
 const SSH_CASES: MatrixCase[] = [
   ...commonRows({ kind: 'ssh', first: 'handshake', wrongProtocol: fails('protocol', 'handshake'), plainHttp: 'plain-http' }),
-  { kind: 'ssh', fault: 'banner, then silence', how: "proxy: half-open after the server's banner", proxy: (env) => ({ type: 'half-open', afterBytes: env.flow['ssh-proxy'].downstream[0], direction: 'downstream' }), expect: fails('timeout', 'handshake') },
-  { kind: 'ssh', fault: 'host key changed', how: 'lab fault `proxy-hostkey-changed`', labFaults: ['proxy-hostkey-changed'], expect: fails('hostkey', 'handshake') },
+  {
+    kind: 'ssh',
+    fault: 'banner, then silence',
+    how: "proxy: half-open after the server's banner",
+    proxy: (env) => ({ type: 'half-open', afterBytes: env.flow['ssh-proxy'].downstream[0], direction: 'downstream' }),
+    expect: fails('timeout', 'handshake'),
+  },
+  {
+    kind: 'ssh',
+    fault: 'host key changed',
+    how: 'lab fault `proxy-hostkey-changed`',
+    labFaults: ['proxy-hostkey-changed'],
+    expect: fails('hostkey', 'handshake'),
+  },
   { kind: 'ssh', fault: 'our key refused', how: 'lab fault `proxy-reject-key`', labFaults: ['proxy-reject-key'], expect: fails('auth', 'auth') },
-  { kind: 'ssh', fault: 'proxy cannot authenticate to the device', how: 'lab fault `proxy-agent-empty`', labFaults: ['proxy-agent-empty'], expect: fails('device_auth', 'session') },
+  {
+    kind: 'ssh',
+    fault: 'proxy cannot authenticate to the device',
+    how: 'lab fault `proxy-agent-empty`',
+    labFaults: ['proxy-agent-empty'],
+    expect: fails('device_auth', 'session'),
+  },
   { kind: 'ssh', fault: 'device offline', how: 'lab fault `device-offline`', labFaults: ['device-offline'], expect: fails('device_offline', 'session') },
   { kind: 'ssh', fault: 'device too slow to start a session', how: 'lab fault `device-slow`', labFaults: ['device-slow'], expect: fails('timeout', 'session') },
   { kind: 'ssh', fault: 'session cut mid-output', how: 'lab fault `session-drop`', labFaults: ['session-drop'], expect: fails('connect', 'command') },
@@ -282,13 +433,55 @@ const startTunnelEnv = (lab: MatrixLab, log: Logger) =>
 
 const TUNNEL_CASES: MatrixCase[] = [
   ...commonRows({ kind: 'tunnel', first: 'tls', wrongProtocol: fails('tls', 'tls'), plainHttp: 'plain-http' }),
-  { kind: 'tunnel', fault: 'CONNECT swallowed', how: "proxy: half-open after the server's TLS handshake", proxy: (env) => ({ type: 'half-open', afterBytes: env.flow['tunnel-proxy'].downstream[0], direction: 'downstream' }), expect: fails('timeout', 'proxy_connect') },
-  { kind: 'tunnel', fault: 'token refused', how: 'lab fault `tunnel-token-revoked` (407)', labFaults: ['tunnel-token-revoked'], expect: fails('auth', 'proxy_connect') },
-  { kind: 'tunnel', fault: 'device not on the VPN', how: 'lab fault `tunnel-device-offline` (503)', labFaults: ['tunnel-device-offline'], expect: fails('device_offline', 'proxy_connect') },
-  { kind: 'tunnel', fault: 'device port closed', how: 'lab fault `tunnel-port-closed` (500)', labFaults: ['tunnel-port-closed'], expect: fails('device_offline', 'proxy_connect') },
-  { kind: 'tunnel', fault: 'proxy slow to answer CONNECT', how: 'lab fault `tunnel-slow-connect`', labFaults: ['tunnel-slow-connect'], expect: fails('timeout', 'proxy_connect') },
-  { kind: 'tunnel', fault: 'generic proxy dialect', how: 'lab fault `tunnel-nonstandard` (HTTP/1.1, odd reasons)', labFaults: ['tunnel-nonstandard'], expect: 'pass' },
-  { kind: 'tunnel', fault: 'device answers too slowly', how: 'lab fault `slow-url` (device HTTP)', labFaults: ['slow-url'], expect: fails('timeout', 'target') },
+  {
+    kind: 'tunnel',
+    fault: 'CONNECT swallowed',
+    how: "proxy: half-open after the server's TLS handshake",
+    proxy: (env) => ({ type: 'half-open', afterBytes: env.flow['tunnel-proxy'].downstream[0], direction: 'downstream' }),
+    expect: fails('timeout', 'proxy_connect'),
+  },
+  {
+    kind: 'tunnel',
+    fault: 'token refused',
+    how: 'lab fault `tunnel-token-revoked` (407)',
+    labFaults: ['tunnel-token-revoked'],
+    expect: fails('auth', 'proxy_connect'),
+  },
+  {
+    kind: 'tunnel',
+    fault: 'device not on the VPN',
+    how: 'lab fault `tunnel-device-offline` (503)',
+    labFaults: ['tunnel-device-offline'],
+    expect: fails('device_offline', 'proxy_connect'),
+  },
+  {
+    kind: 'tunnel',
+    fault: 'device port closed',
+    how: 'lab fault `tunnel-port-closed` (500)',
+    labFaults: ['tunnel-port-closed'],
+    expect: fails('device_offline', 'proxy_connect'),
+  },
+  {
+    kind: 'tunnel',
+    fault: 'proxy slow to answer CONNECT',
+    how: 'lab fault `tunnel-slow-connect`',
+    labFaults: ['tunnel-slow-connect'],
+    expect: fails('timeout', 'proxy_connect'),
+  },
+  {
+    kind: 'tunnel',
+    fault: 'generic proxy dialect',
+    how: 'lab fault `tunnel-nonstandard` (HTTP/1.1, odd reasons)',
+    labFaults: ['tunnel-nonstandard'],
+    expect: 'pass',
+  },
+  {
+    kind: 'tunnel',
+    fault: 'device answers too slowly',
+    how: 'lab fault `slow-url` (device HTTP)',
+    labFaults: ['slow-url'],
+    expect: fails('timeout', 'target'),
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -313,8 +506,20 @@ const startBuildEnv = (lab: MatrixLab, log: Logger) =>
 
 const BUILD_CASES: MatrixCase[] = [
   ...commonRows({ kind: 'build', first: 'tls', wrongProtocol: fails('tls', 'tls'), plainHttp: 'plain-http' }),
-  { kind: 'build', fault: 'upload swallowed', how: "proxy: half-open after the server's TLS handshake", proxy: (env) => ({ type: 'half-open', afterBytes: env.flow.builder.downstream[0], direction: 'downstream' }), expect: fails('timeout', 'upload') },
-  { kind: 'build', fault: 'token refused', how: 'lab fault `builder-unauthorized` (401)', labFaults: ['builder-unauthorized'], expect: fails('auth', 'upload') },
+  {
+    kind: 'build',
+    fault: 'upload swallowed',
+    how: "proxy: half-open after the server's TLS handshake",
+    proxy: (env) => ({ type: 'half-open', afterBytes: env.flow.builder.downstream[0], direction: 'downstream' }),
+    expect: fails('timeout', 'upload'),
+  },
+  {
+    kind: 'build',
+    fault: 'token refused',
+    how: 'lab fault `builder-unauthorized` (401)',
+    labFaults: ['builder-unauthorized'],
+    expect: fails('auth', 'upload'),
+  },
   { kind: 'build', fault: 'build fails', how: 'lab fault `build-fails`', labFaults: ['build-fails'], expect: fails('build_failed', 'build') },
   { kind: 'build', fault: 'builder goes silent', how: 'lab fault `build-stall`', labFaults: ['build-stall'], expect: fails('timeout', 'build') },
   { kind: 'build', fault: 'stream cut mid-item', how: 'lab fault `build-cut`', labFaults: ['build-cut'], expect: fails('protocol', 'build') },
@@ -348,12 +553,42 @@ const DEVICE_STATUS_CASES: MatrixCase[] = [
   ...commonRows({ kind: 'device-status', first: 'api', wrongProtocol: fails('tls', 'api'), plainHttp: 'plain-http' }).map((c) =>
     c.expect === 'pass' ? c : { ...c, expect: fails(c.expect.reason, 'api') },
   ),
-  { kind: 'device-status', fault: 'API unavailable', how: 'lab fault `api-errors` (its first answer: 503)', labFaults: ['api-errors'], expect: fails('proxy', 'api') },
-  { kind: 'device-status', fault: 'API says online, proxy says not connected', how: 'lab fault `tunnel-device-offline` (503), `maxDrift: 0s`', labFaults: ['tunnel-device-offline'], expect: fails('status_drift', 'reachability') },
+  {
+    kind: 'device-status',
+    fault: 'API unavailable',
+    how: 'lab fault `api-errors` (its first answer: 503)',
+    labFaults: ['api-errors'],
+    expect: fails('proxy', 'api'),
+  },
+  {
+    kind: 'device-status',
+    fault: 'API says online, proxy says not connected',
+    how: 'lab fault `tunnel-device-offline` (503), `maxDrift: 0s`',
+    labFaults: ['tunnel-device-offline'],
+    expect: fails('status_drift', 'reachability'),
+  },
   { kind: 'device-status', fault: 'device offline and the API says so', how: 'lab fault `device-3-offline`', labFaults: ['device-3-offline'], expect: 'pass' },
-  { kind: 'device-status', fault: 'stale API status', how: 'lab faults `status-stale` + `device-3-offline`, `maxDrift: 0s`', labFaults: ['status-stale', 'device-3-offline'], expect: fails('status_drift', 'reachability') },
-  { kind: 'device-status', fault: 'tunnel token refused', how: 'lab fault `tunnel-token-revoked` (407)', labFaults: ['tunnel-token-revoked'], expect: fails('auth', 'reachability') },
-  { kind: 'device-status', fault: 'tunnel proxy slow to answer', how: 'lab fault `tunnel-slow-connect`', labFaults: ['tunnel-slow-connect'], expect: fails('timeout', 'reachability') },
+  {
+    kind: 'device-status',
+    fault: 'stale API status',
+    how: 'lab faults `status-stale` + `device-3-offline`, `maxDrift: 0s`',
+    labFaults: ['status-stale', 'device-3-offline'],
+    expect: fails('status_drift', 'reachability'),
+  },
+  {
+    kind: 'device-status',
+    fault: 'tunnel token refused',
+    how: 'lab fault `tunnel-token-revoked` (407)',
+    labFaults: ['tunnel-token-revoked'],
+    expect: fails('auth', 'reachability'),
+  },
+  {
+    kind: 'device-status',
+    fault: 'tunnel proxy slow to answer',
+    how: 'lab fault `tunnel-slow-connect`',
+    labFaults: ['tunnel-slow-connect'],
+    expect: fails('timeout', 'reachability'),
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -418,9 +653,15 @@ export interface CaseRun {
 export async function runCase(c: MatrixCase, env: KindEnv, lab: MatrixLab, opts: { log: Logger; timeoutMs?: number; name?: string }): Promise<CaseRun> {
   const target = c.target ?? Object.keys(env.targets)[0];
   const forwardTo = c.proxyTo === 'closed' ? await closedPort() : env.targets[c.proxyTo ?? target];
-  const mode = typeof c.proxy === 'function' ? c.proxy(env) : c.proxy ?? PASS;
+  const mode = typeof c.proxy === 'function' ? c.proxy(env) : (c.proxy ?? PASS);
   const proxy = c.direct ? undefined : await startFaultProxy({ port: forwardTo }, mode);
-  const spec = env.spec({ target, port: proxy?.port ?? forwardTo, timeoutMs: opts.timeoutMs ?? MATRIX_TIMEOUT_MS, unresolvable: c.unresolvable, name: opts.name });
+  const spec = env.spec({
+    target,
+    port: proxy?.port ?? forwardTo,
+    timeoutMs: opts.timeoutMs ?? MATRIX_TIMEOUT_MS,
+    unresolvable: c.unresolvable,
+    name: opts.name,
+  });
   for (const f of c.labFaults ?? []) await lab.faults.set(f, true);
   try {
     const t0 = performance.now();

@@ -104,7 +104,9 @@ beforeAll(async () => {
   const rawEcho = await rawPeer((s) => s.once('data', (d) => s.end(Buffer.concat([Buffer.from('HTTP/1.1 2x0 '), d]))));
   const tlsSelfSigned = await httpsPeer(selfSignedCert(), (_req, res) => res.end('ok'));
   // A CONNECT proxy that refuses with our request (and its Proxy-Authorization) quoted back.
-  const echoProxy = await rawPeer((s) => s.once('data', (d) => s.end(Buffer.concat([Buffer.from('HTTP/1.0 502 Bad Gateway\r\ncontent-type: text/plain\r\n\r\nyou sent: '), d]))));
+  const echoProxy = await rawPeer((s) =>
+    s.once('data', (d) => s.end(Buffer.concat([Buffer.from('HTTP/1.0 502 Bad Gateway\r\ncontent-type: text/plain\r\n\r\nyou sent: '), d]))),
+  );
   // A builder that refuses with our Authorization header quoted back, in its body and a header.
   const echoBuilder = await httpPeer((req, res) => {
     req.resume();
@@ -132,7 +134,11 @@ beforeAll(async () => {
     { name: 'ssh-refused-key', lab: true, yaml: ssh('ssh-refused-key', '127.0.0.1:${LAB_SSH_PROXY_PORT}') },
     { name: 'ssh-no-such-proxy', yaml: ssh('ssh-no-such-proxy', 'no-such-host.invalid:22') },
     // tunnel: a wrong token (the file canary) at the lab proxy, and a proxy quoting our request back.
-    { name: 'tunnel-wrong-token', lab: true, yaml: tunnel('tunnel-wrong-token', '127.0.0.1:${LAB_TUNNEL_PORT}', '{ caFile: "${LAB_CA_FILE}", serverName: "${LAB_TUNNEL_HOST}" }') },
+    {
+      name: 'tunnel-wrong-token',
+      lab: true,
+      yaml: tunnel('tunnel-wrong-token', '127.0.0.1:${LAB_TUNNEL_PORT}', '{ caFile: "${LAB_CA_FILE}", serverName: "${LAB_TUNNEL_HOST}" }'),
+    },
     { name: 'tunnel-echo-proxy', yaml: tunnel('tunnel-echo-proxy', `127.0.0.1:${echoProxy.port}`, 'false') },
     // build: a wrong token at the lab builder, and a builder quoting our token back.
     { name: 'build-wrong-token', lab: true, yaml: build('build-wrong-token', '${LAB_BUILDER_URL}', '    tls: { caFile: "${LAB_CA_FILE}" }\n') },
@@ -143,10 +149,17 @@ beforeAll(async () => {
     {
       name: 'lab-offline',
       lab: true,
-      yaml: http('lab-offline', 'https://${LAB_DEVICE_UUID}.${LAB_URL_DOMAIN}:${LAB_URL_FRONT_PORT}/health', '    resolve: 127.0.0.1\n    tls: { caFile: "${LAB_CA_FILE}" }\n'),
+      yaml: http(
+        'lab-offline',
+        'https://${LAB_DEVICE_UUID}.${LAB_URL_DOMAIN}:${LAB_URL_FRONT_PORT}/health',
+        '    resolve: 127.0.0.1\n    tls: { caFile: "${LAB_CA_FILE}" }\n',
+      ),
     },
   ];
-  const file = (lab: boolean) => `${lab ? 'lab: true\n' : ''}defaults:\n  interval: 1s\n  timeout: 800ms\nprobes:\n${SECRET_PROBES.filter((p) => Boolean(p.lab) === lab).map((p) => p.yaml).join('')}`;
+  const file = (lab: boolean) =>
+    `${lab ? 'lab: true\n' : ''}defaults:\n  interval: 1s\n  timeout: 800ms\nprobes:\n${SECRET_PROBES.filter((p) => Boolean(p.lab) === lab)
+      .map((p) => p.yaml)
+      .join('')}`;
   fs.writeFileSync(path.join(dir, 'peers.yaml'), file(false));
   fs.writeFileSync(path.join(dir, 'lab.yaml'), file(true));
 }, 30_000);
@@ -185,7 +198,10 @@ describe('secrets never leave the process', () => {
     const runs = SECRET_PROBES.flatMap((p) => {
       const common = ['--config', dir, ...(p.lab ? ['--lab', '--lab-fault', 'device-offline'] : [])];
       if (p.lab) return [(alternate = !alternate) ? ['run', p.name, ...common] : ['run', p.name, '--json', ...common]];
-      return [['run', p.name, ...common], ['run', p.name, '--json', ...common]];
+      return [
+        ['run', p.name, ...common],
+        ['run', p.name, '--json', ...common],
+      ];
     });
     runs.push(['list', '--config', dir, '--lab', '--json'], ['list', '--config', dir, '--lab'], ['check', '--config', dir, '--lab']);
     // A few at a time: each is a Node process (and a lab for lab probes).

@@ -158,7 +158,10 @@ describe('SIGTERM during runs', () => {
   it(`${ROWS.map((r) => r.kind).join(', ')} runs in flight: exits 0 within the grace period, leaves nothing behind, logs the aborted runs`, async () => {
     // One daemon for every row: the runs of all kinds are in flight together when the signal comes.
     const dir = tempDir();
-    const names = namesStartingSoon('stuck', ROWS.reduce((n, r) => n + r.count, 0));
+    const names = namesStartingSoon(
+      'stuck',
+      ROWS.reduce((n, r) => n + r.count, 0),
+    );
     let at = 0;
     const yaml = ROWS.flatMap((r) => names.slice(at, (at += r.count)).map(r.probes)).join('');
     writeLabConfig(dir, yaml, 'lab.yaml', `interval: ${INTERVAL_MS / 1000}s\n  timeout: 15s`);

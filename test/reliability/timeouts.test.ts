@@ -148,7 +148,9 @@ describe('a stuck probe never delays another probe', () => {
       expect(lags.beside.length).toBeGreaterThan(10);
       // Timer granularity and a busy CI core allow some lag; a stuck probe holding a slot or the
       // event loop would add its whole timeout (900 ms).
-      expect(max(lags.beside), `lags alone ${lags.alone.map(Math.round)} beside ${lags.beside.map(Math.round)}`).toBeLessThan(Math.max(max(lags.alone) + 30, 50));
+      expect(max(lags.beside), `lags alone ${lags.alone.map(Math.round)} beside ${lags.beside.map(Math.round)}`).toBeLessThan(
+        Math.max(max(lags.alone) + 30, 50),
+      );
     } finally {
       await scheduler.stop(2000);
       for (const b of blackholes) await b.close();

@@ -92,10 +92,7 @@ const ONE_RULE: [string, string][] = [
     'invalid/secret-file-missing.yaml:6: probes[0].headers.Authorization: cannot read secret file invalid/secrets/missing-token: ENOENT',
   ],
   ['ca-file-missing.yaml', 'invalid/ca-file-missing.yaml:6: probes[0].tls.caFile: cannot read file invalid/certs/missing-ca.pem: ENOENT'],
-  [
-    'bad-regex.yaml',
-    'invalid/bad-regex.yaml:6: probes[0].expect.bodyRegex: invalid regular expression: Invalid regular expression: /ok(/: Unterminated group',
-  ],
+  ['bad-regex.yaml', 'invalid/bad-regex.yaml:6: probes[0].expect.bodyRegex: invalid regular expression: Invalid regular expression: /ok(/: Unterminated group'],
   ['bad-status.yaml', `invalid/bad-status.yaml:6: probes[0].expect.status[0]: ${STATUS_RULE}`],
   ['ftp-url.yaml', 'invalid/ftp-url.yaml:4: probes[0].url: must be an http:// or https:// URL'],
   ['yaml-syntax.yaml', 'invalid/yaml-syntax.yaml:5: YAML: Sequence item without - indicator'],
@@ -195,7 +192,9 @@ describe('loadConfig: all problems at once', () => {
 
   it('the cron gap is the shortest one, whatever the time of day ("*/45" runs at :00 and :45)', () => {
     const dir = tree({ 'p.yaml': 'probes:\n  - name: x\n    kind: http\n    url: https://example.com/\n    cron: "*/45 * * * *"\n    timeout: 20m\n' });
-    expect(issueLines({ paths: [dir] }, dir)).toEqual(['p.yaml:6: probes[0].timeout: timeout 20m must be below the gap between cron runs (15m), so runs never overlap']);
+    expect(issueLines({ paths: [dir] }, dir)).toEqual([
+      'p.yaml:6: probes[0].timeout: timeout 20m must be below the gap between cron runs (15m), so runs never overlap',
+    ]);
   });
 });
 
@@ -304,13 +303,7 @@ describe('loadConfig: valid configurations', () => {
 
   it('merges labels: defaults, then the probe', () => {
     const dir = tree({
-      'p.yaml': yaml(
-        'defaults:',
-        '  labels: {team: edge, region: eu}',
-        'probes:',
-        probe('plain'),
-        probe('own', ['labels: {region: us, tier: gold}']),
-      ),
+      'p.yaml': yaml('defaults:', '  labels: {team: edge, region: eu}', 'probes:', probe('plain'), probe('own', ['labels: {region: us, tier: gold}'])),
     });
     const { probes } = loadConfig({ paths: [dir] });
     expect(probes.map((p) => p.labels)).toEqual([
@@ -340,7 +333,7 @@ describe('loadConfig: valid configurations', () => {
     expect(issueLines({ paths: [bad] }, bad)).toEqual(['p.yaml:6: probes[0].url2: unknown field']);
   });
 
-  it('loads a directory\'s *.yaml and *.yml files in name order, not recursively', () => {
+  it("loads a directory's *.yaml and *.yml files in name order, not recursively", () => {
     const dir = tree({
       'b.yml': yaml('probes:', probe('from-b')),
       'a.yaml': yaml('probes:', probe('from-a')),
@@ -424,7 +417,10 @@ describe('probes/lab.yaml', () => {
         expect: { status: [200], body: `ok ${v.LAB_DEVICE_UUID}` },
       });
       expect((http[0].config as { expect: { headers: Record<string, RegExp> } }).expect.headers['content-type']).toEqual(/^text\/plain/);
-      expect(http[1].config).toMatchObject({ url: `https://${v.LAB_DEVICE2_UUID}.${v.LAB_URL_DOMAIN}:${v.LAB_URL_FRONT_PORT}/`, expect: { status: ['2xx'], bodyRegex: /lab-device-2/ } });
+      expect(http[1].config).toMatchObject({
+        url: `https://${v.LAB_DEVICE2_UUID}.${v.LAB_URL_DOMAIN}:${v.LAB_URL_FRONT_PORT}/`,
+        expect: { status: ['2xx'], bodyRegex: /lab-device-2/ },
+      });
     } finally {
       await lab.close();
     }

@@ -54,7 +54,10 @@ describe('ConnectResponseParser', () => {
   it('parses an answer that arrives one byte at a time', () => {
     const parser = new ConnectResponseParser();
     const bytes = Buffer.from(REAL_200);
-    const answer = feed(parser, [...bytes].map((b) => Buffer.from([b])));
+    const answer = feed(
+      parser,
+      [...bytes].map((b) => Buffer.from([b])),
+    );
     expect(answer!.status).toBe(200);
     expect(answer!.rest.length).toBe(0);
   });

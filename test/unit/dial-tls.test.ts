@@ -27,7 +27,10 @@ beforeAll(async () => {
   fs.writeFileSync(caFile, ca.certPem);
   leafNotAfter = new Date(Math.floor((Date.now() + 3 * DAY) / 1000) * 1000);
   const leaf = ca.issue({ dnsNames: ['named.test'], ips: ['127.0.0.1'], notAfter: leafNotAfter });
-  peer = await listenPeer(https.createServer({ cert: leaf.certPem, key: leaf.keyPem }, (_req, res) => res.end('ok')), 'https');
+  peer = await listenPeer(
+    https.createServer({ cert: leaf.certPem, key: leaf.keyPem }, (_req, res) => res.end('ok')),
+    'https',
+  );
 });
 afterAll(async () => {
   await peer?.close();

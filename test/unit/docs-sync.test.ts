@@ -17,7 +17,12 @@ function table(name: string): string[][] {
     .trim()
     .split('\n')
     .slice(2)
-    .map((row) => row.split('|').slice(1, -1).map((c) => c.trim().replace(/^`|`$/g, '')));
+    .map((row) =>
+      row
+        .split('|')
+        .slice(1, -1)
+        .map((c) => c.trim().replace(/^`|`$/g, '')),
+    );
 }
 
 describe('README stays equal to the code', () => {

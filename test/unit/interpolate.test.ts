@@ -26,7 +26,12 @@ describe('interpolate', () => {
     ['an unclosed brace is kept', '${HOST', '${HOST', []],
     ['a missing variable is kept and reported', 'https://${NOPE}/', 'https://${NOPE}/', ['NOPE']],
     ['an empty variable without default is missing', '${EMPTY}', '${EMPTY}', ['EMPTY']],
-    ['several missing variables, each once, in order', '${B_MISSING}${A_MISSING}${B_MISSING}', '${B_MISSING}${A_MISSING}${B_MISSING}', ['B_MISSING', 'A_MISSING']],
+    [
+      'several missing variables, each once, in order',
+      '${B_MISSING}${A_MISSING}${B_MISSING}',
+      '${B_MISSING}${A_MISSING}${B_MISSING}',
+      ['B_MISSING', 'A_MISSING'],
+    ],
     ['missing among present', '${HOST}:${NOPE}', 'example.com:${NOPE}', ['NOPE']],
   ])('%s: %j', (_name, input, value, missing) => {
     expect(interpolate(input, VARS)).toEqual({ value, missing });

@@ -80,7 +80,11 @@ describe('JsonItemStream, array framing (builder v3)', () => {
     ['cut inside an item', '[{"message":"a"},{"message":"b', /ended inside a JSON item after 1 complete item/],
     ['cut between items (no closing bracket)', '[{"message":"a"},', /ended after 1 item\(s\) without the closing "]"/],
     ['cut before anything', '', /ended before the JSON array began/],
-    ['an HTML error page instead of the stream', '<html><body>502 Bad Gateway</body></html>', /expected the start of a JSON array "\[" in the stream but got "<"/],
+    [
+      'an HTML error page instead of the stream',
+      '<html><body>502 Bad Gateway</body></html>',
+      /expected the start of a JSON array "\[" in the stream but got "<"/,
+    ],
     ['garbage between items', '[{"message":"a"} x {"message":"b"}]', /expected "," or "]" after an item in the stream but got "x" after 1 item/],
     ['a bare value as an item', '[{"message":"a"},42]', /expected a JSON object "\{" in the stream but got "4"/],
     ['text after the closing bracket', '[{"message":"a"}] trailing', /nothing after the closing "]" in the stream but got "t"/],
@@ -126,7 +130,9 @@ describe('JsonItemStream, sequence framing (Docker JSON lines)', () => {
   });
 
   it('a cut line and a non-JSON line are protocol errors, at every split', () => {
-    for (const chunks of splits('{"stream":"a"}\n{"stream":"b')) expect(failure('sequence', chunks).message).toMatch(/ended inside a JSON item after 1 complete item/);
-    for (const chunks of splits('{"stream":"a"}\nnot json\n')) expect(failure('sequence', chunks).message).toMatch(/expected a JSON object "\{" in the stream but got "n" after 1 item/);
+    for (const chunks of splits('{"stream":"a"}\n{"stream":"b'))
+      expect(failure('sequence', chunks).message).toMatch(/ended inside a JSON item after 1 complete item/);
+    for (const chunks of splits('{"stream":"a"}\nnot json\n'))
+      expect(failure('sequence', chunks).message).toMatch(/expected a JSON object "\{" in the stream but got "n" after 1 item/);
   });
 });

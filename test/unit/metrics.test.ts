@@ -75,7 +75,10 @@ describe('Metrics', () => {
     const m = new Metrics('1.2.3', KINDS);
     m.configure([spec('site', 'web'), spec('box', 'shell')]);
     const all = await samples(m);
-    for (const [probe, kind] of [['site', 'web'], ['box', 'shell']] as const) {
+    for (const [probe, kind] of [
+      ['site', 'web'],
+      ['box', 'shell'],
+    ] as const) {
       const id = { probe, kind };
       for (const phase of KINDS[kind].phases) expect(value(all, 'probe_phase_duration_seconds', { ...id, phase })).toBe(0);
       expect(find(all, 'probe_phase_duration_seconds', id)).toHaveLength(KINDS[kind].phases.length);
@@ -99,7 +102,13 @@ describe('Metrics', () => {
     const m = new Metrics('t', KINDS);
     const s = spec('site', 'web');
     m.configure([s]);
-    m.record(result(s, { durationSeconds: 0.4, phases: { dns: 0.01, connect: 0.02, tls: 0.1, request: 0.27 }, observations: { ssl_earliest_cert_expiry: 1_800_000_000 } }));
+    m.record(
+      result(s, {
+        durationSeconds: 0.4,
+        phases: { dns: 0.01, connect: 0.02, tls: 0.1, request: 0.27 },
+        observations: { ssl_earliest_cert_expiry: 1_800_000_000 },
+      }),
+    );
     const all = await samples(m);
     const id = { probe: 'site', kind: 'web' };
     expect(value(all, 'probe_success', id)).toBe(1);
@@ -124,15 +133,38 @@ describe('Metrics', () => {
     const s = spec('site', 'web');
     m.configure([s]);
     m.record(result(s, { phases: { dns: 0.01, connect: 0.02, tls: 0.03, request: 0.1 } }));
-    m.record(result(s, { success: false, reason: 'tls', phase: 'tls', message: 'expired', durationSeconds: 0.05, startedAt: 1_700_000_060_000, phases: { dns: 0.01, connect: 0.02, tls: 0.02 } }));
-    m.record(result(s, { success: false, reason: 'tls', phase: 'tls', message: 'expired', startedAt: 1_700_000_120_000, phases: { dns: 0.01, connect: 0.02, tls: 0.02 } }));
+    m.record(
+      result(s, {
+        success: false,
+        reason: 'tls',
+        phase: 'tls',
+        message: 'expired',
+        durationSeconds: 0.05,
+        startedAt: 1_700_000_060_000,
+        phases: { dns: 0.01, connect: 0.02, tls: 0.02 },
+      }),
+    );
+    m.record(
+      result(s, {
+        success: false,
+        reason: 'tls',
+        phase: 'tls',
+        message: 'expired',
+        startedAt: 1_700_000_120_000,
+        phases: { dns: 0.01, connect: 0.02, tls: 0.02 },
+      }),
+    );
     const all = await samples(m);
     const id = { probe: 'site', kind: 'web' };
     expect(value(all, 'probe_success', id)).toBe(0);
     expect(value(all, 'probe_runs_total', { ...id, result: 'success' })).toBe(1);
     expect(value(all, 'probe_runs_total', { ...id, result: 'failure' })).toBe(2);
     expect(value(all, 'probe_failures_total', { ...id, reason: 'tls' })).toBe(2);
-    expect(find(all, 'probe_failures_total', id).filter((x) => x.labels.reason !== 'tls').every((x) => x.value === 0)).toBe(true);
+    expect(
+      find(all, 'probe_failures_total', id)
+        .filter((x) => x.labels.reason !== 'tls')
+        .every((x) => x.value === 0),
+    ).toBe(true);
     expect(value(all, 'probe_phase_duration_seconds', { ...id, phase: 'request' })).toBe(0);
     expect(value(all, 'probe_phase_duration_seconds', { ...id, phase: 'tls' })).toBe(0.02);
     expect(value(all, 'probe_latency_seconds_count', id)).toBe(3);
@@ -238,7 +270,11 @@ describe('Metrics', () => {
     m.configure([a2, spec('b', 'shell')]);
     const all = await samples(m);
     for (const x of all.filter((s) => s.name.startsWith('probe_'))) {
-      expect(Object.keys(x.labels).filter((k) => k !== 'le' && k !== 'phase' && k !== 'reason' && k !== 'result').sort()).toEqual(['env', 'kind', 'probe', 'team']);
+      expect(
+        Object.keys(x.labels)
+          .filter((k) => k !== 'le' && k !== 'phase' && k !== 'reason' && k !== 'result')
+          .sort(),
+      ).toEqual(['env', 'kind', 'probe', 'team']);
     }
     // Rebuilt families start again from 0, and every series exists again.
     expect(value(all, 'probe_runs_total', { probe: 'a', env: 'prod', result: 'success' })).toBe(0);

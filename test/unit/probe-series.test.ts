@@ -35,18 +35,31 @@ describe('ProbeSeries', () => {
   it('renders the same samples as prom-client for the same runs, with awkward label values', async () => {
     const names = ['plain', 'quote"d', 'back\\slash', 'new\nline', 'ünïcødé ✓'];
     const series = new ProbeSeries({ web: kind });
-    series.configure(names.map((name, i) => ({ name, kind: 'web', labels: (i % 2 ? { team: `t${i}"x` } : {}) as Record<string, string>, intervalSeconds: 60 })));
+    series.configure(
+      names.map((name, i) => ({ name, kind: 'web', labels: (i % 2 ? { team: `t${i}"x` } : {}) as Record<string, string>, intervalSeconds: 60 })),
+    );
 
     const reg = new Registry();
     const labelNames = ['probe', 'kind', 'team'];
     const F = PROBE_FAMILIES;
-    const g = (f: { name: string; help: string }, extra: string[] = []) => new Gauge({ name: f.name, help: f.help, labelNames: [...labelNames, ...extra], registers: [reg] });
-    const c = (f: { name: string; help: string }, extra: string[] = []) => new Counter({ name: f.name, help: f.help, labelNames: [...labelNames, ...extra], registers: [reg] });
+    const g = (f: { name: string; help: string }, extra: string[] = []) =>
+      new Gauge({ name: f.name, help: f.help, labelNames: [...labelNames, ...extra], registers: [reg] });
+    const c = (f: { name: string; help: string }, extra: string[] = []) =>
+      new Counter({ name: f.name, help: f.help, labelNames: [...labelNames, ...extra], registers: [reg] });
     const p = {
-      success: g(F.success), duration: g(F.duration), phase: g(F.phase, ['phase']), runs: c(F.runs, ['result']), failures: c(F.failures, ['reason']),
+      success: g(F.success),
+      duration: g(F.duration),
+      phase: g(F.phase, ['phase']),
+      runs: c(F.runs, ['result']),
+      failures: c(F.failures, ['reason']),
       latency: new Histogram({ name: F.latency.name, help: F.latency.help, labelNames, buckets: LATENCY_BUCKETS, registers: [reg] }),
-      lastRun: g(F.lastRun), lastSuccess: g(F.lastSuccess), skipped: c(F.skipped), certExpiry: g(F.certExpiry), interval: g(F.interval),
-      ratio: g({ name: 'probe_web_ratio', help: 'a gauge' }), errors: c({ name: 'probe_web_errors_total', help: 'a counter by code' }, ['code']),
+      lastRun: g(F.lastRun),
+      lastSuccess: g(F.lastSuccess),
+      skipped: c(F.skipped),
+      certExpiry: g(F.certExpiry),
+      interval: g(F.interval),
+      ratio: g({ name: 'probe_web_ratio', help: 'a gauge' }),
+      errors: c({ name: 'probe_web_errors_total', help: 'a counter by code' }, ['code']),
     };
     names.forEach((name, i) => {
       const l = { probe: name, kind: 'web', team: i % 2 ? `t${i}"x` : '' };
@@ -109,7 +122,13 @@ describe('ProbeSeries', () => {
   it('writes whole and fractional numbers exactly', () => {
     const series = new ProbeSeries({ web: kind });
     series.configure([{ name: 'a', kind: 'web', labels: {}, intervalSeconds: 86_400 * 365 }]);
-    for (const [key, value] of [['ratio', 0.1 + 0.2], ['ratio', 123456789012], ['ratio', 1e21], ['ratio', -3], ['ratio', 5e-7]] as const) {
+    for (const [key, value] of [
+      ['ratio', 0.1 + 0.2],
+      ['ratio', 123456789012],
+      ['ratio', 1e21],
+      ['ratio', -3],
+      ['ratio', 5e-7],
+    ] as const) {
       series.observe('a', { [key]: value });
       expect(series.render().toString()).toContain(`probe_web_ratio{probe="a",kind="web"} ${value}\n`);
     }

@@ -194,10 +194,19 @@ describe('runProbe', () => {
 
   it('does not keep a listener on the shutdown signal after the run', async () => {
     const shutdown = new AbortController();
-    for (let i = 0; i < 20; i++) await runProbe(spec(), kind(async () => {}), { log, shutdown: shutdown.signal });
+    for (let i = 0; i < 20; i++)
+      await runProbe(
+        spec(),
+        kind(async () => {}),
+        { log, shutdown: shutdown.signal },
+      );
     // Aborting now must not affect anything (and Node would warn about leaked listeners past 10).
     shutdown.abort();
-    const r = await runProbe(spec(), kind(async () => {}), { log });
+    const r = await runProbe(
+      spec(),
+      kind(async () => {}),
+      { log },
+    );
     expect(r.success).toBe(true);
   });
 

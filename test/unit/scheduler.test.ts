@@ -57,9 +57,7 @@ describe('staggerOffsetMs', () => {
   it('spreads 1,000 probes at 60 s evenly: no 1-second window holds more than 3% of them', () => {
     const n = 1000;
     const interval = 60_000;
-    const offsets = Array.from({ length: n }, (_, i) => staggerOffsetMs(spec(`probe-${i}`, { intervalMs: interval }))).sort(
-      (a, b) => a - b,
-    );
+    const offsets = Array.from({ length: n }, (_, i) => staggerOffsetMs(spec(`probe-${i}`, { intervalMs: interval }))).sort((a, b) => a - b);
     // Sliding window (wrapping around the interval, since slots repeat), not just aligned buckets.
     const doubled = [...offsets, ...offsets.map((o) => o + interval)];
     let maxInWindow = 0;

@@ -6,7 +6,12 @@ const NAMES = Array.from({ length: 5000 }, (_, i) => `probe-${i}-${(i * 7919) % 
 describe('rendezvous sharding', () => {
   it('puts every probe on exactly one shard, evenly', () => {
     for (const n of [1, 2, 3, 5, 8]) {
-      const shards = Array.from({ length: n }, (_, i) => ownedBy(NAMES.map((name) => ({ name })), { index: i, count: n }).map((p) => p.name));
+      const shards = Array.from({ length: n }, (_, i) =>
+        ownedBy(
+          NAMES.map((name) => ({ name })),
+          { index: i, count: n },
+        ).map((p) => p.name),
+      );
       const all = shards.flat();
       expect(all.length).toBe(NAMES.length);
       expect(new Set(all).size).toBe(NAMES.length);
@@ -41,7 +46,9 @@ describe('rendezvous sharding', () => {
     expect(() => parseShard('3/3', '--shard')).toThrow('--shard: shard 3 does not exist among 3 shards (they are numbered 0 to 2), got "3/3"');
     expect(() => parseShard('1/0', '--shard')).toThrow('--shard: the shard count must be at least 1, got "1/0"');
     expect(() => parseShard('one/two', '--shard')).toThrow('--shard must be i/n (e.g. 0/3) or auto/n, got "one/two"');
-    expect(() => parseShard('auto/2', 'FLEETPROBE_SHARD', 'laptop')).toThrow('FLEETPROBE_SHARD is "auto/2" but the host name "laptop" does not end in -<ordinal> (as StatefulSet pod names do)');
+    expect(() => parseShard('auto/2', 'FLEETPROBE_SHARD', 'laptop')).toThrow(
+      'FLEETPROBE_SHARD is "auto/2" but the host name "laptop" does not end in -<ordinal> (as StatefulSet pod names do)',
+    );
   });
 
   it('takes the flag over the environment, and no shard when neither is set', () => {
