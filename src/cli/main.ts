@@ -133,7 +133,7 @@ async function cmdDaemon(args: Args): Promise<number> {
     const stop = (signal: string) => {
       // A second signal while draining means "now".
       process.once(signal, () => process.exit(EXIT.fail));
-      daemon.shutdown(signal).then(() => resolve(EXIT.ok));
+      void daemon.shutdown(signal).then(() => resolve(EXIT.ok));
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
@@ -308,7 +308,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then((code) => {
+void main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
   // Long-lived handles (the lab, undici internals) must not keep a finished command alive.
   if (process.argv[2] !== 'daemon' && process.argv[2] !== 'lab') setImmediate(() => process.exit(code));

@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import type tls from 'node:tls';
 import type { Client } from 'undici';
 import { z } from 'zod';
 import { headerMap, readableFile, regex } from '../config/fields.js';
@@ -122,7 +123,7 @@ async function exchange(ctx: ProbeContext, url: URL, method: string, cfg: HttpCo
         insecureSkipVerify: cfg.tls.insecureSkipVerify,
         alpn: ['http/1.1'],
       });
-      const expiry = earliestCertExpiry(socket as import('node:tls').TLSSocket);
+      const expiry = earliestCertExpiry(socket as tls.TLSSocket);
       if (expiry !== undefined) ctx.observe('ssl_earliest_cert_expiry', expiry);
     }
     // undici takes the socket we dialled, so the phases above are real and the connection is ours.

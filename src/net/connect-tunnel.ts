@@ -77,7 +77,6 @@ const HEAD_END = /\r?\n\r?\n/;
 
 /** Printable, one line, bounded: a proxy's reason phrase or garbage may end up in a message. */
 export function printable(text: string, max = 80): string {
-  // eslint-disable-next-line no-control-regex
   const clean = text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\r' ? '\\r' : c === '\n' ? '\\n' : '?'));
   return clean.length > max ? clean.slice(0, max) + '…' : clean;
 }

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
+import type { ServerChannel } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProbeSpec } from '../../src/core/kind.js';
 import type { RunResult } from '../../src/core/result.js';
@@ -14,7 +15,7 @@ import { startLab, type Lab } from '../../src/lab/index.js';
 import { generateLabKey } from '../../src/lab/ssh-server.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { markerScript } from '../../src/net/ssh-session.js';
-import { metricValue, promtoolPath, runCli, tempDir, writeLabConfig } from '../helpers/cli.js';
+import { metricValue, promtoolPath, runCli, tempDir } from '../helpers/cli.js';
 import { readStdin, sshPeer, type SshPeer } from '../helpers/ssh-peers.js';
 
 /**
@@ -260,7 +261,7 @@ describe('ssh kind against non-standard proxies', () => {
     peers.push(p);
     return runSsh({ sshProxy: `127.0.0.1:${p.port}`, user: 'u', sshKey: { file: keyFile }, hostKeys: p.fingerprint, device: 'abc1234', ...extra }, 2000);
   };
-  const exit0 = (stream: import('ssh2').ServerChannel, stdout = '', stderr = '') => {
+  const exit0 = (stream: ServerChannel, stdout = '', stderr = '') => {
     if (stdout) stream.write(stdout);
     if (stderr) stream.stderr.write(stderr);
     stream.exit(0);

@@ -1,4 +1,4 @@
-import net from 'node:net';
+import type net from 'node:net';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ProbeSpec } from '../../src/core/kind.js';

@@ -84,8 +84,10 @@ function applyEdit(doc: unknown, e: { pick: number; op: string; value: unknown; 
   if (p.length === 0) return e.op === 'delete' ? null : e.op === 'wrap' ? [doc] : e.value;
   const parent = p.slice(0, -1).reduce<any>((o, k) => o[k], doc);
   const last = p[p.length - 1];
-  if (e.op === 'delete') Array.isArray(parent) ? parent.splice(Number(last), 1) : delete parent[last];
-  else if (e.op === 'retype') parent[last] = e.value;
+  if (e.op === 'delete') {
+    if (Array.isArray(parent)) parent.splice(Number(last), 1);
+    else delete parent[last];
+  } else if (e.op === 'retype') parent[last] = e.value;
   else if (e.op === 'wrap') parent[last] = [parent[last]];
   else if (!Array.isArray(parent)) {
     parent[e.key] = parent[last];
@@ -155,7 +157,8 @@ describe('bad configs: always a ConfigError naming file and field', () => {
     try {
       loadConfig({ paths: [file], lab: true, vars: labVars });
     } catch (err) {
-      if (!(err instanceof ConfigError)) throw new Error(`loadConfig threw ${(err as Error)?.name}: ${(err as Error)?.message}\n--- config ---\n${text}`);
+      if (!(err instanceof ConfigError))
+        throw new Error(`loadConfig threw ${(err as Error)?.name}: ${(err as Error)?.message}\n--- config ---\n${text}`, { cause: err });
       for (const issue of err.issues) {
         const where = `${JSON.stringify(issue)}\n--- config ---\n${text}`;
         expect(issue.file, where).toBe(file);

@@ -197,7 +197,8 @@ describe('secrets never leave the process', () => {
     let alternate = false;
     const runs = SECRET_PROBES.flatMap((p) => {
       const common = ['--config', dir, ...(p.lab ? ['--lab', '--lab-fault', 'device-offline'] : [])];
-      if (p.lab) return [(alternate = !alternate) ? ['run', p.name, ...common] : ['run', p.name, '--json', ...common]];
+      alternate = p.lab ? !alternate : alternate;
+      if (p.lab) return [alternate ? ['run', p.name, ...common] : ['run', p.name, '--json', ...common]];
       return [
         ['run', p.name, ...common],
         ['run', p.name, '--json', ...common],
