@@ -2,7 +2,8 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Logger } from 'pino';
-import { loadConfig, nominalIntervalMs } from '../config/load.js';
+import { loadConfig } from '../config/load.js';
+import { nominalIntervalMs } from '../config/schedule.js';
 import { parseDurationMs } from '../core/duration.js';
 import { ConfigError, FleetprobeError, UnknownProbeError, UsageError } from '../core/errors.js';
 import type { CompanionStatus, ProbeSpec } from '../core/kind.js';

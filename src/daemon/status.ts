@@ -1,4 +1,4 @@
-import { nominalIntervalMs } from '../config/load.js';
+import { nominalIntervalMs } from '../config/schedule.js';
 import type { CompanionStatus, ProbeSpec } from '../core/kind.js';
 import { resultToJson, type RunResult } from '../core/result.js';
 import { formatDuration } from '../core/duration.js';

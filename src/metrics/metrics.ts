@@ -1,5 +1,5 @@
 import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { nominalIntervalMs } from '../config/load.js';
+import { nominalIntervalMs } from '../config/schedule.js';
 import type { ProbeKind, ProbeSpec } from '../core/kind.js';
 import type { RunResult } from '../core/result.js';
 import { ProbeSeries, RESULTS } from './probe-series.js';
