@@ -23,8 +23,8 @@ export function tempDir(prefix) {
 
 export async function freePort() {
   const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
+  await new Promise((r) => s.listen(0, '127.0.0.1', () => r(undefined)));
+  const { port } = /** @type {import('node:net').AddressInfo} */ (s.address());
   await new Promise((r) => s.close(r));
   return port;
 }
@@ -71,6 +71,7 @@ export function startChild(cmd, args, opts = {}) {
     pid: child.pid,
     output: () => output,
     exited,
+    /** @param {NodeJS.Signals} [signal] */
     async stop(signal = 'SIGTERM') {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill(signal);
@@ -90,7 +91,7 @@ export function startWorker(script, args = [], opts = {}) {
   });
   const pending = new Map();
   let seq = 0;
-  child.on('message', (m) => {
+  child.on('message', (/** @type {any} */ m) => {
     const p = pending.get(m.id);
     if (!p) return;
     pending.delete(m.id);
@@ -126,7 +127,7 @@ export function startWorker(script, args = [], opts = {}) {
 
 /** The worker side of startWorker: `handlers[msg.op](msg)` answers each request. */
 export function serveWorker(handlers) {
-  process.on('message', async (msg) => {
+  process.on('message', async (/** @type {any} */ msg) => {
     try {
       const result = await handlers[msg.op](msg);
       process.send({ id: msg.id, result });

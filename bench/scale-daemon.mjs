@@ -68,16 +68,9 @@ serveWorker({
       const t = performance.now();
       const out = await render();
       renders.push({ ms: performance.now() - t, bytes: out.length });
-      return out;
-    };
-    // The probes' series alone, apart from the whole /metrics (which also awaits prom-client's
-    // process metrics); both in wall time, turns given to other work included.
-    const series = m.probes;
-    const renderSeries = series.renderAsync.bind(series);
-    series.renderAsync = async (prefix) => {
-      const t = performance.now();
-      const out = await renderSeries(prefix);
-      seriesRenders.push({ wallMs: performance.now() - t, workMs: series.lastRenderWorkMs });
+      // The probes' series alone, apart from the whole /metrics (which also awaits prom-client's
+      // process metrics): wall time, turns given to other work included, and the render's own work.
+      seriesRenders.push({ ...m.lastSeriesRender });
       return out;
     };
     const setInFlight = m.inFlight.set.bind(m.inFlight);

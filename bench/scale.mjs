@@ -80,6 +80,7 @@ async function getMetrics(url) {
   return { ms, bytes: body.length, series: lines - comments - blank - (body[0] === 35 ? 1 : 0) };
 }
 
+/** @param {{ short?: boolean, minutes?: number, factor?: number, concurrency?: number }} [options] */
 export async function runScaleBench({ short = false, minutes, factor = 1, concurrency } = {}) {
   const shape = short ? SHORT : FULL;
   // 11,500 probes with slow ones among them (an ssh run takes 100s of ms) need more than the

@@ -27,8 +27,8 @@ const server = https.createServer({ cert: fs.readFileSync(certFile), key: fs.rea
   }
 });
 server.keepAliveTimeout = 0;
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const upstream = server.address().port;
+await new Promise((r) => server.listen(0, '127.0.0.1', () => r(undefined)));
+const upstream = /** @type {import('node:net').AddressInfo} */ (server.address()).port;
 
 function relay(holdFirstServerBytes) {
   const s = net.createServer((client) => {
@@ -52,7 +52,7 @@ function relay(holdFirstServerBytes) {
       }, DELAY_MS);
     });
   });
-  return new Promise((r) => s.listen(0, '127.0.0.1', () => r(s.address().port)));
+  return new Promise((r) => s.listen(0, '127.0.0.1', () => r(/** @type {import('node:net').AddressInfo} */ (s.address()).port)));
 }
 
 const ports = { plain: await relay(false), tls: await relay(true), connect: await relay(false) };

@@ -1,17 +1,22 @@
 import type { Reason } from './reasons.js';
 
 /**
- * Typed errors with stable codes (FP_ERR_*). Callers and tests match on `code`, never on message
- * text. Foreign errors are normalised where they enter (see classify.ts) and kept as `cause`.
+ * Every error code fleetprobe gives, in one catalogue. Callers and tests match on `code`, never on
+ * message text. Foreign errors are normalised where they enter (see classify.ts) and kept as
+ * `cause`. FP_ERR_* reach the user; the others are internal signals (a deadline, a shutdown, a
+ * socket we closed ourselves) that classify.ts turns into a reason and never shows as a code.
  */
 export const ERROR_CODES = {
   FP_ERR_CONFIG: 'the configuration is invalid',
-  FP_ERR_SECRET: 'a secret reference could not be resolved',
   FP_ERR_USAGE: 'the command line is invalid',
   FP_ERR_UNKNOWN_PROBE: 'no probe has that name',
   FP_ERR_PROBE: 'a probe run failed',
   FP_ERR_LAB: 'the embedded lab could not start or was asked for something it does not have',
   FP_ERR_LISTEN: 'the HTTP server could not listen on the requested address',
+  FP_RUN_TIMEOUT: "(internal) a run's deadline passed",
+  FP_SHUTDOWN: '(internal) the run was aborted by a shutdown, or had already ended',
+  FP_CLOSED_BY_PROBE: '(internal) fleetprobe closed the connection itself (abort or teardown)',
+  FP_EXCHANGE_OVER: '(internal) an HTTP exchange is over and its client is being closed',
 } as const;
 export type ErrorCode = keyof typeof ERROR_CODES;
 

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { classifyError, describeError } from './classify.js';
 import type { CompanionStatus, ProbeContext, ProbeKind, ProbeSpec, ProgressEvent } from './kind.js';
 import { redact } from './redact.js';
+import type { ErrorCode } from './errors.js';
 import type { RunResult } from './result.js';
 
 const MAX_MESSAGE_CHARS = 512;
@@ -11,7 +12,7 @@ const MAX_PROGRESS_CHARS = 2000;
 
 export class RunTimeoutError extends Error {
   override name = 'TimeoutError';
-  readonly code = 'FP_RUN_TIMEOUT';
+  readonly code: ErrorCode = 'FP_RUN_TIMEOUT';
   constructor(timeoutMs: number) {
     super(`run deadline of ${timeoutMs}ms exceeded`);
   }
@@ -19,7 +20,7 @@ export class RunTimeoutError extends Error {
 
 export class ShutdownError extends Error {
   override name = 'AbortError';
-  readonly code = 'FP_SHUTDOWN';
+  readonly code: ErrorCode = 'FP_SHUTDOWN';
   constructor() {
     super('aborted by shutdown');
   }

@@ -89,7 +89,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     kinds: KINDS,
     log,
     record: (result) => recordResult(result, { metrics, status, log }),
-    observe: (spec, observations) => metrics.observe(spec.name, spec.kind, observations),
+    observe: (spec, observations) => metrics.observe(spec.name, observations),
   });
 
   let specsByName = new Map<string, LoadedConfig['probes'][number]>();

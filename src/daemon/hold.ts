@@ -37,10 +37,6 @@ export class HeldProbes {
 
   constructor(private readonly opts: HeldProbesOptions) {}
 
-  get size(): number {
-    return this.tasks.size;
-  }
-
   /** Applies the held probes of a (re)loaded configuration: unchanged ones keep their connection. */
   update(specs: ProbeSpec[]): void {
     if (this.stopped) return;

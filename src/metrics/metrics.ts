@@ -101,7 +101,7 @@ export class Metrics {
   }
 
   /** Feeds a kind's own series from observations, outside a run (a held probe's state between runs). */
-  observe(name: string, _kind: string, observations: Record<string, number | string>): void {
+  observe(name: string, observations: Record<string, number | string>): void {
     this.probes.observe(name, observations);
   }
 
@@ -113,8 +113,18 @@ export class Metrics {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 
+  /**
+   * The last render of the probes' series: wall time (turns given to other work included) and the
+   * render's own work, in ms. The scale benchmark reports them beside the whole /metrics time.
+   */
+  lastSeriesRender = { wallMs: 0, workMs: 0 };
+
   /** The exposition as bytes, for the HTTP server (at scale, tens of MB: no string in between). */
   async renderBytes(): Promise<Buffer> {
-    return this.probes.renderAsync(`${await this.prom.metrics()}\n`);
+    const prefix = `${await this.prom.metrics()}\n`;
+    const t = performance.now();
+    const out = await this.probes.renderAsync(prefix);
+    this.lastSeriesRender = { wallMs: performance.now() - t, workMs: this.probes.lastRenderWorkMs };
+    return out;
   }
 }

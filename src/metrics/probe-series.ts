@@ -184,10 +184,6 @@ export class ProbeSeries {
     return this.entries.has(name);
   }
 
-  labelsOf(name: string): Labels | undefined {
-    return this.entries.get(name)?.labels;
-  }
-
   recordRun(
     name: string,
     r: {
@@ -437,15 +433,6 @@ class ByteWriter {
     const bigger = Buffer.allocUnsafe(Math.max(this.b.length * 2, this.o + n));
     this.b.copy(bigger, 0, 0, this.o);
     this.b = bigger;
-  }
-  text(s: string): void {
-    const bytes = Buffer.from(s, 'utf8');
-    this.room(bytes.length);
-    this.o += bytes.copy(this.b, this.o);
-  }
-  newline(): void {
-    this.room(1);
-    this.b[this.o++] = 10;
   }
   /** `NAME{` + labels + (`,` + extra) + `} ` + value + newline. */
   sample(nameOpen: Uint8Array, labels: Uint8Array, extra: Uint8Array | null, value: number): void {

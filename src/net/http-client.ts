@@ -1,6 +1,6 @@
 import type net from 'node:net';
 import { Client, errors as undiciErrors } from 'undici';
-import { ProbeError } from '../core/errors.js';
+import { ProbeError, type ErrorCode } from '../core/errors.js';
 
 /**
  * HTTP/1.1 over a socket a kind dialled itself (so resolve, connect and TLS are real, timed phases
@@ -21,7 +21,7 @@ export function clientOverSocket(origin: string, socket: net.Socket): Client {
 // What the client is destroyed with once its exchange is over. One shared error: undici would
 // otherwise make a new one per run and the socket's destroy() formats each one's stack trace
 // (together about 60 us of CPU per run).
-const EXCHANGE_OVER = Object.assign(new Error('the exchange is over'), { code: 'FP_EXCHANGE_OVER' });
+const EXCHANGE_OVER = Object.assign(new Error('the exchange is over'), { code: 'FP_EXCHANGE_OVER' satisfies ErrorCode });
 
 /** Closes a client made by clientOverSocket after its exchange, however the exchange ended. */
 export function endClient(client: Client | undefined): Promise<void> {
@@ -31,7 +31,7 @@ export function endClient(client: Client | undefined): Promise<void> {
 /** Why we closed a socket ourselves (a run's abort or teardown), as undici sees it. */
 class ClosedByProbe extends Error {
   override name = 'AbortError';
-  readonly code = 'FP_CLOSED_BY_PROBE';
+  readonly code: ErrorCode = 'FP_CLOSED_BY_PROBE';
   constructor() {
     super('connection closed by fleetprobe');
   }
