@@ -12,6 +12,7 @@ import { runProbe } from '../core/run.js';
 import { startDaemon } from '../daemon/daemon.js';
 import { KINDS } from '../kinds/index.js';
 import { LAB_FAULTS, startLab, type Lab } from '../lab/index.js';
+import { describeDeferred, requireResolved, warnDeferred } from './deferred.js';
 import { LiveProgress } from './live-progress.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../core/log.js';
 import { renderList, renderTimeline } from './render.js';
@@ -154,13 +155,13 @@ async function cmdRun(args: Args): Promise<number> {
   const log = createLogger({ level: logLevel(args, 'warn'), fd: 2 });
   const lab = await maybeLab(args, log);
   try {
-    const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars });
+    const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars, lenient: true });
+    requireResolved([name], config.deferred);
     const spec = config.probes.find((p) => p.name === name);
-    if (!spec)
-      throw new UnknownProbeError(
-        name,
-        config.probes.map((p) => p.name),
-      );
+    if (!spec) throw new UnknownProbeError(name, [...config.probes.map((p) => p.name), ...config.deferred.map((d) => d.name)]);
+    const companions = (KINDS[spec.kind].companions?.(spec.config as never) ?? []).map((c) => c.probe);
+    requireResolved(companions, config.deferred);
+    warnDeferred(config.deferred);
     const interrupt = new AbortController();
     const onSigint = () => interrupt.abort();
     process.once('SIGINT', onSigint);
@@ -220,7 +221,7 @@ async function cmdList(args: Args): Promise<number> {
   const shard = shardFrom(args.values.shard);
   const lab = await maybeLab(args, log);
   try {
-    const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars });
+    const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars, lenient: true });
     const probes = ownedBy(config.probes, shard);
     if (args.values.json) {
       const out = probes.map((s) => ({
@@ -233,9 +234,16 @@ async function cmdList(args: Args): Promise<number> {
         source: s.source,
         ...(shard.count > 1 ? { shard: `${shard.index}/${shard.count}` } : {}),
       }));
-      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+      const unresolved = config.deferred.map((d) => ({ name: d.name, loaded: false, unresolved: describeDeferred(d) }));
+      process.stdout.write(JSON.stringify([...out, ...unresolved], null, 2) + '\n');
     } else {
       process.stdout.write(renderList(probes) + '\n');
+      for (const d of config.deferred)
+        process.stdout.write(
+          `${d.name}: not loaded, unresolved references:\n${describeDeferred(d)
+            .map((l) => `  ${l}\n`)
+            .join('')}`,
+        );
       if (shard.count > 1) process.stdout.write(`shard ${shard.index}/${shard.count}: ${probes.length} of ${config.probes.length} probes\n`);
     }
     return EXIT.ok;

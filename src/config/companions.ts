@@ -15,12 +15,13 @@ export interface CompanionLinks {
  * says little about now), and not to read companions itself (no chains, so `fleetprobe run` never
  * recurses).
  */
-export function linkCompanions(probes: ProbeSpec[], links: CompanionLinks[]): void {
+export function linkCompanions(probes: ProbeSpec[], links: CompanionLinks[], deferred: ReadonlySet<string> = new Set()): void {
   const byName = new Map(probes.map((p) => [p.name, p]));
   for (const { spec, refs, issue } of links) {
     for (const { field, probe } of refs) {
       const other = byName.get(probe);
       const otherKind = other && getKind(other.kind);
+      if (!other && deferred.has(probe)) continue;
       if (probe === spec.name) issue(field, 'names this probe itself; name another probe (e.g. a tunnel probe of the same device)');
       else if (!other || !otherKind) issue(field, `no enabled probe is named "${probe}"`);
       else if (otherKind.holds?.(other.config as never))

@@ -32,6 +32,9 @@ export const duration = z.union([z.string(), z.number()]).transform((v, ctx) => 
   return ms;
 });
 
+/** Marks a problem as a reference that did not resolve (see ConfigIssue.unresolved). */
+export const UNRESOLVED = { unresolved: true } as const;
+
 const secretRefShape = z.union([z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]);
 
 /** A secret: `{env: NAME}` or `{file: PATH}`, never inline. Resolved at load; missing is an error. */
@@ -49,7 +52,7 @@ export const secretRef = z.unknown().transform((v, ctx) => {
   if ('env' in ref) {
     const value = process.env[ref.env];
     if (value === undefined || value === '') {
-      ctx.addIssue({ code: 'custom', message: `environment variable ${ref.env} is not set (secret reference)` });
+      ctx.addIssue({ code: 'custom', message: `environment variable ${ref.env} is not set (secret reference)`, params: UNRESOLVED });
       return z.NEVER;
     }
     return new Secret(value, `env:${ref.env}`);
@@ -59,7 +62,7 @@ export const secretRef = z.unknown().transform((v, ctx) => {
     // Trailing newlines come from editors and `kubectl create secret --from-file`; they are never part of a token.
     return new Secret(fs.readFileSync(file, 'utf8').replace(/\r?\n$/, ''), `file:${file}`);
   } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `cannot read secret file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
+    ctx.addIssue({ code: 'custom', message: `cannot read secret file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, params: UNRESOLVED });
     return z.NEVER;
   }
 });

@@ -35,7 +35,7 @@ export function interpolateDocument(doc: Document, lc: LineCounter, file: string
       const { value, missing } = interpolate(node.value, vars);
       for (const name of missing) {
         const line = node.range ? lc.linePos(node.range[0]).line : undefined;
-        issues.push({ file, line, path: pathOf(doc, node), message: `environment variable ${name} is not set (used as \${${name}})` });
+        issues.push({ file, line, path: pathOf(doc, node), message: `environment variable ${name} is not set (used as \${${name}})`, unresolved: true });
       }
       node.value = value;
     },

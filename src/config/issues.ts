@@ -30,7 +30,8 @@ export function zodIssues(issues: readonly z.core.$ZodIssue[], file: string, doc
       }
       continue;
     }
-    out.push({ file, line: locateLine(doc, lc, p), path: formatPath(p), message: humanise(issue) });
+    const unresolved = issue.code === 'custom' && issue.params?.unresolved === true;
+    out.push({ file, line: locateLine(doc, lc, p), path: formatPath(p), message: humanise(issue), ...(unresolved ? { unresolved } : {}) });
   }
   return out;
 }

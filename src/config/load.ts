@@ -5,7 +5,7 @@ import { linkCompanions, type CompanionLinks } from './companions.js';
 import { interpolateDocument, withoutUnresolved } from './interpolate.js';
 import { orderIssues, zodIssues } from './issues.js';
 import { formatPath, locateLine } from './locate.js';
-import { loadProbe, type FileContext } from './probe.js';
+import { loadProbe, type DeferredProbe, type FileContext } from './probe.js';
 import { listFiles, readFile, type ParsedFile } from './read.js';
 import { fileSchema } from './schema.js';
 
@@ -25,6 +25,12 @@ export interface LoadOptions {
   lab?: boolean;
   /** Variables for ${NAME}, consulted before the environment (the lab's endpoints). */
   vars?: Record<string, string>;
+  /**
+   * `fleetprobe run`: a probe whose only problems are references that do not resolve here (an
+   * unset variable or secret) is left out and listed in `deferred`, instead of failing the load.
+   * Every other problem still fails it. The daemon and `check` load strictly.
+   */
+  lenient?: boolean;
 }
 
 export interface LoadedConfig {
@@ -32,6 +38,8 @@ export interface LoadedConfig {
   files: string[];
   /** Files skipped because they describe the lab and the lab is not running. */
   skippedLabFiles: string[];
+  /** With `lenient`: the probes left out for unresolved references, with their problems. */
+  deferred: DeferredProbe[];
 }
 
 /** The file-level part of a parsed file: its schema, and its platform block's field names. */
@@ -65,6 +73,7 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
   const skippedLabFiles: string[] = [];
   const seen = new Map<string, string>();
   const companions: CompanionLinks[] = [];
+  const deferred: DeferredProbe[] = [];
 
   for (const file of files) {
     const parsed = readFile(file, issues);
@@ -74,15 +83,30 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
       continue;
     }
     const unresolved = interpolateDocument(parsed.doc, parsed.lc, file, vars);
-    issues.push(...unresolved);
+    const { global, byProbe } = opts.lenient ? splitByProbe(unresolved) : { global: unresolved, byProbe: undefined };
+    issues.push(...global);
     const f = fileContext(parsed, { issues, seen, companions, schemaIssues: withoutUnresolved(unresolved) });
     if (!f) continue;
+    if (opts.lenient) Object.assign(f, { deferred, unresolvedAt: byProbe });
     f.probes.forEach((rawProbe, index) => {
       const spec = loadProbe(f, rawProbe, index);
       if (spec) probes.push(spec);
     });
   }
-  linkCompanions(probes, companions);
+  // A companion that was deferred is the runner's to check (it runs the companion, or refuses).
+  linkCompanions(probes, companions, new Set(deferred.map((d) => d.name)));
   if (issues.length) throw new ConfigError(orderIssues(issues, fileOrder));
-  return { probes, files, skippedLabFiles };
+  return { probes, files, skippedLabFiles, deferred };
+}
+
+/** Interpolation problems inside `probes[i]` belong to that probe; any other (platform, defaults) to the file. */
+function splitByProbe(found: ConfigIssue[]): { global: ConfigIssue[]; byProbe: Map<number, ConfigIssue[]> } {
+  const global: ConfigIssue[] = [];
+  const byProbe = new Map<number, ConfigIssue[]>();
+  for (const issue of found) {
+    const m = /^probes\[(\d+)\]/.exec(issue.path);
+    if (!m) global.push(issue);
+    else byProbe.set(Number(m[1]), [...(byProbe.get(Number(m[1])) ?? []), issue]);
+  }
+  return { global, byProbe };
 }

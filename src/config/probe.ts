@@ -24,6 +24,19 @@ export interface FileContext extends ParsedFile {
   /** Probe names seen so far in the whole configuration, with where: names are global. */
   seen: Map<string, string>;
   companions: CompanionLinks[];
+  /**
+   * Set for a lenient load (`fleetprobe run`): a probe whose only problems are unresolved
+   * references is set aside here, by name, instead of failing the whole load.
+   */
+  deferred?: DeferredProbe[];
+  /** Unresolved ${VAR}s found by interpolation, by probe index, for a lenient load to set aside. */
+  unresolvedAt?: Map<number, ConfigIssue[]>;
+}
+
+/** A probe left out of a lenient load: its references do not resolve here (see LoadOptions.lenient). */
+export interface DeferredProbe {
+  name: string;
+  issues: ConfigIssue[];
 }
 
 // One schema per kind, not per probe: zod compiles each new object schema on its first parse
@@ -75,16 +88,39 @@ function validate(f: FileContext, kind: ProbeKind, input: Record<string, unknown
   }
   const p = parsed.data as z.output<typeof schema> & Record<string, unknown>;
   const problems = kind.check?.(p as never) ?? [];
-  for (const problem of problems) issueOn(f, at, problem.field, problem.message);
+  for (const problem of problems) issueOn(f, at, problem.field, problem.message, problem.unresolved);
   return problems.length ? undefined : p;
 }
 
-function issueOn(f: FileContext, at: PropertyKey[], field: string, message: string): void {
-  f.issues.push({ file: f.file, line: locateLine(f.doc, f.lc, [...at, field]), path: formatPath([...at, field]), message });
+function issueOn(f: FileContext, at: PropertyKey[], field: string, message: string, unresolved?: boolean): void {
+  f.issues.push({
+    file: f.file,
+    line: locateLine(f.doc, f.lc, [...at, field]),
+    path: formatPath([...at, field]),
+    message,
+    ...(unresolved ? { unresolved } : {}),
+  });
 }
 
-/** Steps 4 to 6 for one probe of a file: its spec, or undefined (disabled, or with issues recorded). */
+/**
+ * Steps 4 to 6 for one probe of a file: its spec, or undefined (disabled, or with issues recorded).
+ * In a lenient load, a probe whose every problem is an unresolved reference is deferred instead.
+ */
 export function loadProbe(f: FileContext, rawProbe: Record<string, unknown>, index: number): ProbeSpec | undefined {
+  if (!f.deferred) return loadOne(f, rawProbe, index);
+  const own: ConfigIssue[] = [...(f.unresolvedAt?.get(index) ?? [])];
+  // Companion problems are found later, once every probe is known: they go to the load's own list.
+  const spec = loadOne({ ...f, issues: own }, rawProbe, index, f);
+  if (own.length === 0) return spec;
+  if (own.every((i) => i.unresolved)) {
+    f.deferred.push({ name: typeof rawProbe.name === 'string' ? rawProbe.name : `probes[${index}]`, issues: own });
+  } else {
+    f.issues.push(...own);
+  }
+  return undefined;
+}
+
+function loadOne(f: FileContext, rawProbe: Record<string, unknown>, index: number, later: FileContext = f): ProbeSpec | undefined {
   const at: PropertyKey[] = ['probes', index];
   const kind = kindOf(f, rawProbe, at);
   if (!kind) return undefined;
@@ -123,6 +159,6 @@ export function loadProbe(f: FileContext, rawProbe: Record<string, unknown>, ind
     digest,
   };
   const refs = kind.companions?.(config as never) ?? [];
-  if (refs.length) f.companions.push({ spec, refs, issue });
+  if (refs.length) f.companions.push({ spec, refs, issue: (field, message) => issueOn(later, at, field, message) });
   return spec;
 }

@@ -35,6 +35,11 @@ export interface ConfigIssue {
   line?: number;
   path: string;
   message: string;
+  /**
+   * A reference that did not resolve here and now (an unset variable, a secret file that cannot be
+   * read), not a mistake in the file: `fleetprobe run` tolerates it in the probes it does not run.
+   */
+  unresolved?: boolean;
 }
 
 export function formatConfigIssue(i: ConfigIssue): string {

@@ -107,7 +107,7 @@ export interface ProbeKind<S extends z.ZodObject = z.ZodObject> {
    * Rules across fields, checked at load after the schema (the loader merges only the schema's
    * shape, so object-level refinements would be lost). Each problem names the field it is about.
    */
-  check?(cfg: z.output<S>): { field: string; message: string }[];
+  check?(cfg: z.output<S>): { field: string; message: string; unresolved?: boolean }[];
   /**
    * Other probes whose latest results this probe reads through ctx.companion(). The loader checks
    * that each exists, is not the probe itself, is scheduled (not held) and reads no companions itself.

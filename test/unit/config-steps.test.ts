@@ -4,7 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { interpolateDocument, withoutUnresolved } from '../../src/config/interpolate.js';
 import { orderIssues } from '../../src/config/issues.js';
 import { mergePlatform } from '../../src/config/probe.js';
+import { loadConfig } from '../../src/config/load.js';
 import { listFiles, readFile } from '../../src/config/read.js';
+import { ConfigError } from '../../src/core/errors.js';
 import { deriveSchedule, nominalIntervalMs } from '../../src/config/schedule.js';
 import type { ConfigIssue } from '../../src/core/errors.js';
 import { getKind } from '../../src/kinds/index.js';
@@ -38,7 +40,9 @@ describe('config steps', () => {
     fs.writeFileSync(file, 'probes:\n  - name: x\n    url: https://${HOST}/${MISSING_ONE}\n');
     const parsed = readFile(file, [])!;
     const issues = interpolateDocument(parsed.doc, parsed.lc, file, { HOST: 'example.org' });
-    expect(issues).toEqual([{ file, line: 3, path: 'probes[0].url', message: 'environment variable MISSING_ONE is not set (used as ${MISSING_ONE})' }]);
+    expect(issues).toEqual([
+      { file, line: 3, path: 'probes[0].url', message: 'environment variable MISSING_ONE is not set (used as ${MISSING_ONE})', unresolved: true },
+    ]);
     expect(parsed.doc.toJS().probes[0].url).toBe('https://example.org/${MISSING_ONE}');
     // A schema problem on that field (or one holding it) would only repeat the missing variable.
     const filter = withoutUnresolved(issues);
@@ -86,5 +90,27 @@ describe('config steps', () => {
     const b1 = { file: 'b.yaml', line: 3, path: 'y', message: 'm' };
     const b0 = { file: 'b.yaml', line: 1, path: 'z', message: 'm' };
     expect(orderIssues([b1, a, b0, { ...a }], ['a.yaml', 'b.yaml'])).toEqual([a, b0, b1]);
+  });
+
+  it('a lenient load sets aside probes whose only problems are unresolved references', () => {
+    const file = path.join(tempDir(), 'fleet.yaml');
+    const probe = (name: string, token: string, tunnel = 't.example:443') =>
+      `  - name: ${name}\n    kind: tunnel\n    tunnel: "${tunnel}"\n    device: 0123456789abcdef\n    token: { env: ${token} }\n`;
+    fs.writeFileSync(file, `probes:\n${probe('ok', 'PATH')}${probe('secret-unset', 'FP_TEST_UNSET_1')}${probe('var-unset', 'PATH', '${FP_TEST_UNSET_2}:443')}`);
+    expect(() => loadConfig({ paths: [file] })).toThrow(ConfigError);
+    const lenient = loadConfig({ paths: [file], lenient: true });
+    expect(lenient.probes.map((p) => p.name)).toEqual(['ok']);
+    expect(lenient.deferred.map((d) => [d.name, d.issues.map((i) => i.message)])).toEqual([
+      ['secret-unset', ['environment variable FP_TEST_UNSET_1 is not set (secret reference)']],
+      ['var-unset', ['environment variable FP_TEST_UNSET_2 is not set (used as ${FP_TEST_UNSET_2})']],
+    ]);
+    // A platform field is the file's, but the probe that takes it is the one that cannot run.
+    fs.writeFileSync(
+      file,
+      `platform:\n  token: { env: FP_TEST_UNSET_3 }\nprobes:\n${probe('own', 'PATH')}${probe('via-platform', 'X').replace('    token: { env: X }\n', '')}`,
+    );
+    const viaPlatform = loadConfig({ paths: [file], lenient: true });
+    expect(viaPlatform.probes.map((p) => p.name)).toEqual(['own']);
+    expect(viaPlatform.deferred).toEqual([{ name: 'via-platform', issues: [expect.objectContaining({ path: 'platform.token', unresolved: true })] }]);
   });
 });

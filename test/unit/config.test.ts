@@ -392,7 +392,7 @@ describe('probes/lab.yaml', () => {
   const labFile = path.join(REPO, 'probes/lab.yaml');
 
   it('is skipped without the lab', () => {
-    expect(loadConfig({ paths: [labFile] })).toEqual({ probes: [], files: [labFile], skippedLabFiles: [labFile] });
+    expect(loadConfig({ paths: [labFile] })).toEqual({ probes: [], files: [labFile], skippedLabFiles: [labFile], deferred: [] });
   });
 
   it('loads with the lab and its variables', async () => {
