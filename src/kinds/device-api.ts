@@ -8,7 +8,7 @@ import { asProtocolError, clientOverSocket } from '../net/http-client.js';
 import { excerpt, readBody } from './http.js';
 
 /**
- * The platform API as the `device-status` kind reads it (PROTOCOLS.md "Device status in the API"):
+ * The platform API as the `device-status` kind reads it (docs/protocols.md "API device status"):
  * one device by uuid, and the devices of a fleet the API marks online, paged. Each request is on a
  * fresh connection of its own, limited by the step timeout, and its answer is checked field by
  * field: a real API sends extra fields and nulls, a broken one sends anything.

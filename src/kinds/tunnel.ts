@@ -15,7 +15,7 @@ import { excerpt, readBody, statusMatcher, statusMatches } from './http.js';
 import { credentialsOf, hostKeys, policyOf, privateKeyRef, sshExpect } from './ssh.js';
 
 /**
- * `tunnel`: a port tunnel through the platform's CONNECT proxy (PROTOCOLS.md "Port tunnel"),
+ * `tunnel`: a port tunnel through the platform's CONNECT proxy (docs/protocols.md "CONNECT tunnel"),
  * through the real authorization path, then a check of what answers at the far end: the device's
  * first line (`expect.banner`), `send`/`expect` steps, or an HTTP request. With `hold` the daemon
  * keeps the tunnel open and counts its interruptions instead of opening one per run.

@@ -10,7 +10,7 @@ import type { FaultSwitchboard } from './faults.js';
 import { listenLoopback, LAB_HOST, type LabServer } from './listen.js';
 
 /**
- * The platform's remote builder (`POST /v3/build`, see PROTOCOLS.md "Remote builder"): takes a
+ * The platform's remote builder (`POST /v3/build`, see docs/protocols.md "Builder"): takes a
  * gzipped tar, creates a draft release and streams the build log as one JSON array, piece by piece.
  * Its releases live in a LabReleases store that the lab's API (api.ts) cancels, so a test sees a
  * probe that gave up cancel what it started.

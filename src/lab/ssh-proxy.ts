@@ -6,7 +6,7 @@ import { LAB_HOST, type LabServer } from './listen.js';
 import { authenticateByKey, listenSsh, publicBlob, sshServer, type LabKeyPair } from './ssh-server.js';
 
 /**
- * The platform's SSH proxy (PROTOCOLS.md "SSH through the proxy"): the platform user logs in with
+ * The platform's SSH proxy (docs/protocols.md "SSH proxy"): the platform user logs in with
  * a registered key and execs `host <uuid>` or `enter <uuid> <container>`; the proxy connects onward
  * to the device with its own identity, held in an agent-like keystore, and pipes the session. Like
  * the real one it always exits 0, whatever happened, and reports trouble only on stderr.

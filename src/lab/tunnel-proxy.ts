@@ -7,7 +7,7 @@ import type { FaultSwitchboard } from './faults.js';
 import { listenLoopback, LAB_HOST, PendingDelays, type LabServer } from './listen.js';
 
 /**
- * The platform's tunnel proxy (open-balena-vpn's node-tunnel, PROTOCOLS.md "Port tunnel"): TLS,
+ * The platform's tunnel proxy (open-balena-vpn's node-tunnel, docs/protocols.md "CONNECT tunnel"): TLS,
  * then `CONNECT <uuid>.balena:<port>` with the token in Proxy-Authorization, routed to the lab
  * devices' ports. Replies are the real proxy's: 200 with `Proxy-agent: balena-io/node-tunnel`,
  * 407, 503, 403 (bad host name), 400, 500 (port refused), 405 (not CONNECT).

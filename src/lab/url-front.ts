@@ -9,8 +9,8 @@ import { listenLoopback, LAB_HOST, type LabServer } from './listen.js';
 
 /**
  * The platform's public device URL front: `https://<uuid>.<domain>/...` is reverse-proxied to that
- * device's HTTP server. It reproduces the platform's failure modes (see PROTOCOLS.md "Public device
- * URLs") so the public-url probe can be tested against something real.
+ * device's HTTP server. It reproduces the platform's failure modes (see docs/protocols.md "Public
+ * device URLs") so the public-url probe can be tested against something real.
  */
 
 export const LAB_URL_DOMAIN = 'devices.fleetprobe.test';

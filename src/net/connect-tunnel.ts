@@ -6,7 +6,7 @@ import type { Secret } from '../core/redact.js';
 import { connectTcp, resolveHost, upgradeTls, withStepTimeout } from './dial.js';
 
 /**
- * The platform's port tunnel: an HTTP CONNECT through its tunnel proxy (PROTOCOLS.md "Port
+ * The platform's port tunnel: an HTTP CONNECT through its tunnel proxy (docs/protocols.md "CONNECT
  * tunnel"), shared by the `tunnel` kind and anything else that needs a byte stream to a device port
  * (the `ssh` kind can run its session over the socket this returns).
  *
@@ -138,7 +138,7 @@ export class ConnectResponseParser {
   }
 }
 
-/** What each answer of the platform's proxy means (PROTOCOLS.md), and generic proxies' equivalents. */
+/** What each answer of the platform's proxy means (docs/protocols.md "CONNECT tunnel"), and generic proxies' equivalents. */
 const STATUS_MEANING: Record<number, { reason: Reason; meaning: string }> = {
   401: { reason: 'auth', meaning: 'our credentials were refused' },
   407: { reason: 'auth', meaning: 'our credentials were refused (no access to this device, or a bad token)' },

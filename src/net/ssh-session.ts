@@ -44,7 +44,7 @@ export function outputExcerpt(text: string, max = 200): string {
   return t.length > max ? t.slice(0, max) + '…' : t || '(empty)';
 }
 
-// What the balena proxy writes on stderr when it cannot take us to the device (PROTOCOLS.md), by
+// What the balena proxy writes on stderr when it cannot take us to the device (docs/protocols.md "SSH proxy"), by
 // meaning. Order matters: the offline text itself starts with "host error".
 const PROXY_STDERR: readonly [RegExp, Reason, string][] = [
   [

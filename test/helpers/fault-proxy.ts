@@ -35,7 +35,7 @@ export type FaultMode =
 
 export const PASS: FaultMode = { type: 'pass' };
 
-/** A short stable name for a mode, e.g. `reset(downstream@1)`, for test titles and the README. */
+/** A short stable name for a mode, e.g. `reset(downstream@1)`, for test titles and the docs' fault matrix. */
 export function describeMode(m: FaultMode): string {
   switch (m.type) {
     case 'pass':

@@ -14,7 +14,7 @@ import { closedPort, httpPeer, rawPeer } from '../helpers/http-peers.js';
  * The fault matrix: for every probe kind, how each way of breaking its path must end (the exact
  * reason and phase), and which degraded-but-working paths must still pass. One table serves the
  * matrix test, the leak test (as its mix of faults), the timeout test (its stall rows) and the
- * README's matrix (`npm run docs:matrix`), so the documentation is what the tests prove.
+ * matrix in docs/reliability.md (`npm run docs:matrix`), so the documentation is what the tests prove.
  *
  * Adding a kind = one MatrixKind entry: `start` brings up what its probes talk to (the shared lab
  * is already running) and names those TCP endpoints as targets; `spec` builds a probe that reaches
@@ -60,9 +60,9 @@ export interface KindEnv {
 
 export interface MatrixCase {
   kind: string;
-  /** The fault as the README names it. */
+  /** The fault as the docs' matrix names it. */
   fault: string;
-  /** How the test injects it (README column). */
+  /** How the test injects it (a column of the docs' matrix). */
   how: string;
   target?: string;
   /** What the fault proxy does (default: pass-through). */

@@ -1,9 +1,13 @@
 import { MATRIX_CASES, MATRIX_TIMEOUT_MS, outcome, type MatrixCase } from './matrix-cases.js';
 
 /**
- * The README's fault matrix, generated from the test table (matrix-cases.ts). `npm run docs:matrix`
- * writes it; test/reliability/fault-matrix.test.ts fails when the README holds anything else.
+ * The fault matrix of docs/reliability.md, generated from the test table (matrix-cases.ts).
+ * `npm run docs:matrix` writes it; test/reliability/fault-matrix.test.ts fails when the page holds
+ * anything else.
  */
+
+/** The page that holds the matrix, relative to the package root. */
+export const MATRIX_DOC = 'docs/reliability.md';
 
 export const START = '<!-- fault-matrix:start -->';
 export const END = '<!-- fault-matrix:end -->';
@@ -21,10 +25,10 @@ export function renderMatrix(cases: MatrixCase[] = MATRIX_CASES): string {
   ].join('\n');
 }
 
-/** The README with its matrix section replaced; throws when the markers are missing. */
-export function withMatrix(readme: string, table = renderMatrix()): string {
-  const start = readme.indexOf(START);
-  const end = readme.indexOf(END);
-  if (start < 0 || end < start) throw new Error(`README.md has no ${START} … ${END} section`);
-  return readme.slice(0, start + START.length) + '\n' + table + '\n' + readme.slice(end);
+/** The page with its matrix section replaced; throws when the markers are missing. */
+export function withMatrix(page: string, table = renderMatrix()): string {
+  const start = page.indexOf(START);
+  const end = page.indexOf(END);
+  if (start < 0 || end < start) throw new Error(`${MATRIX_DOC} has no ${START} … ${END} section`);
+  return page.slice(0, start + START.length) + '\n' + table + '\n' + page.slice(end);
 }

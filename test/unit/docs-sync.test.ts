@@ -2,20 +2,31 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REASON_DESCRIPTIONS } from '../../src/core/reasons.js';
-import { KINDS } from '../../src/kinds/index.js';
+import { KIND_NAMES, KINDS, PLATFORM_FIELDS } from '../../src/kinds/index.js';
 import { LAB_FAULTS } from '../../src/lab/faults.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { ROOT } from '../helpers/cli.js';
+import { MATRIX_DOC } from '../reliability/matrix-docs.js';
 
-const README = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+/**
+ * The tables of the README and docs/ stay equal to the code: each is written once, between
+ * <!-- NAME:start --> and <!-- NAME:end --> markers in the page that holds it.
+ */
 
-/** The rows of the Markdown table between <!-- NAME:start --> and <!-- NAME:end -->, header removed. */
-function table(name: string): string[][] {
-  const m = new RegExp(`<!-- ${name}:start -->\\n([\\s\\S]*?)<!-- ${name}:end -->`).exec(README);
-  if (!m) throw new Error(`README has no ${name} table`);
-  return m[1]
-    .trim()
+const read = (file: string) => fs.readFileSync(path.join(ROOT, file), 'utf8');
+
+/** What lies between <!-- NAME:start --> and <!-- NAME:end --> in `file`. */
+function marked(file: string, name: string): string {
+  const m = new RegExp(`<!-- ${name}:start -->([\\s\\S]*?)<!-- ${name}:end -->`).exec(read(file));
+  if (!m) throw new Error(`${file} has no <!-- ${name}:start --> … <!-- ${name}:end --> section`);
+  return m[1];
+}
+
+/** The rows of the Markdown table in `file` between the NAME markers, header removed, cells unquoted. */
+function table(file: string, name: string): string[][] {
+  return marked(file, name)
     .split('\n')
+    .filter((line) => line.startsWith('|'))
     .slice(2)
     .map((row) =>
       row
@@ -25,21 +36,44 @@ function table(name: string): string[][] {
     );
 }
 
-describe('README stays equal to the code', () => {
-  it('failure reasons', () => {
-    expect(Object.fromEntries(table('reasons').map(([r, d]) => [r, d]))).toEqual(REASON_DESCRIPTIONS);
+const sorted = (names: Iterable<string>) => [...names].sort();
+
+describe('the docs stay equal to the code', () => {
+  it('failure reasons (README.md)', () => {
+    expect(Object.fromEntries(table('README.md', 'reasons').map(([r, d]) => [r, d]))).toEqual(REASON_DESCRIPTIONS);
   });
 
-  it('metric names and types', async () => {
+  it('metric names and types (docs/metrics.md)', async () => {
     const metrics = new Metrics('test', KINDS);
     const ours = (await metrics.registry.getMetricsAsJSON())
       .filter((m) => m.name.startsWith('probe_') || m.name.startsWith('fleetprobe_'))
       .map((m) => [m.name, String(m.type)]);
-    const documented = table('metrics').map(([name, type]) => [name, type]);
+    const documented = table('docs/metrics.md', 'metrics').map(([name, type]) => [name, type]);
     expect(documented.sort()).toEqual(ours.sort());
   });
 
-  it('lab faults', () => {
-    expect(Object.fromEntries(table('faults').map(([f, d]) => [f, d]))).toEqual(LAB_FAULTS);
+  it('lab faults (docs/lab.md)', () => {
+    expect(Object.fromEntries(table('docs/lab.md', 'faults').map(([f, d]) => [f, d]))).toEqual(LAB_FAULTS);
+  });
+
+  it('every kind has a section in docs/configuration.md, and no section names a kind that is gone', () => {
+    const sections = [...read('docs/configuration.md').matchAll(/^## Kind `([^`]+)`$/gm)].map((m) => m[1]);
+    expect(sorted(sections)).toEqual(sorted(KIND_NAMES));
+  });
+
+  it('the README has an example probe of every kind', () => {
+    const examples = [...read('README.md').matchAll(/^\s+kind: ([\w-]+)\s*(?:#.*)?$/gm)].map((m) => m[1]);
+    expect(sorted(new Set(examples))).toEqual(sorted(KIND_NAMES));
+  });
+
+  it('the platform fields (docs/configuration.md)', () => {
+    const documented = [...marked('docs/configuration.md', 'platform-fields').matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+    expect(documented).toEqual(PLATFORM_FIELDS);
+  });
+
+  it(`the fault matrix (${MATRIX_DOC}) covers every kind`, () => {
+    // That the matrix is exactly the test table is test/reliability/fault-matrix.test.ts's check.
+    const kinds = table(MATRIX_DOC, 'fault-matrix').map(([kind]) => kind);
+    expect(sorted(new Set(kinds))).toEqual(sorted(KIND_NAMES));
   });
 });
