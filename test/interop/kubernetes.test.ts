@@ -129,6 +129,54 @@ describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : 
   });
 });
 
+/**
+ * The sharded variant needs kubectl's own kustomize (`replacements` across two levels; no
+ * equivalent render here). Under CI=true a missing kubectl is a failure, not a skip.
+ */
+const shardedKubectl = kubectl ?? (process.env.CI === 'true' ? 'missing' : undefined);
+describe.skipIf(!shardedKubectl)('Kubernetes sharded variant (deploy/kubernetes/sharded)', () => {
+  it('renders a StatefulSet of N shards taking i from their ordinal, a headless Service scraped per pod, and a PodDisruptionBudget', () => {
+    expect(kubectl, 'kubectl with kustomize v4.1+ is required under CI=true').toBeDefined();
+    const r = spawnSync(kubectl!, ['kustomize', path.join(K8S, 'sharded')], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const objs: Obj[] = parseAllDocuments(r.stdout).map((d) => d.toJSON());
+    const of = (kind: string) => objs.filter((o) => o.kind === kind);
+    expect(objs.map((o) => o.kind).sort()).toEqual([
+      'ConfigMap',
+      'Namespace',
+      'NetworkPolicy',
+      'PodDisruptionBudget',
+      'Service',
+      'ServiceAccount',
+      'ServiceMonitor',
+      'StatefulSet',
+    ]);
+    for (const o of objs) expect(o.metadata.labels, o.kind).toMatchObject({ location: 'eu-west', 'app.kubernetes.io/name': 'fleetprobe' });
+    for (const o of objs) if (o.kind !== 'Namespace') expect(o.metadata.namespace, o.kind).toBe('fleetprobe');
+    const [sts] = of('StatefulSet');
+    const [svc] = of('Service');
+    const [c] = sts.spec.template.spec.containers;
+    expect(c.env.find((e: Obj) => e.name === 'FLEETPROBE_SHARD').value).toBe(`auto/${sts.spec.replicas}`);
+    expect(sts.spec.replicas).toBeGreaterThan(1);
+    expect(sts.spec.serviceName).toBe(svc.metadata.name);
+    expect(svc.spec.clusterIP).toBe('None');
+    expect(sts.spec.selector.matchLabels).toEqual(svc.spec.selector);
+    // The same pod as the base's Deployment: hardened, the probes' ConfigMap, the location label.
+    const base = render('eu-west').find((o) => o.kind === 'Deployment')!;
+    expect(sts.spec.template.spec.securityContext).toEqual(base.spec.template.spec.securityContext);
+    expect(c.securityContext).toEqual(base.spec.template.spec.containers[0].securityContext);
+    expect(c.image).toBe('registry.example/fleetprobe:0.1.0');
+    expect(sts.spec.template.metadata.labels).toEqual({ 'app.kubernetes.io/name': 'fleetprobe', location: 'eu-west' });
+    expect(sts.spec.template.spec.volumes.find((v: Obj) => v.name === 'probes').configMap.name).toBe(of('ConfigMap')[0].metadata.name);
+    expect(of('ConfigMap')[0].metadata.name).toMatch(/^fleetprobe-probes-[a-z0-9]+$/);
+    const [pdb] = of('PodDisruptionBudget');
+    expect(pdb.spec.maxUnavailable).toBe(1);
+    expect(pdb.spec.selector.matchLabels).toEqual(sts.spec.selector.matchLabels);
+    // The base's ServiceMonitor selects the headless Service: every shard is a target of its own.
+    expect(of('ServiceMonitor')[0].spec.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': 'fleetprobe' });
+  });
+});
+
 describe('Dockerfile', () => {
   const text = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
   it('runs non-root under an init, with production dependencies only and OCI labels', () => {
