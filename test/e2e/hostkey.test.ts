@@ -1,14 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { ProbeSpec } from '../../src/core/kind.js';
-import { runProbe } from '../../src/core/run.js';
 import { tunnelKind } from '../../src/kinds/tunnel.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { hostsMatch, knownHostsName, parseKnownHosts } from '../../src/net/known-hosts.js';
 import { runCli, tempDir, type CliResult } from '../helpers/cli.js';
 import { closedPort, rawPeer, type Peer } from '../helpers/http-peers.js';
+import { runKindOnce } from '../helpers/run-kind.js';
 
 /**
  * `fleetprobe hostkey` as a user runs it (the CLI as a child process): through the lab's TLS tunnel
@@ -88,24 +86,14 @@ describe('fleetprobe hostkey against the lab', () => {
     // The output as the probe's known_hosts, no hostKeyAlias: a whole session through the tunnel.
     const knownHosts = path.join(tempDir(), 'known_hosts');
     fs.writeFileSync(knownHosts, r.stdout);
-    const spec: ProbeSpec = {
-      name: 'hostkey-tunnel-ssh',
-      kind: 'tunnel',
-      intervalMs: 60_000,
-      timeoutMs: 5000,
-      labels: {},
-      source: { file: 'test/e2e/hostkey.test.ts' },
-      config: tunnelKind.schema.parse({
-        tunnel: `127.0.0.1:${v.LAB_TUNNEL_PORT}`,
-        tunnelTls: { caFile: v.LAB_CA_FILE, serverName: v.LAB_TUNNEL_HOST },
-        token: { file: v.LAB_TUNNEL_TOKEN_FILE },
-        device: v.LAB_DEVICE3_UUID,
-        port: 22222,
-        ssh: { sshKey: { file: v.LAB_SSH_KEY_FILE }, hostKeys: { file: knownHosts }, command: 'cat /etc/os-release', expect: { stdout: 'balenaOS' } },
-      }),
-      digest: 't',
-    };
-    const run = await runProbe(spec, tunnelKind, { log: pino({ level: 'silent' }) });
+    const run = await runKindOnce(tunnelKind as never, {
+      tunnel: `127.0.0.1:${v.LAB_TUNNEL_PORT}`,
+      tunnelTls: { caFile: v.LAB_CA_FILE, serverName: v.LAB_TUNNEL_HOST },
+      token: { file: v.LAB_TUNNEL_TOKEN_FILE },
+      device: v.LAB_DEVICE3_UUID,
+      port: 22222,
+      ssh: { sshKey: { file: v.LAB_SSH_KEY_FILE }, hostKeys: { file: knownHosts }, command: 'cat /etc/os-release', expect: { stdout: 'balenaOS' } },
+    });
     expect({ success: run.success, message: run.message }).toEqual({ success: true, message: null });
   });
 

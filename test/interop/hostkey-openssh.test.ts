@@ -2,12 +2,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProbeSpec } from '../../src/core/kind.js';
-import { runProbe } from '../../src/core/run.js';
 import { sshKind } from '../../src/kinds/ssh.js';
 import { runCli, tempDir } from '../helpers/cli.js';
+import { runKindOnce } from '../helpers/run-kind.js';
 import { keygen, sshdAvailable, startSshd, type Sshd } from '../helpers/sshd.js';
 
 /**
@@ -104,26 +102,16 @@ describe.skipIf(!available)('fleetprobe hostkey against stock OpenSSH sshd', () 
   it('the ssh kind pins the server with the output: as a known_hosts file, and by a printed fingerprint', async () => {
     const fingerprints = [...out.stdout.matchAll(/^#\s+\S+ (SHA256:\S+)$/gm)].map((m) => m[1]);
     expect(fingerprints).toHaveLength(3);
-    const run = (hostKeys: unknown) => {
-      const spec: ProbeSpec = {
-        name: 'hostkey-pin',
-        kind: 'ssh',
-        timeoutMs: 8000,
-        labels: {},
-        source: { file: 't' },
-        config: sshKind.schema.parse({
-          mode: 'direct',
-          host: `127.0.0.1:${sshd.port}`,
-          user,
-          sshKey: { file: path.join(dir, 'user_ed25519') },
-          hostKeys,
-          command: 'echo pinned',
-          expect: { stdout: 'pinned' },
-        }),
-        digest: 't',
-      };
-      return runProbe(spec, sshKind as never, { log: pino({ level: 'silent' }) });
-    };
+    const run = (hostKeys: unknown) =>
+      runKindOnce(sshKind as never, {
+        mode: 'direct',
+        host: `127.0.0.1:${sshd.port}`,
+        user,
+        sshKey: { file: path.join(dir, 'user_ed25519') },
+        hostKeys,
+        command: 'echo pinned',
+        expect: { stdout: 'pinned' },
+      });
     for (const hostKeys of [{ file: knownHosts }, fingerprints]) {
       const r = await run(hostKeys);
       expect({ success: r.success, message: r.message }).toEqual({ success: true, message: null });

@@ -2,12 +2,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProbeSpec } from '../../src/core/kind.js';
-import { runProbe } from '../../src/core/run.js';
 import { sshKind } from '../../src/kinds/ssh.js';
 import { tempDir } from '../helpers/cli.js';
+import { runKindOnce } from '../helpers/run-kind.js';
 import { keygen, sshdAvailable, startSshd, type Sshd } from '../helpers/sshd.js';
 
 /**
@@ -17,8 +15,6 @@ import { keygen, sshdAvailable, startSshd, type Sshd } from '../helpers/sshd.js'
  */
 
 const available = sshdAvailable();
-
-const log = pino({ level: 'silent' });
 
 describe.skipIf(!available)('ssh kind against stock OpenSSH sshd', () => {
   let dir: string;
@@ -41,18 +37,7 @@ describe.skipIf(!available)('ssh kind against stock OpenSSH sshd', () => {
   afterAll(() => sshd?.stop());
 
   const user = os.userInfo().username;
-  const run = (fields: Record<string, unknown>) => {
-    const spec: ProbeSpec = {
-      name: 'openssh',
-      kind: 'ssh',
-      timeoutMs: 8000,
-      labels: {},
-      source: { file: 't' },
-      config: sshKind.schema.parse(fields),
-      digest: 't',
-    };
-    return runProbe(spec, sshKind as never, { log });
-  };
+  const run = (fields: Record<string, unknown>) => runKindOnce(sshKind as never, fields, { name: 'openssh' });
   const direct = (extra: Record<string, unknown> = {}) => ({
     mode: 'direct',
     host: `127.0.0.1:${port}`,
