@@ -13,6 +13,7 @@ import { startDaemon } from '../daemon/daemon.js';
 import { KINDS } from '../kinds/index.js';
 import { LAB_FAULTS, startLab, type Lab } from '../lab/index.js';
 import { describeDeferred, requireResolved, warnDeferred } from './deferred.js';
+import { cmdHostkey } from './hostkey.js';
 import { LiveProgress } from './live-progress.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../core/log.js';
 import { renderList, renderTimeline } from './render.js';
@@ -30,6 +31,8 @@ Usage:
   fleetprobe check [--config PATH]... [--lab]
   fleetprobe list [--config PATH]... [--lab] [--json] [--shard I/N]
   fleetprobe lab [--lab-fault F,...]
+  fleetprobe hostkey HOST[:PORT] [--via-tunnel PROXY[:PORT] [--token-env NAME]] [--timeout DURATION]
+                     (its known_hosts lines and fingerprints; more: fleetprobe hostkey --help)
 
 Options:
   --config PATH      probe definitions: a YAML file or a directory of them (repeatable; default: probes/)
@@ -275,6 +278,8 @@ async function cmdLab(args: Args): Promise<number> {
 
 export async function main(argv: string[]): Promise<number> {
   try {
+    // hostkey has options of its own (src/cli/hostkey.ts).
+    if (argv[0] === 'hostkey') return await cmdHostkey(argv.slice(1));
     const args = parse(argv);
     if (args.values.version) {
       process.stdout.write(`fleetprobe ${VERSION}\n`);
@@ -297,7 +302,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'lab':
         return await cmdLab(args);
       default:
-        throw new UsageError(`unknown command "${command}"; commands: daemon, run, check, list, lab`);
+        throw new UsageError(`unknown command "${command}"; commands: daemon, run, check, list, lab, hostkey`);
     }
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -3,7 +3,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import ssh2 from 'ssh2';
 import { parse, parseAllDocuments } from 'yaml';
+import { interpolate } from '../../src/config/interpolate.js';
+import { KINDS } from '../../src/kinds/index.js';
 import { ROOT, runCli, tempDir } from '../helpers/cli.js';
 
 const K8S = path.join(ROOT, 'deploy/kubernetes');
@@ -34,8 +37,18 @@ function miniKustomize(dir: string): Obj[] {
   }
   const renames: Record<string, string> = {};
   for (const g of k.configMapGenerator ?? []) {
+    for (const key of Object.keys(g))
+      if (!['name', 'files', 'envs'].includes(key)) throw new Error(`miniKustomize: unsupported generator field ${key} in ${dir}`);
     const data: Record<string, string> = {};
-    for (const f of g.files) data[path.basename(f)] = fs.readFileSync(path.join(dir, f), 'utf8');
+    for (const f of g.files ?? []) data[path.basename(f)] = fs.readFileSync(path.join(dir, f), 'utf8');
+    // An env file as kustomize reads it: KEY=value lines taken verbatim; blank and # lines skipped.
+    for (const f of g.envs ?? [])
+      for (const line of fs.readFileSync(path.join(dir, f), 'utf8').split('\n')) {
+        if (!line.trim() || line.trimStart().startsWith('#')) continue;
+        const eq = line.indexOf('=');
+        if (eq < 1) throw new Error(`miniKustomize: ${f}: not KEY=value: ${line}`);
+        data[line.slice(0, eq)] = line.slice(eq + 1);
+      }
     const name = `${g.name}-${createHash('sha256').update(JSON.stringify(data)).digest('hex').slice(0, 10)}`;
     renames[g.name] = name;
     objs.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data });
@@ -48,6 +61,11 @@ function miniKustomize(dir: string): Obj[] {
     }
     for (const v of o.spec?.template?.spec?.volumes ?? []) if (v.configMap && renames[v.configMap.name]) v.configMap.name = renames[v.configMap.name];
     for (const c of o.spec?.template?.spec?.containers ?? []) {
+      for (const e of c.envFrom ?? []) if (e.configMapRef && renames[e.configMapRef.name]) e.configMapRef.name = renames[e.configMapRef.name];
+      for (const e of c.env ?? []) {
+        const ref = e.valueFrom?.configMapKeyRef;
+        if (ref && renames[ref.name]) ref.name = renames[ref.name];
+      }
       for (const img of k.images ?? []) if (c.image.split(':')[0] === img.name) c.image = `${img.newName ?? img.name}:${img.newTag}`;
     }
   }
@@ -67,7 +85,16 @@ describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : 
   it.each(OVERLAYS)('%s: restricted pod security, lenient liveness, readiness, location label, secrets by reference', (location) => {
     const objs = render(location);
     const of = (kind: string) => objs.filter((o) => o.kind === kind);
-    expect(objs.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'Namespace', 'NetworkPolicy', 'Service', 'ServiceAccount', 'ServiceMonitor']);
+    expect(objs.map((o) => o.kind).sort()).toEqual([
+      'ConfigMap',
+      'ConfigMap',
+      'Deployment',
+      'Namespace',
+      'NetworkPolicy',
+      'Service',
+      'ServiceAccount',
+      'ServiceMonitor',
+    ]);
     for (const o of objs) expect(o.metadata.labels, o.kind).toMatchObject({ location, 'app.kubernetes.io/name': 'fleetprobe' });
 
     expect(of('Namespace')[0].metadata.labels['pod-security.kubernetes.io/enforce']).toBe('restricted');
@@ -102,9 +129,12 @@ describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : 
     const vols = Object.fromEntries(pod.volumes.map((v: Obj) => [v.name, v]));
     expect(vols.tmp.emptyDir).toBeDefined();
     expect(vols.credentials.secret.secretName).toBe('fleetprobe-credentials');
-    const [cm] = of('ConfigMap');
-    expect(vols.probes.configMap.name).toBe(cm.metadata.name);
-    expect(cm.metadata.name).toMatch(/^fleetprobe-probes-[a-z0-9]+$/);
+    const cm = of('ConfigMap').find((o) => o.metadata.name.startsWith('fleetprobe-probes-'));
+    expect(vols.probes.configMap.name).toBe(cm?.metadata.name);
+    expect(cm?.metadata.name).toMatch(/^fleetprobe-probes-[a-z0-9]+$/);
+    const settings = of('ConfigMap').find((o) => o.metadata.name.startsWith('fleetprobe-settings-'));
+    expect(c.envFrom).toEqual([{ configMapRef: { name: settings?.metadata.name } }]);
+    expect(settings?.metadata.name).toMatch(/^fleetprobe-settings-[a-z0-9]+$/);
 
     const [np] = of('NetworkPolicy');
     expect(np.spec.policyTypes).toEqual(['Ingress', 'Egress']);
@@ -120,13 +150,53 @@ describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : 
     expect(of('Service')[0].metadata.name).toBe('fleetprobe');
   });
 
-  it('the shipped probe definitions pass fleetprobe check', async () => {
-    const dir = tempDir();
-    fs.copyFileSync(path.join(K8S, 'base/probes/fleet.yaml'), path.join(dir, 'fleet.yaml'));
-    const r = await runCli(['check', '--config', dir], { env: { FLEETPROBE_LOCATION: 'eu-west' } });
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-  });
+  it.each(OVERLAYS)(
+    "%s: the shipped probes use every credential the pod mounts, at the pod's paths, and cover every kind; check passes once the settings are filled in, and names each one until then",
+    async (location) => {
+      const pod = podView(render(location));
+      const refs = references(pod.probeFiles, pod.env);
+      for (const [file, key] of Object.entries(pod.secretFiles)) expect(refs.files, `Secret key ${key}, mounted at ${file}`).toContain(file);
+      for (const [name, key] of Object.entries(pod.secretEnv)) expect(refs.envs, `Secret key ${key}, as $${name}`).toContain(name);
+      expect(Object.values(pod.secretFiles).concat(Object.values(pod.secretEnv)).sort()).toEqual(['known-hosts', 'ssh-key', 'token']);
+
+      // The pod's view on disk: its probe files, and its Secret's files (FLEETPROBE_SECRETS_DIR
+      // stands in for the mount point, which a test cannot create).
+      const probesDir = tempDir();
+      for (const [name, text] of Object.entries(pod.probeFiles)) fs.writeFileSync(path.join(probesDir, name), text);
+      const secretsDir = tempDir();
+      const key = ssh2.utils.generateKeyPairSync('ed25519');
+      const contents: Record<string, string> = { 'ssh-key': key.private, 'known-hosts': `ssh.balena-devices.com ${key.public}\n`, token: 'not-a-real-token' };
+      for (const [file, secretKey] of Object.entries(pod.secretFiles)) fs.writeFileSync(path.join(secretsDir, path.basename(file)), contents[secretKey]);
+      const env = {
+        ...pod.env,
+        ...Object.fromEntries(Object.entries(pod.secretEnv).map(([name, secretKey]) => [name, contents[secretKey]])),
+        FLEETPROBE_SECRETS_DIR: secretsDir,
+      };
+
+      // As shipped, the installation's own settings are empty: check names each one, and nothing else.
+      const required = pod.settings.filter((k) => pod.env[k] === '').sort();
+      expect(required).toEqual(Object.keys(INSTALLATION).sort());
+      const unset = await runCli(['check', '--config', probesDir], { env });
+      expect(unset.code).toBe(2);
+      const named = [...new Set([...unset.stderr.matchAll(/environment variable (\w+) is not set/g)].map((m) => m[1]))].sort();
+      expect(named).toEqual(required);
+      expect(unset.stderr.split('\n').filter((l) => l.startsWith('  ') && !/is not set/.test(l))).toEqual([]);
+
+      // With them (documented in docs/fleet.md), every probe loads, and every kind is there.
+      const fleetDoc = fs.readFileSync(path.join(ROOT, 'docs/fleet.md'), 'utf8');
+      for (const k of pod.settings) expect(fleetDoc, `docs/fleet.md documents ${k}`).toContain(`\`${k}\``);
+      const filled = { ...env, ...INSTALLATION };
+      const ok = await runCli(['check', '--config', probesDir], { env: filled });
+      expect(ok.stderr).toBe('');
+      expect(ok.stdout).toMatch(/^ok: \d+ probes in 1 file\(s\)\n$/);
+      expect(ok.code).toBe(0);
+      const list = await runCli(['list', '--json', '--config', probesDir], { env: filled });
+      const probes = JSON.parse(list.stdout) as Obj[];
+      expect(probes.filter((p) => p.loaded === false)).toEqual([]);
+      expect([...new Set(probes.map((p) => p.kind))].sort()).toEqual(Object.keys(KINDS).sort());
+      expect(new Set(probes.map((p) => p.labels.location))).toEqual(new Set([location]));
+    },
+  );
 });
 
 /**
@@ -142,6 +212,7 @@ describe.skipIf(!shardedKubectl)('Kubernetes sharded variant (deploy/kubernetes/
     const objs: Obj[] = parseAllDocuments(r.stdout).map((d) => d.toJSON());
     const of = (kind: string) => objs.filter((o) => o.kind === kind);
     expect(objs.map((o) => o.kind).sort()).toEqual([
+      'ConfigMap',
       'ConfigMap',
       'Namespace',
       'NetworkPolicy',
@@ -167,8 +238,10 @@ describe.skipIf(!shardedKubectl)('Kubernetes sharded variant (deploy/kubernetes/
     expect(c.securityContext).toEqual(base.spec.template.spec.containers[0].securityContext);
     expect(c.image).toBe('registry.example/fleetprobe:0.1.0');
     expect(sts.spec.template.metadata.labels).toEqual({ 'app.kubernetes.io/name': 'fleetprobe', location: 'eu-west' });
-    expect(sts.spec.template.spec.volumes.find((v: Obj) => v.name === 'probes').configMap.name).toBe(of('ConfigMap')[0].metadata.name);
-    expect(of('ConfigMap')[0].metadata.name).toMatch(/^fleetprobe-probes-[a-z0-9]+$/);
+    const configMap = (prefix: string) => of('ConfigMap').find((m) => m.metadata.name.startsWith(prefix))!.metadata.name;
+    expect(sts.spec.template.spec.volumes.find((v: Obj) => v.name === 'probes').configMap.name).toBe(configMap('fleetprobe-probes-'));
+    expect(c.envFrom[0].configMapRef.name).toBe(configMap('fleetprobe-settings-'));
+    expect(base.spec.template.spec.containers[0].envFrom).toHaveLength(c.envFrom.length);
     const [pdb] = of('PodDisruptionBudget');
     expect(pdb.spec.maxUnavailable).toBe(1);
     expect(pdb.spec.selector.matchLabels).toEqual(sts.spec.selector.matchLabels);
@@ -176,6 +249,68 @@ describe.skipIf(!shardedKubectl)('Kubernetes sharded variant (deploy/kubernetes/
     expect(of('ServiceMonitor')[0].spec.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': 'fleetprobe' });
   });
 });
+/** Values of an example installation, for the settings base/settings.env leaves empty. */
+const INSTALLATION = {
+  FLEETPROBE_USER: 'probe-bot',
+  FLEETPROBE_CANARY_DEVICE: '7f3c0ffee0123456789abcdef0123456',
+  FLEETPROBE_BUILD_FLEET: 'myorg/probe-fleet',
+  FLEETPROBE_SAMPLE_FLEET: 'myorg/production',
+};
+
+/**
+ * What the rendered Deployment's container sees: its environment (literals, the label given by the
+ * downward API, the ConfigMaps it takes whole, whose keys are the `settings`), the env vars that
+ * come from the Secret, the Secret's files by mounted path, and the probe files it is told to load.
+ */
+function podView(objs: Obj[]) {
+  const deploy = objs.find((o) => o.kind === 'Deployment')!;
+  const pod = deploy.spec.template.spec;
+  const [c] = pod.containers;
+  const configMaps = new Map<string, Record<string, string>>(objs.filter((o) => o.kind === 'ConfigMap').map((o) => [o.metadata.name, o.data]));
+  const env: Record<string, string> = {};
+  const secretEnv: Record<string, string> = {};
+  const settings: string[] = [];
+  for (const from of c.envFrom ?? []) {
+    expect(configMaps.has(from.configMapRef?.name), `envFrom ${JSON.stringify(from)}`).toBe(true);
+    Object.assign(env, configMaps.get(from.configMapRef.name));
+    settings.push(...Object.keys(configMaps.get(from.configMapRef.name)!));
+  }
+  for (const e of c.env ?? []) {
+    const label = /^metadata\.labels\['(.+)'\]$/.exec(e.valueFrom?.fieldRef?.fieldPath ?? '');
+    if (e.value !== undefined) env[e.name] = e.value;
+    else if (label) env[e.name] = deploy.spec.template.metadata.labels[label[1]];
+    else if (e.valueFrom?.secretKeyRef) secretEnv[e.name] = e.valueFrom.secretKeyRef.key;
+    else if (e.valueFrom?.configMapKeyRef) env[e.name] = configMaps.get(e.valueFrom.configMapKeyRef.name)![e.valueFrom.configMapKeyRef.key];
+    else throw new Error(`podView: env ${e.name} comes from somewhere this test does not know`);
+  }
+  const volumes = Object.fromEntries(pod.volumes.map((v: Obj) => [v.name, v]));
+  const secretFiles: Record<string, string> = {};
+  let probeFiles: Record<string, string> | undefined;
+  const configDir = c.args[c.args.indexOf('--config') + 1];
+  for (const m of c.volumeMounts) {
+    const v = volumes[m.name];
+    for (const item of v.secret?.items ?? []) secretFiles[path.posix.join(m.mountPath, item.path)] = item.key;
+    if (v.configMap && m.mountPath === configDir) probeFiles = configMaps.get(v.configMap.name);
+  }
+  expect(probeFiles, `a ConfigMap mounted at --config ${configDir}`).toBeDefined();
+  return { env, settings, secretEnv, secretFiles, probeFiles: probeFiles! };
+}
+
+/** Every `{file: ...}` (as the pod's environment resolves it) and `{env: ...}` reference of the probe files. */
+function references(files: Record<string, string>, env: Record<string, string>): { files: string[]; envs: string[] } {
+  const out = { files: [] as string[], envs: [] as string[] };
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(walk);
+    if (!node || typeof node !== 'object') return;
+    const keys = Object.keys(node);
+    const only = keys.length === 1 ? (node as Record<string, unknown>)[keys[0]] : undefined;
+    if (keys[0] === 'file' && typeof only === 'string') out.files.push(interpolate(only, env).value);
+    else if (keys[0] === 'env' && typeof only === 'string') out.envs.push(only);
+    else Object.values(node).forEach(walk);
+  };
+  for (const text of Object.values(files)) walk(parse(text));
+  return out;
+}
 
 describe('Dockerfile', () => {
   const text = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');

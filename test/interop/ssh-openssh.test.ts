@@ -1,14 +1,12 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProbeSpec } from '../../src/core/kind.js';
-import { runProbe } from '../../src/core/run.js';
 import { sshKind } from '../../src/kinds/ssh.js';
 import { tempDir } from '../helpers/cli.js';
+import { runKindOnce } from '../helpers/run-kind.js';
+import { keygen, sshdAvailable, startSshd, type Sshd } from '../helpers/sshd.js';
 
 /**
  * The ssh kind's `direct` and `jump` modes against stock OpenSSH sshd (Debian openssh-server),
@@ -16,100 +14,30 @@ import { tempDir } from '../helpers/cli.js';
  * hashed by `ssh-keygen -H`, so the probe reads what OpenSSH itself writes.
  */
 
-const SSHD = '/usr/sbin/sshd';
-const available = fs.existsSync(SSHD) && fs.existsSync('/usr/bin/ssh-keygen');
-if (!available && process.env.CI === 'true') throw new Error(`${SSHD} and ssh-keygen are required under CI=true (Debian openssh-server, openssh-client)`);
-
-const log = pino({ level: 'silent' });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForBanner(port: number, child: ChildProcess, stderr: () => string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('data', (d) => (s.destroy(), resolve(d.toString().startsWith('SSH-2.0-'))));
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`sshd did not start: ${stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const available = sshdAvailable();
 
 describe.skipIf(!available)('ssh kind against stock OpenSSH sshd', () => {
   let dir: string;
   let port: number;
-  let sshd: ChildProcess;
-  let sshdErr = '';
-  const keygen = (file: string) => execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', path.basename(file), '-f', file]);
+  let sshd: Sshd;
 
   beforeAll(async () => {
     dir = tempDir('fleetprobe-sshd-');
-    keygen(path.join(dir, 'host_ed25519'));
     keygen(path.join(dir, 'other_host_ed25519'));
     keygen(path.join(dir, 'user_ed25519'));
     keygen(path.join(dir, 'refused_ed25519'));
     fs.copyFileSync(path.join(dir, 'user_ed25519.pub'), path.join(dir, 'authorized_keys'));
-    port = await freePort();
+    sshd = await startSshd(dir);
+    port = sshd.port;
     const pub = fs.readFileSync(path.join(dir, 'host_ed25519.pub'), 'utf8').split(' ').slice(0, 2).join(' ');
     fs.writeFileSync(path.join(dir, 'known_hosts'), `[127.0.0.1]:${port} ${pub}\n`);
     execFileSync('ssh-keygen', ['-H', '-f', path.join(dir, 'known_hosts')], { stdio: 'ignore' });
-    fs.writeFileSync(
-      path.join(dir, 'sshd_config'),
-      [
-        'ListenAddress 127.0.0.1',
-        `Port ${port}`,
-        `HostKey ${dir}/host_ed25519`,
-        `AuthorizedKeysFile ${dir}/authorized_keys`,
-        `PidFile ${dir}/sshd.pid`,
-        'UsePAM no',
-        'StrictModes no',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'PermitRootLogin prohibit-password',
-        'AllowTcpForwarding yes',
-        'LogLevel ERROR',
-        '',
-      ].join('\n'),
-    );
-    fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-    sshd = spawn(SSHD, ['-D', '-e', '-f', path.join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    sshd.stderr!.on('data', (d) => (sshdErr += d));
-    await waitForBanner(port, sshd, () => sshdErr);
   }, 20_000);
 
-  afterAll(async () => {
-    if (sshd && sshd.exitCode === null) {
-      const exited = new Promise((r) => sshd.once('exit', r));
-      sshd.kill('SIGTERM');
-      await exited;
-    }
-  });
+  afterAll(() => sshd?.stop());
 
   const user = os.userInfo().username;
-  const run = (fields: Record<string, unknown>) => {
-    const spec: ProbeSpec = {
-      name: 'openssh',
-      kind: 'ssh',
-      timeoutMs: 8000,
-      labels: {},
-      source: { file: 't' },
-      config: sshKind.schema.parse(fields),
-      digest: 't',
-    };
-    return runProbe(spec, sshKind as never, { log });
-  };
+  const run = (fields: Record<string, unknown>) => runKindOnce(sshKind as never, fields, { name: 'openssh' });
   const direct = (extra: Record<string, unknown> = {}) => ({
     mode: 'direct',
     host: `127.0.0.1:${port}`,
