@@ -7,8 +7,8 @@ import { LOG_LEVELS, type LogLevel } from '../core/log.js';
 import { startLab, type Lab } from '../lab/index.js';
 import { PACKAGE_ROOT } from '../core/version.js';
 
-/** 130 is what a shell reports for a command ended by SIGINT (128 + 2); CI systems read it so. */
-export const EXIT = { ok: 0, fail: 1, usage: 2, interrupted: 130 } as const;
+/** 130 and 143 are what a shell reports for a command ended by SIGINT (128 + 2) and SIGTERM (128 + 15). */
+export const EXIT = { ok: 0, fail: 1, usage: 2, interrupted: 130, terminated: 143 } as const;
 
 const OPTIONS = {
   config: { type: 'string', multiple: true },

@@ -30,8 +30,8 @@ const DEFAULT_CONCURRENCY = 8;
 /**
  * Sets up a many-probe command in the order that keeps bad input cheap: usage errors, then the
  * configuration and the selection (exit 2 with what there is), then the report file (exit 2 if
- * it cannot be written), and only then any run. Ctrl-C stops the runs and the report is still
- * written, with what ran; a second Ctrl-C exits at once.
+ * it cannot be written), and only then any run. Ctrl-C (or SIGTERM) stops the runs and the report
+ * is still written, with what ran; a second signal exits at once.
  */
 export async function withManyProbes(args: Args, mode: 'run' | 'gate', bar: Bar, body: (m: ManyProbes) => Promise<Outcome>): Promise<number> {
   const selection = selectionFrom(args, mode);
@@ -41,24 +41,29 @@ export async function withManyProbes(args: Args, mode: 'run' | 'gate', bar: Bar,
   const interrupt = new AbortController();
   // Every run in flight (and every gate's wait) listens on it: not a leak.
   setMaxListeners(0, interrupt.signal);
-  const exitNow = () => process.exit(EXIT.interrupted);
-  const onSigint = () => {
-    process.stderr.write('fleetprobe: interrupted: stopping the runs and writing the partial report (Ctrl-C again to exit now)\n');
+  // Ctrl-C, or SIGTERM from a CI runner or Kubernetes cancelling the job: stop, report, exit.
+  let stoppedBy: NodeJS.Signals | undefined;
+  const exitCode = () => (stoppedBy === 'SIGTERM' ? EXIT.terminated : EXIT.interrupted);
+  const exitNow = () => process.exit(exitCode());
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stoppedBy) return exitNow();
+    stoppedBy = signal;
+    process.stderr.write(`fleetprobe: ${signal}: stopping the runs and writing the partial report (again to exit now)\n`);
     interrupt.abort();
-    process.once('SIGINT', exitNow);
   };
   try {
     const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars });
     const specs = selectProbes(config.probes, selection);
     const junit = args.values.junit ? new JunitFile(args.values.junit) : undefined;
     const report = new Report(specs, { mode, json: Boolean(args.values.json), junit, bar, out: process.stdout });
-    process.once('SIGINT', onSigint);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     const outcome = await body({ specs, all: config.probes, log, interrupted: interrupt.signal, report, concurrency, labControl: lab?.controlUrl });
     report.finish(outcome);
-    return outcome.interrupted ? EXIT.interrupted : outcome.success ? EXIT.ok : EXIT.fail;
+    return outcome.interrupted ? exitCode() : outcome.success ? EXIT.ok : EXIT.fail;
   } finally {
-    process.off('SIGINT', onSigint);
-    process.off('SIGINT', exitNow);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     await lab?.close();
   }
 }

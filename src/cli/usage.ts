@@ -39,4 +39,4 @@ Options:
   --fail-after K     the gate fails when a probe fails K times in a row (default 2)
 
 Exit status: 0 pass / ok, 1 probe failed (run, gate: a probe missed its bar), 2 configuration or
-usage error, 130 interrupted (run, gate: the partial report is written).`;
+usage error; run and gate with many probes: 130 on SIGINT, 143 on SIGTERM (the partial report is written).`;

@@ -104,22 +104,29 @@ describe('fleetprobe gate', () => {
     expect(r.stdout).toMatch(/^gate FAILED after [\d.]+s: url-1 failed 1 time in a row \(device_offline in transfer: the platform served/m);
   });
 
-  it('SIGINT stops the runs, writes the partial report and exits 130', async () => {
-    const junit = path.join(tempDir(), 'gate.xml');
-    gate = new CliProcess(['gate', '--lab', '--config', urlConfig(), '--for', '1m', '--every', '2s', '--junit', junit]);
-    await gate.waitFor(/^\[[\d.]+s\/1m\] round 2: 4 runs, 4 passed, 0 failed; all passing$/m);
-    const sentAt = Date.now();
-    gate.kill('SIGINT');
-    const { code, atMs } = await gate.exit;
-    expect(code).toBe(130);
-    expect(atMs - sentAt).toBeLessThan(3000);
-    expect(gate.stderr).toContain('fleetprobe: interrupted: stopping the runs and writing the partial report');
-    expect(gate.stdout).toMatch(/^url-1\s+http\s+pass [23]\/[23]\s/m);
-    expect(gate.stdout).toMatch(/^gate interrupted after [\d.]+s: the report holds the runs that ended$/m);
-    if (!xmllint) return;
-    expect(validateJunit(junit).ok).toBe(true);
-    expect(xpath(junit, 'count(//testcase)')).toBe('2');
-    expect(Number(xpath(junit, 'count(//testcase[@name="url-1"]/system-out)'))).toBe(1);
-    expect(xpath(junit, 'string(//testcase[@name="url-1"]/system-out)')).toMatch(/^\[run 1\/\d\] \S+ PASS/);
-  }, 30_000);
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)(
+    '%s stops the runs, writes the partial report and exits %i',
+    async (signal, exitCode) => {
+      const junit = path.join(tempDir(), 'gate.xml');
+      gate = new CliProcess(['gate', '--lab', '--config', urlConfig(), '--for', '1m', '--every', '2s', '--junit', junit]);
+      await gate.waitFor(/^\[[\d.]+s\/1m\] round 2: 4 runs, 4 passed, 0 failed; all passing$/m);
+      const sentAt = Date.now();
+      gate.kill(signal);
+      const { code, atMs } = await gate.exit;
+      expect(code).toBe(exitCode);
+      expect(atMs - sentAt).toBeLessThan(3000);
+      expect(gate.stderr).toContain(`fleetprobe: ${signal}: stopping the runs and writing the partial report`);
+      expect(gate.stdout).toMatch(/^url-1\s+http\s+pass [23]\/[23]\s/m);
+      expect(gate.stdout).toMatch(/^gate interrupted after [\d.]+s: the report holds the runs that ended$/m);
+      if (!xmllint) return;
+      expect(validateJunit(junit).ok).toBe(true);
+      expect(xpath(junit, 'count(//testcase)')).toBe('2');
+      expect(Number(xpath(junit, 'count(//testcase[@name="url-1"]/system-out)'))).toBe(1);
+      expect(xpath(junit, 'string(//testcase[@name="url-1"]/system-out)')).toMatch(/^\[run 1\/\d\] \S+ PASS/);
+    },
+    30_000,
+  );
 });
