@@ -43,6 +43,14 @@ export async function runGate(m: ManyProbes, g: GateOptions): Promise<Outcome> {
   if (m.labControl) process.stderr.write(`lab control: ${m.labControl} (curl -X PUT ${m.labControl}/faults/<name> switches a fault on)\n`);
 
   const probeLoop = async (spec: ProbeSpec) => {
+    try {
+      await beat(spec);
+    } finally {
+      // A probe whose last run ended past the period has no more rounds to wait for.
+      if (!stop.aborted) progress.finished(spec.name, elapsedMs());
+    }
+  };
+  const beat = async (spec: ProbeSpec) => {
     let dueMs = 0;
     for (let attempt = 1; dueMs <= g.forMs && !stop.aborted; attempt++) {
       const waitMs = dueMs - elapsedMs();
@@ -64,30 +72,27 @@ export async function runGate(m: ManyProbes, g: GateOptions): Promise<Outcome> {
   };
   await Promise.all(m.specs.map(probeLoop));
 
-  const settings = { forSeconds: g.forMs / 1000, everySeconds: g.everyMs / 1000, failAfter: g.failAfter, rounds: progress.round };
-  const took = `${(elapsedMs() / 1000).toFixed(1)}s`;
-  if (m.interrupted.aborted && !failedBy) {
-    return {
-      success: false,
-      interrupted: true,
-      verdict: `gate interrupted after ${took}: the report holds the runs that ended`,
-      extra: { gate: { ...settings, verdict: 'interrupted' } },
-    };
+  return gateOutcome(m, g, { failedBy, rounds: progress.round, tookMs: elapsedMs() });
+}
+
+/** The verdict: interrupted (Ctrl-C, SIGTERM), failed (a probe failed K times in a row), or passed. */
+function gateOutcome(m: ManyProbes, g: GateOptions, end: { failedBy?: RunRecord; rounds: number; tookMs: number }): Outcome {
+  const settings = { forSeconds: g.forMs / 1000, everySeconds: g.everyMs / 1000, failAfter: g.failAfter, rounds: end.rounds };
+  const took = `${(end.tookMs / 1000).toFixed(1)}s`;
+  const times = (n: number) => `${n} time${n === 1 ? '' : 's'}`;
+  if (m.interrupted.aborted && !end.failedBy) {
+    const verdict = `gate interrupted after ${took}: the report holds the runs that ended`;
+    return { success: false, interrupted: true, verdict, extra: { gate: { ...settings, verdict: 'interrupted' } } };
   }
-  if (failedBy) {
-    const r = failedBy.result;
-    const why = `${r.name} failed ${g.failAfter} time${g.failAfter === 1 ? '' : 's'} in a row (${r.reason} in ${r.phase}: ${r.message})`;
-    return {
-      success: false,
-      interrupted: false,
-      verdict: `gate FAILED after ${took}: ${why}`,
-      extra: { gate: { ...settings, verdict: 'failed', failedProbe: r.name } },
-    };
+  if (end.failedBy) {
+    const r = end.failedBy.result;
+    const verdict = `gate FAILED after ${took}: ${r.name} failed ${times(g.failAfter)} in a row (${r.reason} in ${r.phase}: ${r.message})`;
+    return { success: false, interrupted: false, verdict, extra: { gate: { ...settings, verdict: 'failed', failedProbe: r.name } } };
   }
   const neverRan = m.report.tallies.list.filter((t) => t.counted === 0).map((t) => t.spec.name);
   const success = neverRan.length === 0;
   const verdict = success
-    ? `gate passed: ${m.specs.length} probe${m.specs.length === 1 ? '' : 's'} for ${formatDuration(g.forMs)} (${progress.round} rounds), none failed ${g.failAfter} times in a row`
+    ? `gate passed: ${m.specs.length} probe${m.specs.length === 1 ? '' : 's'} for ${formatDuration(g.forMs)} (${end.rounds} rounds), none failed ${times(g.failAfter)} in a row`
     : `gate FAILED: never ran: ${neverRan.join(', ')}`;
   return { success, interrupted: false, verdict, extra: { gate: { ...settings, verdict: success ? 'passed' : 'failed', failedProbe: null } } };
 }
@@ -104,14 +109,23 @@ function showRun(m: ManyProbes, rec: RunRecord, t: ProbeTally): void {
  */
 class RoundProgress {
   round = 0;
+  private readonly done = new Set<string>();
   constructor(
     private readonly m: ManyProbes,
     private readonly g: GateOptions,
   ) {}
 
+  finished(name: string, elapsedMs: number): void {
+    this.done.add(name);
+    this.update(elapsedMs);
+  }
+
+  /** A round is complete when every probe still going has run once more. */
   update(elapsedMs: number): void {
     const tallies = this.m.report.tallies;
-    const done = Math.min(...tallies.list.map((t) => t.counted));
+    const going = tallies.list.filter((t) => !this.done.has(t.spec.name));
+    if (!going.length) return;
+    const done = Math.min(...going.map((t) => t.counted));
     if (done <= this.round) return;
     this.round = done;
     const totals = tallies.runTotals();

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { LAB_URL_PROBE, ROOT, runCli, tempDir, writeLabConfig } from '../helpers/cli.js';
 import { CliProcess, validateJunit, xmllint, xpath } from '../helpers/cli-process.js';
+import { httpPeer } from '../helpers/http-peers.js';
 
 const LAB_PROBES = (parseYaml(fs.readFileSync(path.join(ROOT, 'probes/lab.yaml'), 'utf8')) as { probes: { name: string }[] }).probes;
 
@@ -81,6 +82,42 @@ describe('fleetprobe gate', () => {
       /^failed 2 times in a row \(fail-after 2\); last: device_offline in transfer: the platform served its "cannot reach this device" page/,
     );
   }, 40_000);
+
+  it('keeps each probe on its own beat: a slow probe runs back to back, never overlapped, and does not delay the quick one', async () => {
+    const starts: Record<string, number[]> = { fast: [], slow: [] };
+    let inFlightSlow = 0;
+    let overlap = false;
+    const peer = await httpPeer((req, res) => {
+      const which = req.url === '/slow' ? 'slow' : 'fast';
+      starts[which].push(Date.now());
+      if (which === 'fast') return res.end('ok');
+      overlap ||= ++inFlightSlow > 1;
+      setTimeout(() => {
+        inFlightSlow--;
+        res.end('ok');
+      }, 2500);
+    });
+    try {
+      const dir = tempDir();
+      const probe = (name: string) => `  - name: ${name}\n    kind: http\n    url: ${peer.url}/${name}\n`;
+      fs.writeFileSync(path.join(dir, 'p.yaml'), `defaults:\n  interval: 10s\n  timeout: 4s\nprobes:\n${probe('fast')}${probe('slow')}`);
+      const r = await runCli(['gate', '--config', dir, '--for', '4s', '--every', '1s', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      // fast: at 0, 1, 2, 3, 4 s. slow (2.5 s a run): at 0 and, overdue, right after at 2.5 s; the next would be past 4 s.
+      expect(starts.fast).toHaveLength(5);
+      expect(starts.slow).toHaveLength(2);
+      expect(overlap).toBe(false);
+      expect(starts.slow[1] - starts.slow[0]).toBeGreaterThanOrEqual(2500);
+      expect(starts.slow[1] - starts.slow[0]).toBeLessThan(3000);
+      for (let i = 1; i < 5; i++) expect(starts.fast[i] - starts.fast[0]).toBeGreaterThanOrEqual(i * 1000 - 50);
+      expect(starts.fast[4] - starts.fast[0]).toBeLessThan(4600);
+      const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+      expect(summary.gate).toMatchObject({ verdict: 'passed', rounds: 2 });
+      expect(summary.totals).toMatchObject({ runs: 7, passedRuns: 7 });
+    } finally {
+      await peer.close();
+    }
+  });
 
   it('prints the failing runs and the verdict for people; --fail-after 1 fails on the first failure', async () => {
     const r = await runCli([
