@@ -10,28 +10,12 @@ import type { ProbeSpec } from '../../src/core/kind.js';
 import type { RunResult } from '../../src/core/result.js';
 import { tempDir } from '../helpers/cli.js';
 import { validateJunit, xmllint, xpath } from '../helpers/cli-process.js';
+import { fakeResult, fakeSpec } from '../helpers/results.js';
 
-function spec(name: string, kind: string, labels: Record<string, string> = {}): ProbeSpec {
-  return { name, kind, intervalMs: 60_000, timeoutMs: 10_000, labels, source: { file: 'p.yaml' }, config: {}, digest: name };
-}
+const spec = fakeSpec;
 
 function run(s: ProbeSpec, attempt: number, over: Partial<RunResult> = {}, output: string[] = []): RunRecord {
-  const result: RunResult = {
-    name: s.name,
-    kind: s.kind,
-    success: true,
-    aborted: false,
-    reason: null,
-    phase: null,
-    message: null,
-    durationSeconds: 0.25,
-    phases: {},
-    startedAt: 1_700_000_000_000 + attempt * 1000,
-    observations: {},
-    labels: s.labels,
-    ...over,
-  };
-  return { result, output, attempt };
+  return { result: fakeResult(s, { startedAt: 1_700_000_000_000 + attempt * 1000, ...over }), output, attempt };
 }
 
 const fail = (reason: RunResult['reason'], phase: string, message: string): Partial<RunResult> => ({ success: false, reason, phase, message });
