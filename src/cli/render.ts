@@ -4,7 +4,8 @@ import { formatDuration } from '../core/duration.js';
 import type { RunResult } from '../core/result.js';
 import { scheduleOf } from '../daemon/status.js';
 
-function secs(s: number): string {
+/** 41.0ms, 1.250s: the unit a person reads at a glance. */
+export function formatSeconds(s: number): string {
   return s >= 1 ? `${s.toFixed(3)}s` : `${(s * 1000).toFixed(1)}ms`;
 }
 
@@ -25,14 +26,14 @@ export function renderTimeline(r: RunResult, allPhases: readonly string[], color
   const lines: string[] = [];
   const head = r.success ? c.green(c.bold('PASS')) : r.aborted ? c.yellow(c.bold('ABORTED')) : c.red(c.bold('FAIL'));
   const why = r.success || r.aborted ? '' : `  reason=${c.red(c.bold(r.reason ?? ''))}  phase=${c.bold(r.phase ?? '')}`;
-  lines.push(`${head} ${c.bold(r.name)} (${r.kind})${why}  ${secs(r.durationSeconds)}`);
+  lines.push(`${head} ${c.bold(r.name)} (${r.kind})${why}  ${formatSeconds(r.durationSeconds)}`);
   const names = [...allPhases, ...Object.keys(r.phases).filter((p) => !allPhases.includes(p))];
   const width = Math.max(...names.map((n) => n.length));
   let failedSeen = false;
   for (const name of names) {
     const reached = name in r.phases;
     const isFailed = !r.success && name === r.phase;
-    const time = reached ? secs(r.phases[name]).padStart(9) : '';
+    const time = reached ? formatSeconds(r.phases[name]).padStart(9) : '';
     if (isFailed) {
       failedSeen = true;
       lines.push(`  ${c.red('✗')} ${c.red(c.bold(name.padEnd(width)))} ${time}  ${c.red(r.aborted ? 'aborted' : (r.reason ?? ''))}`);

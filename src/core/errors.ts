@@ -10,6 +10,8 @@ export const ERROR_CODES = {
   FP_ERR_CONFIG: 'the configuration is invalid',
   FP_ERR_USAGE: 'the command line is invalid',
   FP_ERR_UNKNOWN_PROBE: 'no probe has that name',
+  FP_ERR_EMPTY_SELECTION: 'no probe matches the selection (-l, --kind)',
+  FP_ERR_REPORT_FILE: 'a report file (--junit) cannot be written',
   FP_ERR_PROBE: 'a probe run failed',
   FP_ERR_LAB: 'the embedded lab could not start or was asked for something it does not have',
   FP_ERR_LISTEN: 'the HTTP server could not listen on the requested address',
@@ -70,6 +72,23 @@ export class UnknownProbeError extends FleetprobeError {
   constructor(name: string, known: string[]) {
     super('FP_ERR_UNKNOWN_PROBE', `no probe named "${name}"; known probes: ${known.length ? known.join(', ') : '(none)'}`);
     this.known = known;
+  }
+}
+
+/** A selection (`-l`, `--kind`) that matches no probe: the message lists what there is to select. */
+export class EmptySelectionError extends FleetprobeError {
+  constructor(selection: string, knownNames: string[], knownLabels: string[]) {
+    super(
+      'FP_ERR_EMPTY_SELECTION',
+      `no probe matches ${selection}\n  known probes: ${knownNames.join(', ') || '(none)'}\n  known labels: ${knownLabels.join(', ') || '(none)'}`,
+    );
+  }
+}
+
+/** A report file that cannot be written; raised before any probe runs. */
+export class ReportFileError extends FleetprobeError {
+  constructor(option: string, file: string, cause: unknown) {
+    super('FP_ERR_REPORT_FILE', `${option} ${file}: cannot write the report there (${(cause as Error)?.message ?? cause})`, { cause });
   }
 }
 

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { analysisMetrics, analysisTemplate } from '../helpers/analysis.js';
 import { DaemonProcess, LAB_URL_PROBE, ROOT, freePort, tempDir, toolPath, writeLabConfig } from '../helpers/cli.js';
 
 const prometheus = toolPath('prometheus', 'prometheus');
@@ -41,7 +42,7 @@ interface PromAlert {
   state: string;
 }
 
-describe.skipIf(!prometheus)('the alert path: lab fault -> daemon -> Prometheus with the shipped rules -> alert', () => {
+describe.skipIf(!prometheus)('the alert path: lab fault -> daemon -> Prometheus with the shipped rules -> alert (and the rollout analysis)', () => {
   let daemon: DaemonProcess | undefined;
   let prom: ChildProcess | undefined;
   let promLog = '';
@@ -50,7 +51,7 @@ describe.skipIf(!prometheus)('the alert path: lab fault -> daemon -> Prometheus 
     await daemon?.stop();
   });
 
-  it('ProbeFailing fires when the device goes offline and resolves when it is back', async () => {
+  it('ProbeFailing fires when the device goes offline and resolves when it is back; the rollout analysis fails and recovers with it', async () => {
     const dir = tempDir();
     writeLabConfig(dir, LAB_URL_PROBE('lab-url-1'));
     daemon = new DaemonProcess(['--lab', '--config', dir]);
@@ -87,6 +88,29 @@ describe.skipIf(!prometheus)('the alert path: lab fault -> daemon -> Prometheus 
         await new Promise((r) => setTimeout(r, 250));
       }
     };
+    // The AnalysisTemplate's metrics as Argo Rollouts would measure them here: this location, the
+    // window scaled like the rules; the verdict of each is its successCondition on the query's values.
+    const analysis = analysisMetrics(analysisTemplate(), { location: 'test', window: scaleDuration('5m') });
+    const verdicts = async () => {
+      const out: Record<string, boolean> = {};
+      for (const m of analysis) {
+        const r = (await (await fetch(`${api}/api/v1/query?query=${encodeURIComponent(m.query)}`)).json()) as {
+          data: { result: { value: [number, string] }[] };
+        };
+        out[m.name] = m.condition.holds(r.data.result.map((s) => Number(s.value[1])));
+      }
+      return out;
+    };
+    const verdictsBecome = (want: Record<string, boolean>, timeoutMs: number) =>
+      poll(
+        `analysis verdicts ${JSON.stringify(want)}`,
+        async () => {
+          const got = await verdicts();
+          return Object.entries(want).every(([k, v]) => got[k] === v) ? got : undefined;
+        },
+        timeoutMs,
+      );
+    const allPass = Object.fromEntries(analysis.map((m) => [m.name, true]));
     const alerts = async (): Promise<PromAlert[]> => ((await (await fetch(`${api}/api/v1/alerts`)).json()) as { data: { alerts: PromAlert[] } }).data.alerts;
     const probeFailing = async () => (await alerts()).find((a) => a.labels.alertname === 'ProbeFailing' && a.labels.probe === 'lab-url-1');
 
@@ -102,6 +126,7 @@ describe.skipIf(!prometheus)('the alert path: lab fault -> daemon -> Prometheus 
       20_000,
     );
     expect((await alerts()).filter((a) => a.labels.alertname.startsWith('Probe'))).toEqual([]);
+    await verdictsBecome(allPass, 10_000);
 
     expect((await fetch(`${control}/faults/device-offline`, { method: 'PUT' })).status).toBe(200);
     const firing = await poll(
@@ -115,8 +140,11 @@ describe.skipIf(!prometheus)('the alert path: lab fault -> daemon -> Prometheus 
     expect(firing.labels).toMatchObject({ severity: 'ticket', probe: 'lab-url-1', kind: 'http', location: 'test', job: 'fleetprobe' });
     expect(firing.annotations.summary).toMatch(/^http probe lab-url-1 failing from test: \d+ of its last runs failed, reason device_offline$/);
     expect(firing.annotations.runbook_url).toMatch(/RUNBOOK\.md#probefailing$/);
+    // A canary step now would roll back: the path is down and device_offline repeats; no credential was refused.
+    await verdictsBecome({ 'probes-passing': false, 'failures-by-reason': false, 'no-credential-failures': true }, 10_000);
 
     await fetch(`${control}/faults/device-offline`, { method: 'DELETE' });
     await poll('ProbeFailing resolved', async () => ((await probeFailing()) ? undefined : true), 40_000);
+    await verdictsBecome(allPass, 10_000);
   }, 90_000);
 });

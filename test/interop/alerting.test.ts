@@ -3,9 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { KINDS } from '../../src/kinds/index.js';
-import { Metrics } from '../../src/metrics/metrics.js';
 import { ROOT, freePort, promtoolPath, tempDir, toolPath } from '../helpers/cli.js';
+import { exposedMetricNames, selectedMetrics } from '../helpers/promql.js';
 
 const DEPLOY = path.join(ROOT, 'deploy');
 const RULES = path.join(DEPLOY, 'prometheus/rules.yml');
@@ -13,9 +12,6 @@ const AM_CONFIG = path.join(DEPLOY, 'alertmanager/alertmanager.yml');
 const promtool = promtoolPath();
 const amtool = toolPath('amtool', 'prometheus-alertmanager');
 const alertmanager = toolPath(['alertmanager', 'prometheus-alertmanager'], 'prometheus-alertmanager');
-
-/** Series of kinds being built now (ssh, tunnel, device-status): the rules cover them already. */
-const PLANNED_KIND_METRICS = ['fleetprobe_tunnel_interruptions_total', 'fleetprobe_device_status_drift_seconds', 'fleetprobe_device_api_online'];
 
 function run(cmd: string, args: string[]) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: ROOT });
@@ -26,28 +22,6 @@ const rules = parse(fs.readFileSync(RULES, 'utf8')) as {
   groups: { name: string; rules: { alert?: string; record?: string; expr: string; labels?: Record<string, string>; annotations?: Record<string, string> }[] }[];
 };
 const alerts = rules.groups.flatMap((g) => g.rules).filter((r) => r.alert);
-
-async function exposedMetricNames(): Promise<Set<string>> {
-  const m = new Metrics('test', KINDS);
-  const names = new Set<string>(['up', ...PLANNED_KIND_METRICS]);
-  for (const fam of await m.registry.getMetricsAsJSON()) {
-    names.add(fam.name);
-    if (String(fam.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(fam.name + s);
-  }
-  return names;
-}
-
-/** Metric names an expression selects (not functions, keywords, labels or recorded rule names). */
-function selectedMetrics(expr: string): string[] {
-  const noStrings = expr
-    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
-    .replace(/\{[^}]*\}/g, '{}')
-    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
-  const words = [...noStrings.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{|\[|\)|$|\s|==|>|<|\/|\*|-)/g)].map((m) => m[1]);
-  const skip =
-    /^(sum|count|min|max|avg|topk|by|without|on|ignoring|group_left|group_right|and|or|unless|rate|increase|histogram_quantile|absent|time|vector|label_values|bool|offset)$/;
-  return words.filter((w) => !skip.test(w) && !w.includes(':') && !/^\d/.test(w) && !/^(s|m|h|d)$/.test(w));
-}
 
 describe('Prometheus rules', () => {
   it.skipIf(!promtool)('pass promtool check rules and promtool test rules; the scrape config is valid', () => {

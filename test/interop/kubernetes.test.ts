@@ -1,5 +1,4 @@
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,78 +6,55 @@ import ssh2 from 'ssh2';
 import { parse, parseAllDocuments } from 'yaml';
 import { interpolate } from '../../src/config/interpolate.js';
 import { KINDS } from '../../src/kinds/index.js';
-import { ROOT, runCli, tempDir } from '../helpers/cli.js';
+import { LAB_URL_PROBE, ROOT, runCli, tempDir, writeLabConfig } from '../helpers/cli.js';
+import { kubectl, miniKustomize, render as renderDir, type Obj } from '../helpers/kustomize.js';
 
 const K8S = path.join(ROOT, 'deploy/kubernetes');
 const OVERLAYS = ['eu-west', 'us-east'];
-type Obj = Record<string, any>;
-
-/** kubectl with a kustomize that knows `labels` (v4.1+, kubectl 1.22+); Debian's kubectl 1.20 does not. */
-function modernKubectl(): string | undefined {
-  const r = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
-  const m = /Kustomize Version: v(\d+)\.(\d+)/.exec(r.stdout ?? '');
-  return m && (Number(m[1]) > 4 || (Number(m[1]) === 4 && Number(m[2]) >= 1)) ? 'kubectl' : undefined;
-}
+const render = (overlay: string) => renderDir(path.join(K8S, 'overlays', overlay));
 
 /**
- * A render equivalent to `kubectl kustomize` for the fields these kustomizations use, for machines
- * without a recent kubectl. It refuses any other field, so it cannot silently drift from kustomize.
+ * What every fleetprobe pod must be, the daemon's and the deploy gate's: restricted security, the
+ * location from its own label, credentials from the Secret by reference, the probes read-only from
+ * the generated ConfigMap, /tmp the only writable place. Returns the container.
  */
-function miniKustomize(dir: string): Obj[] {
-  const k = parse(fs.readFileSync(path.join(dir, 'kustomization.yaml'), 'utf8')) as Obj;
-  for (const key of Object.keys(k))
-    if (!['resources', 'namespace', 'labels', 'configMapGenerator', 'images'].includes(key))
-      throw new Error(`miniKustomize: unsupported field ${key} in ${dir}`);
-  const objs: Obj[] = [];
-  for (const r of k.resources ?? []) {
-    const p = path.join(dir, r);
-    if (fs.statSync(p).isDirectory()) objs.push(...miniKustomize(p));
-    else objs.push(...parseAllDocuments(fs.readFileSync(p, 'utf8')).map((d) => d.toJSON()));
-  }
-  const renames: Record<string, string> = {};
-  for (const g of k.configMapGenerator ?? []) {
-    for (const key of Object.keys(g))
-      if (!['name', 'files', 'envs'].includes(key)) throw new Error(`miniKustomize: unsupported generator field ${key} in ${dir}`);
-    const data: Record<string, string> = {};
-    for (const f of g.files ?? []) data[path.basename(f)] = fs.readFileSync(path.join(dir, f), 'utf8');
-    // An env file as kustomize reads it: KEY=value lines taken verbatim; blank and # lines skipped.
-    for (const f of g.envs ?? [])
-      for (const line of fs.readFileSync(path.join(dir, f), 'utf8').split('\n')) {
-        if (!line.trim() || line.trimStart().startsWith('#')) continue;
-        const eq = line.indexOf('=');
-        if (eq < 1) throw new Error(`miniKustomize: ${f}: not KEY=value: ${line}`);
-        data[line.slice(0, eq)] = line.slice(eq + 1);
-      }
-    const name = `${g.name}-${createHash('sha256').update(JSON.stringify(data)).digest('hex').slice(0, 10)}`;
-    renames[g.name] = name;
-    objs.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data });
-  }
-  for (const o of objs) {
-    if (k.namespace && o.kind !== 'Namespace') o.metadata.namespace = k.namespace;
-    for (const l of k.labels ?? []) {
-      o.metadata.labels = { ...o.metadata.labels, ...l.pairs };
-      if (l.includeTemplates && o.spec?.template) o.spec.template.metadata.labels = { ...o.spec.template.metadata.labels, ...l.pairs };
-    }
-    for (const v of o.spec?.template?.spec?.volumes ?? []) if (v.configMap && renames[v.configMap.name]) v.configMap.name = renames[v.configMap.name];
-    for (const c of o.spec?.template?.spec?.containers ?? []) {
-      for (const e of c.envFrom ?? []) if (e.configMapRef && renames[e.configMapRef.name]) e.configMapRef.name = renames[e.configMapRef.name];
-      for (const e of c.env ?? []) {
-        const ref = e.valueFrom?.configMapKeyRef;
-        if (ref && renames[ref.name]) ref.name = renames[ref.name];
-      }
-      for (const img of k.images ?? []) if (c.image.split(':')[0] === img.name) c.image = `${img.newName ?? img.name}:${img.newTag}`;
-    }
-  }
-  return objs;
+function expectHardenedPod(pod: Obj, cm: Obj): Obj {
+  expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+  expect(pod.securityContext.runAsUser).toBeGreaterThan(0);
+  expect(pod.automountServiceAccountToken).toBe(false);
+  const [c] = pod.containers;
+  expect(c.image).toBe('registry.example/fleetprobe:0.1.0');
+  expect(c.securityContext).toMatchObject({
+    runAsNonRoot: true,
+    allowPrivilegeEscalation: false,
+    readOnlyRootFilesystem: true,
+    capabilities: { drop: ['ALL'] },
+    seccompProfile: { type: 'RuntimeDefault' },
+  });
+  expect(c.securityContext.capabilities.add).toBeUndefined();
+  expect(c.env.find((e: Obj) => e.name === 'FLEETPROBE_LOCATION').valueFrom.fieldRef.fieldPath).toBe("metadata.labels['location']");
+  expect(c.env.find((e: Obj) => e.name === 'BALENA_TOKEN').valueFrom.secretKeyRef).toEqual({ name: 'fleetprobe-credentials', key: 'token' });
+  expect(JSON.stringify(c.env)).not.toMatch(/"value":"[^"]*(token|key)/i);
+  const mounts = Object.fromEntries(c.volumeMounts.map((m: Obj) => [m.name, m]));
+  expect(mounts.tmp.mountPath).toBe('/tmp');
+  expect(mounts.probes.readOnly && mounts.credentials.readOnly).toBe(true);
+  const vols = Object.fromEntries(pod.volumes.map((v: Obj) => [v.name, v]));
+  expect(vols.tmp.emptyDir).toBeDefined();
+  expect(vols.credentials.secret.secretName).toBe('fleetprobe-credentials');
+  expect(vols.probes.configMap.name).toBe(cm.metadata.name);
+  expect(cm.metadata.name).toMatch(/^fleetprobe-probes-[a-z0-9]+$/);
+  expect(c.envFrom).toEqual([{ configMapRef: { name: expect.stringMatching(/^fleetprobe-settings-[a-z0-9]+$/) } }]);
+  return c;
 }
 
-const kubectl = modernKubectl();
-function render(overlay: string): Obj[] {
-  const dir = path.join(K8S, 'overlays', overlay);
-  if (!kubectl) return miniKustomize(dir);
-  const r = spawnSync(kubectl, ['kustomize', dir], { encoding: 'utf8' });
-  expect(r.status, r.stderr).toBe(0);
-  return parseAllDocuments(r.stdout).map((d) => d.toJSON());
+/** The generated ConfigMap of the probe files (the other one holds the settings). */
+function probesConfigMap(objs: Obj[]): Obj {
+  return objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('fleetprobe-probes-'))!;
+}
+
+/** What the kubelet does to `$(VAR)` in a container's args, from the container's own env values. */
+function expandArgs(args: string[], env: Record<string, string>): string[] {
+  return args.map((a) => a.replace(/\$\((\w+)\)/g, (whole, name: string) => env[name] ?? whole));
 }
 
 describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : "the test's equivalent render: no kubectl with kustomize v4.1+"})`, () => {
@@ -88,6 +64,7 @@ describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : 
     expect(objs.map((o) => o.kind).sort()).toEqual([
       'ConfigMap',
       'ConfigMap',
+      'CronJob',
       'Deployment',
       'Namespace',
       'NetworkPolicy',
@@ -103,38 +80,11 @@ describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : 
     expect(deploy.spec.template.metadata.labels).toEqual({ 'app.kubernetes.io/name': 'fleetprobe', location });
     expect(deploy.spec.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': 'fleetprobe' });
     expect(deploy.spec.strategy.rollingUpdate.maxUnavailable).toBe(0);
-    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
-    expect(pod.securityContext.runAsUser).toBeGreaterThan(0);
-    expect(pod.automountServiceAccountToken).toBe(false);
-    const [c] = pod.containers;
-    expect(c.image).toBe('registry.example/fleetprobe:0.1.0');
-    expect(c.securityContext).toMatchObject({
-      runAsNonRoot: true,
-      allowPrivilegeEscalation: false,
-      readOnlyRootFilesystem: true,
-      capabilities: { drop: ['ALL'] },
-      seccompProfile: { type: 'RuntimeDefault' },
-    });
-    expect(c.securityContext.capabilities.add).toBeUndefined();
+    const c = expectHardenedPod(pod, probesConfigMap(objs));
     expect(c.livenessProbe.httpGet.path).toBe('/healthz');
     // Lenient: minutes of failed checks before a restart, never a rotation during an outage.
     expect(c.livenessProbe.periodSeconds * c.livenessProbe.failureThreshold).toBeGreaterThanOrEqual(180);
     expect(c.readinessProbe.httpGet.path).toBe('/readyz');
-    expect(c.env.find((e: Obj) => e.name === 'FLEETPROBE_LOCATION').valueFrom.fieldRef.fieldPath).toBe("metadata.labels['location']");
-    expect(c.env.find((e: Obj) => e.name === 'BALENA_TOKEN').valueFrom.secretKeyRef).toEqual({ name: 'fleetprobe-credentials', key: 'token' });
-    expect(JSON.stringify(c.env)).not.toMatch(/"value":"[^"]*(token|key)/i);
-    const mounts = Object.fromEntries(c.volumeMounts.map((m: Obj) => [m.name, m]));
-    expect(mounts.tmp.mountPath).toBe('/tmp');
-    expect(mounts.probes.readOnly && mounts.credentials.readOnly).toBe(true);
-    const vols = Object.fromEntries(pod.volumes.map((v: Obj) => [v.name, v]));
-    expect(vols.tmp.emptyDir).toBeDefined();
-    expect(vols.credentials.secret.secretName).toBe('fleetprobe-credentials');
-    const cm = of('ConfigMap').find((o) => o.metadata.name.startsWith('fleetprobe-probes-'));
-    expect(vols.probes.configMap.name).toBe(cm?.metadata.name);
-    expect(cm?.metadata.name).toMatch(/^fleetprobe-probes-[a-z0-9]+$/);
-    const settings = of('ConfigMap').find((o) => o.metadata.name.startsWith('fleetprobe-settings-'));
-    expect(c.envFrom).toEqual([{ configMapRef: { name: settings?.metadata.name } }]);
-    expect(settings?.metadata.name).toMatch(/^fleetprobe-settings-[a-z0-9]+$/);
 
     const [np] = of('NetworkPolicy');
     expect(np.spec.policyTypes).toEqual(['Ingress', 'Egress']);
@@ -143,11 +93,81 @@ describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : 
     const egressPorts = np.spec.egress.flatMap((e: Obj) => e.ports.map((p: Obj) => `${p.protocol}/${p.port}`)).sort();
     expect(egressPorts).toEqual(['TCP/22', 'TCP/443', 'TCP/53', 'UDP/53']);
     expect(np.spec.egress[0].to[0].podSelector.matchLabels).toEqual({ 'k8s-app': 'kube-dns' });
+    // It holds the daemon's pods and the gate's.
+    expect(np.spec.podSelector).toEqual({ matchExpressions: [{ key: 'app.kubernetes.io/name', operator: 'In', values: ['fleetprobe', 'fleetprobe-gate'] }] });
 
     const [sm] = of('ServiceMonitor');
     expect(sm.spec.endpoints[0]).toMatchObject({ port: 'metrics', honorLabels: true });
     expect(sm.spec.podTargetLabels).toEqual(['location']);
     expect(of('Service')[0].metadata.name).toBe('fleetprobe');
+  });
+
+  it.each(OVERLAYS)("%s: the deploy gate Job template runs the gate on its location's probes, from the same image and ConfigMap", (location) => {
+    const objs = render(location);
+    const [cron] = objs.filter((o) => o.kind === 'CronJob');
+    const [deploy] = objs.filter((o) => o.kind === 'Deployment');
+    const cm = probesConfigMap(objs);
+    expect(cron.metadata.name).toBe('fleetprobe-gate');
+    // A template only: never runs on its own.
+    expect(cron.spec.suspend).toBe(true);
+    const job = cron.spec.jobTemplate.spec;
+    // A failed gate is the verdict: no retry, no restart, and a deadline.
+    expect(job.backoffLimit).toBe(0);
+    expect(job.template.spec.restartPolicy).toBe('Never');
+    expect(job.activeDeadlineSeconds).toBeGreaterThan(5 * 60 + 30);
+    expect(job.template.metadata.labels).toEqual({ 'app.kubernetes.io/name': 'fleetprobe-gate', location });
+    // Not selected by the daemon's Service or Deployment.
+    const [svc] = objs.filter((o) => o.kind === 'Service');
+    expect(job.template.metadata.labels['app.kubernetes.io/name']).not.toBe(svc.spec.selector['app.kubernetes.io/name']);
+
+    const gate = expectHardenedPod(job.template.spec, cm);
+    const daemon = deploy.spec.template.spec.containers[0];
+    expect(gate.image).toBe(daemon.image);
+    expect(job.template.spec.volumes).toEqual(deploy.spec.template.spec.volumes);
+    expect(gate.volumeMounts).toEqual(daemon.volumeMounts);
+    expect(job.template.spec.securityContext).toEqual(deploy.spec.template.spec.securityContext);
+    expect(gate.securityContext).toEqual(daemon.securityContext);
+    expect(gate.args[0]).toBe('gate');
+    const args = expandArgs(gate.args, { FLEETPROBE_LOCATION: location });
+    expect(args.slice(args.indexOf('-l'), args.indexOf('-l') + 2)).toEqual(['-l', `location=${location}`]);
+    expect(args.slice(args.indexOf('--config'), args.indexOf('--config') + 2)).toEqual([
+      '--config',
+      daemon.volumeMounts.find((m: Obj) => m.name === 'probes').mountPath,
+    ]);
+  });
+
+  it("the gate Job's arguments work with the real CLI: they select the probes of the pod's location and gate them", async () => {
+    const [cron] = render('eu-west').filter((o) => o.kind === 'CronJob');
+    const container = cron.spec.jobTemplate.spec.template.spec.containers[0];
+    // The shipped arguments, with the lab's probes in place of the ConfigMap and a short period
+    // appended (later values win); the probes are labelled with the pod's location.
+    const dir = tempDir();
+    writeLabConfig(dir, LAB_URL_PROBE('url-1'), 'lab.yaml', 'interval: 10s\n  timeout: 2s');
+    fs.writeFileSync(
+      path.join(dir, 'lab.yaml'),
+      fs.readFileSync(path.join(dir, 'lab.yaml'), 'utf8').replace('location: test', 'location: "${FLEETPROBE_LOCATION}"'),
+    );
+    const args = expandArgs(container.args, { FLEETPROBE_LOCATION: 'eu-west' }).map((a, i, all) => (all[i - 1] === '--config' ? dir : a));
+    const r = await runCli([...args, '--lab', '--for', '2s', '--every', '1s'], { env: { FLEETPROBE_LOCATION: 'eu-west' }, timeoutMs: 30_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^gate passed: 1 probe for 2s \(3 rounds\)/m);
+    // In another location's pod the same arguments select nothing: exit 2, naming the labels there are.
+    const elsewhere = await runCli([...args, '--lab'], { env: { FLEETPROBE_LOCATION: 'us-east' } });
+    expect(elsewhere.code).toBe(2);
+    expect(elsewhere.stderr).toContain('no probe matches -l location=eu-west');
+    expect(elsewhere.stderr).toContain('known labels: kind=http, location=us-east');
+  });
+
+  it.skipIf(!kubectl)("the test's equivalent render gives what kubectl kustomize gives", () => {
+    for (const dir of [...OVERLAYS.map((o) => path.join(K8S, 'overlays', o)), path.join(K8S, 'rollouts')]) {
+      const real = parseAllDocuments(spawnSync(kubectl!, ['kustomize', dir], { encoding: 'utf8' }).stdout).map((d) => d.toJSON() as Obj);
+      // The ConfigMap's hash is kustomize's own; the rest must be equal.
+      const same = (objs: Obj[]) =>
+        (JSON.parse(JSON.stringify(objs).replace(/fleetprobe-(probes|settings)-[a-z0-9]+/g, 'fleetprobe-$1-HASH')) as Obj[]).sort((a, b) =>
+          `${a.kind}/${a.metadata.name}`.localeCompare(`${b.kind}/${b.metadata.name}`),
+        );
+      expect(same(miniKustomize(dir)), dir).toEqual(same(real));
+    }
   });
 
   it.each(OVERLAYS)(
@@ -199,56 +219,6 @@ describe(`Kubernetes manifests (rendered with ${kubectl ? 'kubectl kustomize' : 
   );
 });
 
-/**
- * The sharded variant needs kubectl's own kustomize (`replacements` across two levels; no
- * equivalent render here). Under CI=true a missing kubectl is a failure, not a skip.
- */
-const shardedKubectl = kubectl ?? (process.env.CI === 'true' ? 'missing' : undefined);
-describe.skipIf(!shardedKubectl)('Kubernetes sharded variant (deploy/kubernetes/sharded)', () => {
-  it('renders a StatefulSet of N shards taking i from their ordinal, a headless Service scraped per pod, and a PodDisruptionBudget', () => {
-    expect(kubectl, 'kubectl with kustomize v4.1+ is required under CI=true').toBeDefined();
-    const r = spawnSync(kubectl!, ['kustomize', path.join(K8S, 'sharded')], { encoding: 'utf8' });
-    expect(r.status, r.stderr).toBe(0);
-    const objs: Obj[] = parseAllDocuments(r.stdout).map((d) => d.toJSON());
-    const of = (kind: string) => objs.filter((o) => o.kind === kind);
-    expect(objs.map((o) => o.kind).sort()).toEqual([
-      'ConfigMap',
-      'ConfigMap',
-      'Namespace',
-      'NetworkPolicy',
-      'PodDisruptionBudget',
-      'Service',
-      'ServiceAccount',
-      'ServiceMonitor',
-      'StatefulSet',
-    ]);
-    for (const o of objs) expect(o.metadata.labels, o.kind).toMatchObject({ location: 'eu-west', 'app.kubernetes.io/name': 'fleetprobe' });
-    for (const o of objs) if (o.kind !== 'Namespace') expect(o.metadata.namespace, o.kind).toBe('fleetprobe');
-    const [sts] = of('StatefulSet');
-    const [svc] = of('Service');
-    const [c] = sts.spec.template.spec.containers;
-    expect(c.env.find((e: Obj) => e.name === 'FLEETPROBE_SHARD').value).toBe(`auto/${sts.spec.replicas}`);
-    expect(sts.spec.replicas).toBeGreaterThan(1);
-    expect(sts.spec.serviceName).toBe(svc.metadata.name);
-    expect(svc.spec.clusterIP).toBe('None');
-    expect(sts.spec.selector.matchLabels).toEqual(svc.spec.selector);
-    // The same pod as the base's Deployment: hardened, the probes' ConfigMap, the location label.
-    const base = render('eu-west').find((o) => o.kind === 'Deployment')!;
-    expect(sts.spec.template.spec.securityContext).toEqual(base.spec.template.spec.securityContext);
-    expect(c.securityContext).toEqual(base.spec.template.spec.containers[0].securityContext);
-    expect(c.image).toBe('registry.example/fleetprobe:0.1.0');
-    expect(sts.spec.template.metadata.labels).toEqual({ 'app.kubernetes.io/name': 'fleetprobe', location: 'eu-west' });
-    const configMap = (prefix: string) => of('ConfigMap').find((m) => m.metadata.name.startsWith(prefix))!.metadata.name;
-    expect(sts.spec.template.spec.volumes.find((v: Obj) => v.name === 'probes').configMap.name).toBe(configMap('fleetprobe-probes-'));
-    expect(c.envFrom[0].configMapRef.name).toBe(configMap('fleetprobe-settings-'));
-    expect(base.spec.template.spec.containers[0].envFrom).toHaveLength(c.envFrom.length);
-    const [pdb] = of('PodDisruptionBudget');
-    expect(pdb.spec.maxUnavailable).toBe(1);
-    expect(pdb.spec.selector.matchLabels).toEqual(sts.spec.selector.matchLabels);
-    // The base's ServiceMonitor selects the headless Service: every shard is a target of its own.
-    expect(of('ServiceMonitor')[0].spec.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': 'fleetprobe' });
-  });
-});
 /** Values of an example installation, for the settings base/settings.env leaves empty. */
 const INSTALLATION = {
   FLEETPROBE_USER: 'probe-bot',
@@ -311,6 +281,58 @@ function references(files: Record<string, string>, env: Record<string, string>):
   for (const text of Object.values(files)) walk(parse(text));
   return out;
 }
+
+/**
+ * The sharded variant needs kubectl's own kustomize (`replacements` across two levels; no
+ * equivalent render here). Under CI=true a missing kubectl is a failure, not a skip.
+ */
+const shardedKubectl = kubectl ?? (process.env.CI === 'true' ? 'missing' : undefined);
+describe.skipIf(!shardedKubectl)('Kubernetes sharded variant (deploy/kubernetes/sharded)', () => {
+  it('renders a StatefulSet of N shards taking i from their ordinal, a headless Service scraped per pod, and a PodDisruptionBudget', () => {
+    expect(kubectl, 'kubectl with kustomize v4.1+ is required under CI=true').toBeDefined();
+    const r = spawnSync(kubectl!, ['kustomize', path.join(K8S, 'sharded')], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    const objs: Obj[] = parseAllDocuments(r.stdout).map((d) => d.toJSON());
+    const of = (kind: string) => objs.filter((o) => o.kind === kind);
+    expect(objs.map((o) => o.kind).sort()).toEqual([
+      'ConfigMap',
+      'ConfigMap',
+      'CronJob',
+      'Namespace',
+      'NetworkPolicy',
+      'PodDisruptionBudget',
+      'Service',
+      'ServiceAccount',
+      'ServiceMonitor',
+      'StatefulSet',
+    ]);
+    for (const o of objs) expect(o.metadata.labels, o.kind).toMatchObject({ location: 'eu-west', 'app.kubernetes.io/name': 'fleetprobe' });
+    for (const o of objs) if (o.kind !== 'Namespace') expect(o.metadata.namespace, o.kind).toBe('fleetprobe');
+    const [sts] = of('StatefulSet');
+    const [svc] = of('Service');
+    const [c] = sts.spec.template.spec.containers;
+    expect(c.env.find((e: Obj) => e.name === 'FLEETPROBE_SHARD').value).toBe(`auto/${sts.spec.replicas}`);
+    expect(sts.spec.replicas).toBeGreaterThan(1);
+    expect(sts.spec.serviceName).toBe(svc.metadata.name);
+    expect(svc.spec.clusterIP).toBe('None');
+    expect(sts.spec.selector.matchLabels).toEqual(svc.spec.selector);
+    // The same pod as the base's Deployment: hardened, the probes' ConfigMap, the location label.
+    const base = render('eu-west').find((o) => o.kind === 'Deployment')!;
+    expect(sts.spec.template.spec.securityContext).toEqual(base.spec.template.spec.securityContext);
+    expect(c.securityContext).toEqual(base.spec.template.spec.containers[0].securityContext);
+    expect(c.image).toBe('registry.example/fleetprobe:0.1.0');
+    expect(sts.spec.template.metadata.labels).toEqual({ 'app.kubernetes.io/name': 'fleetprobe', location: 'eu-west' });
+    const configMap = (prefix: string) => of('ConfigMap').find((m) => m.metadata.name.startsWith(prefix))!.metadata.name;
+    expect(sts.spec.template.spec.volumes.find((v: Obj) => v.name === 'probes').configMap.name).toBe(configMap('fleetprobe-probes-'));
+    expect(c.envFrom[0].configMapRef.name).toBe(configMap('fleetprobe-settings-'));
+    expect(base.spec.template.spec.containers[0].envFrom).toHaveLength(c.envFrom.length);
+    const [pdb] = of('PodDisruptionBudget');
+    expect(pdb.spec.maxUnavailable).toBe(1);
+    expect(pdb.spec.selector.matchLabels).toEqual(sts.spec.selector.matchLabels);
+    // The base's ServiceMonitor selects the headless Service: every shard is a target of its own.
+    expect(of('ServiceMonitor')[0].spec.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': 'fleetprobe' });
+  });
+});
 
 describe('Dockerfile', () => {
   const text = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');

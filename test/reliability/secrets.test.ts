@@ -224,4 +224,32 @@ describe('secrets never leave the process', () => {
       expect(leaks(r.stdout + r.stderr), args.join(' ')).toEqual([]);
     });
   }, 60_000);
+
+  it('CLI: run with many probes and gate (lines, table, --json Lines, --junit reports)', async () => {
+    const common = ['--config', dir, '--lab', '--lab-fault', 'device-offline'];
+    // The gates stop at the period's end (no probe fails 3 times in 1 s), not at the first probe's failures.
+    const gate = ['gate', '--for', '1s', '--every', '1s', '--fail-after', '3'];
+    const cases: [string[], number][] = [
+      [['run', '--all', '--repeat', '2', ...common], 1],
+      [['run', '--all', '--json', ...common], 1],
+      [[...gate, ...common], 0],
+      [[...gate, '--json', ...common], 0],
+    ];
+    await Promise.all(
+      cases.map(async ([args, code]) => {
+        const junit = path.join(tempDir(), 'report.xml');
+        const r = await runCli([...args, '--junit', junit], { env: { ...env, FLEETPROBE_LOG_LEVEL: 'debug' }, timeoutMs: 40_000 });
+        expect(r.code, `${args.join(' ')}\n${r.stdout}${r.stderr}`).toBe(code);
+        const report = fs.readFileSync(junit, 'utf8');
+        // Every probe failed, each run with its message in the report (where a secret would show up).
+        const runs = args.includes('--repeat') ? 2 : 1;
+        for (const p of SECRET_PROBES) {
+          const testcase = new RegExp(`<testcase name="${p.name}"[\\s\\S]*?</testcase>`).exec(report)?.[0] ?? '';
+          expect(testcase.match(/\] \S+ FAIL \w+ in \w+ [\d.]+m?s: ./g)?.length, `${args.join(' ')}: ${p.name}`).toBeGreaterThanOrEqual(runs);
+        }
+        expect(leaks(r.stdout + r.stderr), args.join(' ')).toEqual([]);
+        expect(leaks(report), `${args.join(' ')}: JUnit report`).toEqual([]);
+      }),
+    );
+  }, 60_000);
 });

@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { ProbeKind, ProbeSpec } from '../../src/core/kind.js';
+import type { ProbeKind } from '../../src/core/kind.js';
 import { REASONS } from '../../src/core/reasons.js';
-import type { RunResult } from '../../src/core/result.js';
 import { Metrics, RESULTS } from '../../src/metrics/metrics.js';
+import { fakeResult, fakeSpec } from '../helpers/results.js';
 
 function fakeKind(kind: string, phases: string[]): ProbeKind {
   return { kind, description: `fake ${kind}`, phases, schema: z.object({}), run: async () => {} };
@@ -14,27 +14,8 @@ const KINDS: Record<string, ProbeKind> = {
   shell: fakeKind('shell', ['connect', 'auth', 'exec']),
 };
 
-function spec(name: string, kind: string, labels: Record<string, string> = {}): ProbeSpec {
-  return { name, kind, intervalMs: 60_000, timeoutMs: 10_000, labels, source: { file: 'p.yaml' }, config: {}, digest: name };
-}
-
-function result(s: ProbeSpec, over: Partial<RunResult> = {}): RunResult {
-  return {
-    name: s.name,
-    kind: s.kind,
-    success: true,
-    aborted: false,
-    reason: null,
-    phase: null,
-    message: null,
-    durationSeconds: 0.25,
-    phases: {},
-    startedAt: 1_700_000_000_000,
-    observations: {},
-    labels: s.labels,
-    ...over,
-  };
-}
+const spec = fakeSpec;
+const result = fakeResult;
 
 interface Sample {
   name: string;

@@ -1,0 +1,41 @@
+import { startDaemon } from '../daemon/daemon.js';
+import { shardFrom } from '../daemon/shard.js';
+import { createLogger } from '../core/log.js';
+import { type Args, configPathsFor, durationArg, EXIT, logLevel, maybeLab, positiveInt } from './args.js';
+
+export async function cmdDaemon(args: Args): Promise<number> {
+  const log = createLogger({ level: logLevel(args, 'info') });
+  const lab = await maybeLab(args, log);
+  const listen = args.values.listen ?? (process.env.FLEETPROBE_LISTEN || (lab ? '127.0.0.1:9437' : '0.0.0.0:9437'));
+  let daemon;
+  try {
+    daemon = await startDaemon({
+      configPaths: configPathsFor(args),
+      listen,
+      concurrency: positiveInt('concurrency', args.values.concurrency, 64),
+      graceMs: durationArg('grace', args.values.grace, 10_000),
+      log,
+      lab,
+      shard: shardFrom(args.values.shard),
+    });
+  } catch (err) {
+    await lab?.close();
+    throw err;
+  }
+  if (lab) {
+    log.info(
+      { endpoints: lab.endpoints, credentials: lab.credentialsFile },
+      `embedded lab running; switch faults with: curl -X PUT ${lab.controlUrl}/faults/<name> (DELETE to clear; GET ${lab.controlUrl}/faults lists them)`,
+    );
+  }
+  process.on('SIGHUP', () => daemon.reload());
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      // A second signal while draining means "now".
+      process.once(signal, () => process.exit(EXIT.fail));
+      void daemon.shutdown(signal).then(() => resolve(EXIT.ok));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
