@@ -17,6 +17,8 @@ import { LiveProgress } from './live-progress.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from '../core/log.js';
 import { renderList, renderTimeline } from './render.js';
 import { ownedBy, shardFrom } from '../daemon/shard.js';
+import { historyFrom } from '../daemon/history.js';
+import { cmdStatus, DEFAULT_DAEMON_URL } from './status.js';
 import { PACKAGE_ROOT, VERSION } from '../core/version.js';
 
 export const EXIT = { ok: 0, fail: 1, usage: 2 } as const;
@@ -25,11 +27,12 @@ const USAGE = `fleetprobe ${VERSION}: synthetic end-to-end probes for device fle
 
 Usage:
   fleetprobe daemon [--config PATH]... [--listen HOST:PORT] [--lab] [--lab-fault F,...] [--log-level L]
-                    [--concurrency N] [--grace DURATION] [--shard I/N]
+                    [--concurrency N] [--grace DURATION] [--shard I/N] [--history N]
   fleetprobe run NAME [--config PATH]... [--lab] [--lab-fault F,...] [--json]
   fleetprobe check [--config PATH]... [--lab]
   fleetprobe list [--config PATH]... [--lab] [--json] [--shard I/N]
   fleetprobe lab [--lab-fault F,...]
+  fleetprobe status [NAME] [--daemon URL] [--json]
 
 Options:
   --config PATH      probe definitions: a YAML file or a directory of them (repeatable; default: probes/)
@@ -40,11 +43,13 @@ Options:
   --log-level L      ${LOG_LEVELS.join(', ')} (default info for daemon, warn otherwise; env FLEETPROBE_LOG_LEVEL)
   --concurrency N    at most N runs at once (default 64)
   --grace DURATION   how long SIGTERM waits for runs to end (default 10s)
-  --json             machine-readable output (run, list)
+  --json             machine-readable output (run, list, status)
   --shard I/N        run (daemon) or show (list) only shard I of N (0-based; auto/N takes I from the
                      host name's -<ordinal>, as in a StatefulSet; env FLEETPROBE_SHARD)
+  --history N        runs kept in memory per probe for the status page (default 100; 0 turns it off)
+  --daemon URL       the daemon status asks (default ${DEFAULT_DAEMON_URL}; env FLEETPROBE_DAEMON)
 
-Exit status: 0 pass / ok, 1 probe failed, 2 configuration or usage error.`;
+Exit status: 0 pass / ok, 1 probe failed, 2 configuration or usage error (for status also: daemon not read).`;
 
 const OPTIONS = {
   config: { type: 'string', multiple: true },
@@ -56,6 +61,8 @@ const OPTIONS = {
   grace: { type: 'string' },
   json: { type: 'boolean' },
   shard: { type: 'string' },
+  history: { type: 'string' },
+  daemon: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -119,6 +126,7 @@ async function cmdDaemon(args: Args): Promise<number> {
       log,
       lab,
       shard: shardFrom(args.values.shard),
+      history: historyFrom(args.values.history),
     });
   } catch (err) {
     await lab?.close();
@@ -296,8 +304,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdList(args);
       case 'lab':
         return await cmdLab(args);
+      case 'status':
+        return await cmdStatus(args);
       default:
-        throw new UsageError(`unknown command "${command}"; commands: daemon, run, check, list, lab`);
+        throw new UsageError(`unknown command "${command}"; commands: daemon, run, check, list, lab, status`);
     }
   } catch (err) {
     if (err instanceof ConfigError) {

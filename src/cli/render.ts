@@ -1,12 +1,8 @@
 import pc from 'picocolors';
 import type { ProbeSpec } from '../core/kind.js';
-import { formatDuration } from '../core/duration.js';
+import { formatDuration, formatSeconds as secs } from '../core/duration.js';
 import type { RunResult } from '../core/result.js';
 import { scheduleOf } from '../daemon/status.js';
-
-function secs(s: number): string {
-  return s >= 1 ? `${s.toFixed(3)}s` : `${(s * 1000).toFixed(1)}ms`;
-}
 
 /**
  * The phase timeline an on-call engineer reads at 3 a.m.: every phase with its time, the failing
