@@ -1,9 +1,10 @@
-import { redact, Secret } from '../core/redact.js';
+import { redact, REDACTED, Secret } from '../core/redact.js';
 
 /**
  * A probe's settings as loaded, fit to show anyone who can reach the daemon: a secret appears as
- * the reference it was given by (`{env: NAME}`, `{file: PATH}`), never as its value, and every
- * string is also scrubbed by redact() (a token pasted into a URL's userinfo, say).
+ * the reference it was given by (`{env: NAME}`, `{file: PATH}`), never as its value; every string
+ * is also scrubbed by redact() (a URL's userinfo, a known secret) and a URL's query values are
+ * hidden, since a URL field may only carry a token there (`?token=${VAR}`), not as a reference.
  */
 export function configView(value: unknown): unknown {
   return view(value, new WeakSet());
@@ -11,11 +12,11 @@ export function configView(value: unknown): unknown {
 
 function view(value: unknown, seen: WeakSet<object>): unknown {
   if (value instanceof Secret) return secretReference(value.source);
-  if (typeof value === 'string') return redact(value);
+  if (typeof value === 'string') return hideQueryValues(redact(value));
   if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return value;
   if (typeof value !== 'object') return typeof value === 'bigint' ? String(value) : undefined; // functions, symbols
   if (value instanceof RegExp) return `/${value.source}/${value.flags}`;
-  if (value instanceof URL) return redact(value.href);
+  if (value instanceof URL) return hideQueryValues(redact(value.href));
   if (ArrayBuffer.isView(value)) return `(${value.byteLength} bytes)`;
   if (seen.has(value)) return '(cycle)';
   seen.add(value);
@@ -37,4 +38,10 @@ function view(value: unknown, seen: WeakSet<object>): unknown {
 function secretReference(source: string): Record<string, string> {
   const m = /^(env|file):(.*)$/s.exec(source);
   return m ? { [m[1]]: m[2] } : { secret: source };
+}
+
+/** `https://h/p?a=1&b` → `https://h/p?a=[redacted]&b`; other strings as they are. */
+function hideQueryValues(text: string): string {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) return text;
+  return text.replace(/\?([^#]*)/, (_, query: string) => '?' + query.replace(/=[^&]*/g, `=${REDACTED}`));
 }

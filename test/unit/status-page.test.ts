@@ -81,10 +81,21 @@ describe('the status page', () => {
     expect(page).toContain('token:\n  env: BALENA_TOKEN');
     expect(page).toContain('ca:\n  file: /run/ca');
     expect(get(s, '/probes/calm').body).not.toContain(TOKEN);
-    expect(configView({ list: [new Secret(TOKEN, 'env:T')], re: /a.b/i, url: `https://u:${TOKEN}@h/`, buf: Buffer.alloc(3) })).toEqual({
+    expect(
+      configView({
+        list: [new Secret(TOKEN, 'env:T')],
+        re: /a.b/i,
+        url: `https://u:${TOKEN}@h/`,
+        query: 'https://h/p?token=t0k3n&flag&x=1#top',
+        plain: 'a?b=c',
+        buf: Buffer.alloc(3),
+      }),
+    ).toEqual({
       list: [{ env: 'T' }],
       re: '/a.b/i',
       url: 'https://[redacted]@h/',
+      query: 'https://h/p?token=[redacted]&flag&x=[redacted]#top',
+      plain: 'a?b=c',
       buf: '(3 bytes)',
     });
   });
