@@ -140,7 +140,11 @@ describe('run history and the status page, from a daemon on the lab', () => {
       const rows = await page.$$eval('tr[id^="probe-"]', (trs) => trs.map((tr) => tr.id));
       expect(rows).toEqual(['probe-script-build', 'probe-lab-url', 'probe-script-echo']);
       const bar = await page.$$eval('#probe-lab-url .bar .c', (cells) =>
-        cells.map((c) => ({ failed: c.classList.contains('f'), title: c.getAttribute('title')!, colour: getComputedStyle(c).backgroundColor })),
+        cells.map((c) => ({
+          failed: c.classList.contains('f'),
+          title: c.getAttribute('title')!,
+          colour: (globalThis as unknown as BrowserWindow).getComputedStyle(c).backgroundColor,
+        })),
       );
       expect(bar.length).toBeGreaterThanOrEqual(3);
       expect(bar.at(-1)!.failed).toBe(false);
@@ -149,15 +153,15 @@ describe('run history and the status page, from a daemon on the lab', () => {
       expect(red[0].title).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ · device_offline in transfer · [\d.]+m?s$/);
       expect(red[0].colour).toBe('rgb(207, 34, 46)');
       expect(bar.find((c) => !c.failed)!.colour).toBe('rgb(45, 164, 78)');
-      const lastFailure = await page.$eval('#probe-lab-url td.msg', (td) => (td as HTMLElement).innerText);
+      const lastFailure = await page.$eval('#probe-lab-url td.msg', innerText);
       expect(lastFailure).toMatch(/^\d+s ago device_offline in transfer: the platform served its "cannot reach this device" page/);
       // The injected markup is text on the page, and nothing ran.
-      expect(await page.$eval('#probe-script-echo td.msg', (td) => (td as HTMLElement).innerText)).toContain(SCRIPT);
+      expect(await page.$eval('#probe-script-echo td.msg', innerText)).toContain(SCRIPT);
       expect(await page.$$eval('script', (s) => s.length)).toBe(0);
       await page.screenshot({ path: path.join(dir, 'status.png'), fullPage: true });
 
       await page.goto(`${base}/probe/lab-url`, { waitUntil: 'load' });
-      const text = await page.$eval('body', (b) => (b as HTMLElement).innerText);
+      const text = await page.$eval('body', innerText);
       expect(text).toMatch(/Last failure\n+.*device_offline in phase transfer\n+the platform served its "cannot reach this device" page/);
       expect(await page.$$eval('table.wf .seg.f', (s) => s.length)).toBe(1);
       expect(text).toMatch(/Recent failures\n+.*\n.*device_offline\ttransfer\tthe platform served/);
@@ -175,6 +179,12 @@ describe('run history and the status page, from a daemon on the lab', () => {
     }
   }, 45_000);
 });
+
+// Functions run in the page: the project's types have no DOM library (it is a Node program).
+interface BrowserWindow {
+  getComputedStyle(e: unknown): { backgroundColor: string };
+}
+const innerText = (e: unknown) => (e as { innerText: string }).innerText;
 
 /** Debian's chromium, headless, with nothing that would reach the network on its own. */
 function launch(executablePath: string): Promise<Browser> {
