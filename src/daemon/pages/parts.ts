@@ -28,7 +28,7 @@ export function outcome(e: Pick<HistoryEntry, 'success' | 'reason' | 'phase'>): 
 export function state(item: ProbeStatus): Html {
   if (!item.last) return html`<span class="pending">PENDING</span>`;
   if (item.last.success) return html`<span class="pass">PASS</span>`;
-  return html`<span class="fail">FAIL</span>${item.consecutiveFailures > 1 ? ` ×${item.consecutiveFailures}` : ''}`;
+  return html`<span class="fail">FAIL</span>${item.consecutiveFailures > 1 ? `\u00a0×${item.consecutiveFailures}` : ''}`;
 }
 
 /**
@@ -41,7 +41,8 @@ export function uptimeBar(newestFirst: readonly HistoryEntry[]): Html {
   // No whitespace in or between cells (a page holds up to 20,000), so prettier must not indent them.
   // prettier-ignore
   const cells = runs.map((e) => html`<span class="${e.success ? 'c' : 'c f'}" title="${`${when(e.startedAt)} · ${outcome(e)} · ${formatSeconds(e.durationSeconds)}`}">${e.success ? '.' : 'x'}</span>`);
-  return html`<span class="bar">${cells}</span> <small>${passed}/${runs.length}</small>`;
+  // Non-breaking spaces keep a terminal browser from splitting the bar's cell.
+  return html`<span class="bar">${cells}</span> <small title="passed">${`${passed}\u00a0of\u00a0${runs.length}`}</small>`;
 }
 
 /**
