@@ -42,7 +42,7 @@ export function uptimeBar(newestFirst: readonly HistoryEntry[]): Html {
   // prettier-ignore
   const cells = runs.map((e) => html`<span class="${e.success ? 'c' : 'c f'}" title="${`${when(e.startedAt)} · ${outcome(e)} · ${formatSeconds(e.durationSeconds)}`}">${e.success ? '.' : 'x'}</span>`);
   // Non-breaking spaces keep a terminal browser from splitting the bar's cell.
-  return html`<span class="bar">${cells}</span> <small title="passed">${`${passed}\u00a0of\u00a0${runs.length}`}</small>`;
+  return html`<span class="bar">${cells}</span>&nbsp;<small title="passed">${`${passed}\u00a0of\u00a0${runs.length}`}</small>`;
 }
 
 /**
