@@ -5,29 +5,12 @@ import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../../src/core/result.js';
 import { fromHalf, toHalf } from '../../src/daemon/half-float.js';
 import { DEFAULT_HISTORY_LIMITS, historyFrom, RunHistory } from '../../src/daemon/history.js';
+import { HTTP_PHASES, httpRun } from '../helpers/runs.js';
 
-const HTTP_PHASES = ['resolve', 'connect', 'tls', 'request', 'transfer'] as const;
 const phasesOf = (kind: string) => (kind === 'http' ? HTTP_PHASES : ['api', 'reachability']);
 
 let clock = Date.parse('2026-03-01T03:00:00Z');
-function run(name: string, over: Partial<RunResult> = {}): RunResult {
-  clock += 15_000;
-  return {
-    name,
-    kind: 'http',
-    success: true,
-    aborted: false,
-    reason: null,
-    phase: null,
-    message: null,
-    durationSeconds: 0.0412,
-    phases: { resolve: 0.00001, connect: 0.0005, tls: 0.0106, request: 0.0153, transfer: 0.0015 },
-    startedAt: clock,
-    observations: {},
-    labels: {},
-    ...over,
-  };
-}
+const run = (name: string, over: Partial<RunResult> = {}) => httpRun(name, (clock += 15_000), over);
 const offline = (name: string, message = 'the platform served its "cannot reach this device" page (HTTP 502)') =>
   run(name, {
     success: false,

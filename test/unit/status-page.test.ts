@@ -7,6 +7,7 @@ import { RunHistory } from '../../src/daemon/history.js';
 import { html } from '../../src/daemon/pages/html.js';
 import { StatusStore } from '../../src/daemon/status.js';
 import { statusRoute } from '../../src/daemon/status-routes.js';
+import { HTTP_PHASES, httpRun } from '../helpers/runs.js';
 
 const HOSTILE = `<script>alert(1)</script>"'><img src=x onerror=alert(2)>&amp;`;
 const TOKEN = 'tok-3c1f9a7be0d24c55b1e8';
@@ -26,28 +27,11 @@ function spec(name: string, over: Partial<ProbeSpec> = {}): ProbeSpec {
 }
 
 let clock = 0;
-function result(name: string, over: Partial<RunResult> = {}): RunResult {
-  clock += 15_000;
-  return {
-    name,
-    kind: 'http',
-    success: true,
-    aborted: false,
-    reason: null,
-    phase: null,
-    message: null,
-    durationSeconds: 0.041,
-    phases: { resolve: 0.001, connect: 0.002, tls: 0.01, request: 0.02, transfer: 0.008 },
-    startedAt: clock,
-    observations: {},
-    labels: {},
-    ...over,
-  };
-}
+const result = (name: string, over: Partial<RunResult> = {}) => httpRun(name, (clock += 15_000), over);
 
 function store() {
   clock = Date.parse('2026-03-01T03:12:00Z');
-  const s = new StatusStore(new RunHistory({ runs: 100, failures: 20 }, () => ['resolve', 'connect', 'tls', 'request', 'transfer']));
+  const s = new StatusStore(new RunHistory({ runs: 100, failures: 20 }, () => HTTP_PHASES));
   s.configure([spec('hostile', { description: HOSTILE, labels: { location: HOSTILE } }), spec('calm'), spec('other-kind', { kind: 'ssh', labels: {} })]);
   const failure = { success: false, reason: 'assertion' as const, phase: 'transfer', message: `body was ${HOSTILE}`, output: [HOSTILE, 'second line'] };
   s.update(result('hostile', failure));

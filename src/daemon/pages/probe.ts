@@ -93,20 +93,10 @@ function failureTable(failures: readonly FailureRecord[]): Html {
         <td class="msg">${f.message ?? ''}${outputBlock(`output (${f.output.length} lines)`, f.output)}</td>
       </tr>`,
   );
-  return html`<table>
-    <thead>
-      <tr>
-        <th>started</th>
-        <th class="num">duration</th>
-        <th>reason</th>
-        <th>phase</th>
-        <th>message</th>
-      </tr>
-    </thead>
-    <tbody>
-      ${rows}
-    </tbody>
-  </table>`;
+  return table(
+    ['started', 'duration', 'reason', 'phase', 'message'].map((h) => html`<th class="${h === 'duration' ? 'num' : ''}">${h}</th>`),
+    rows,
+  );
 }
 
 function historyTable(runs: readonly (HistoryEntry & { message?: string | null })[], phases: readonly string[]): Html {
@@ -120,14 +110,17 @@ function historyTable(runs: readonly (HistoryEntry & { message?: string | null }
         <td class="msg">${e.message ?? ''}</td>
       </tr>`,
   );
+  return table(
+    ['started', 'result', 'duration', ...phases, 'message'].map((h) => html`<th class="${h === 'duration' || phases.includes(h) ? 'num' : ''}">${h}</th>`),
+    rows,
+  );
+}
+
+function table(head: Html[], rows: Html[]): Html {
   return html`<table>
     <thead>
       <tr>
-        <th>started</th>
-        <th>result</th>
-        <th class="num">duration</th>
-        ${phases.map((p) => html`<th class="num">${p}</th>`)}
-        <th>message</th>
+        ${head}
       </tr>
     </thead>
     <tbody>
