@@ -94,14 +94,15 @@ class RunRing {
     }
   }
 
-  /** Offsets of the rows, from the newest run to the oldest. */
-  *rows(): Generator<number> {
-    for (let k = 1; k <= this.size; k++) yield ((this.next - k + this.capacity) % this.capacity) * this.stride;
+  /** The offset of the k-th newest row (0: the newest), k < size. */
+  row(k: number): number {
+    return ((this.next - 1 - k + this.capacity) % this.capacity) * this.stride;
   }
 
-  entry(at: number): HistoryEntry {
+  /** One run; without `withPhases` its phase times are left out (the uptime bar needs none). */
+  entry(at: number, withPhases = true): HistoryEntry {
     const phases: Record<string, number> = {};
-    for (let i = 0; i < this.columns; i++) {
+    for (let i = 0; withPhases && i < this.columns; i++) {
       const half = this.words[at + 4 + i];
       if (half !== NOT_REACHED) phases[this.phaseNames[i]] = fromHalf(half);
     }
@@ -208,14 +209,14 @@ export class RunHistory {
    * The runs kept, newest first, started to the second. A failing run still among the kept
    * failures carries its exact start and its message; older failures keep reason, phase and times.
    */
-  runs(name: string): (HistoryEntry & { message?: string | null })[] {
+  runs(name: string, opts: { phases?: boolean; limit?: number } = {}): (HistoryEntry & { message?: string | null })[] {
     const h = this.probes.get(name);
     if (!h?.ring) return [];
     // At most one run of a probe starts in a given second (intervals are 1 s at least).
     const failures = new Map(h.failures.map((f) => [Math.floor(f.startedAt / 1000) * 1000, f]));
     const out = [];
-    for (const row of h.ring.rows()) {
-      const e = h.ring.entry(row);
+    for (let k = 0; k < Math.min(h.ring.size, opts.limit ?? Infinity); k++) {
+      const e = h.ring.entry(h.ring.row(k), opts.phases ?? true);
       const f = e.success ? undefined : failures.get(e.startedAt);
       out.push(f ? { ...e, startedAt: f.startedAt, message: f.message } : e);
     }
@@ -235,7 +236,7 @@ export class RunHistory {
   summary(name: string): HistorySummary {
     const ring = this.probes.get(name)?.ring;
     const passing: number[] = [];
-    for (const row of ring?.rows() ?? []) if (ring!.passed(row)) passing.push(ring!.durationSeconds(row));
+    for (let k = 0; ring && k < ring.size; k++) if (ring.passed(ring.row(k))) passing.push(ring.durationSeconds(ring.row(k)));
     passing.sort((a, b) => a - b);
     const runs = ring?.size ?? 0;
     return { runs, failures: runs - passing.length, p50Seconds: quantile(passing, 0.5), p95Seconds: quantile(passing, 0.95) };

@@ -125,6 +125,19 @@ describe('the status page', () => {
     expect(statusRoute(s, '/probes/a/b', '/probes/a/b')).toBeUndefined();
   });
 
+  it('pages the overview by 100 probes, keeping the failing filter in its links', () => {
+    const s = new StatusStore(new RunHistory({ runs: 100, failures: 20 }, () => HTTP_PHASES));
+    const names = Array.from({ length: 150 }, (_, i) => `p-${String(i).padStart(3, '0')}`);
+    s.configure(names.map((name) => spec(name)));
+    for (const name of names) s.update(result(name, { success: false, reason: 'timeout', phase: 'tls', message: 'slow' }));
+    const rows = (target: string) => [...get(s, target).body.matchAll(/<tr id="probe-([^"]+)">/g)].map((m) => m[1]);
+    expect(rows('/')).toEqual(names.slice(0, 100));
+    expect(rows('/?page=2')).toEqual(names.slice(100));
+    expect(rows('/?page=99')).toEqual(names.slice(100));
+    expect(get(s, '/?failing=1').body).toContain('<a href="/?failing=1&amp;page=2">next →</a>');
+    expect(get(s, '/?failing=1&page=2').body).toMatch(/← previous<\/a>\s+page 2 of\s+2/);
+  });
+
   it('html`` escapes interpolations and nests Html without escaping it twice', () => {
     expect(html`<p title="${'"x"'}">${html`<b>${'<i>'}</b>`}${['a', '&']}${null}${false}${0}</p>`.text).toBe(
       '<p title="&quot;x&quot;"><b>&lt;i&gt;</b>a&amp;0</p>',
