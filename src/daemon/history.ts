@@ -58,8 +58,8 @@ const NOT_REACHED = 0xffff;
  * (whole seconds since the epoch, good until 2106), one of result and failing phase (the high byte
  * 0 for a pass, 1 + i for a failure with REASONS[i]; the low byte the phase's index), then one per
  * duration (a half float of seconds: the run's, then one per phase the kind declares). An http
- * probe (5 phases) takes 9 words, 18 bytes a run, 1.8 KB for 100 runs; the same runs as objects
- * take about 40 times that. The measured whole: docs/status-page.md, "Memory".
+ * probe (5 phases) takes 9 words, 18 bytes a run, 1.8 KB for 100 runs; as objects (an entry and
+ * its phases) each run would take hundreds of bytes. The measured whole: docs/status-page.md, "Memory".
  */
 class RunRing {
   private readonly words: Uint16Array;
