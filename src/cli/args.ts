@@ -20,6 +20,9 @@ const OPTIONS = {
   grace: { type: 'string' },
   json: { type: 'boolean' },
   shard: { type: 'string' },
+  // The status page's memory (daemon) and the daemon asked (status).
+  history: { type: 'string' },
+  daemon: { type: 'string' },
   // Selecting and repeating many probes (run, gate).
   all: { type: 'boolean' },
   selector: { type: 'string', short: 'l', multiple: true },
@@ -45,6 +48,8 @@ const ONLY_FOR: Partial<Record<keyof typeof OPTIONS, readonly string[]>> = {
   for: ['gate'],
   every: ['gate'],
   'fail-after': ['gate'],
+  history: ['daemon'],
+  daemon: ['status'],
 };
 
 export type Args = ReturnType<typeof parse>;

@@ -1,3 +1,4 @@
+import { historyFrom } from '../daemon/history.js';
 import { startDaemon } from '../daemon/daemon.js';
 import { shardFrom } from '../daemon/shard.js';
 import { createLogger } from '../core/log.js';
@@ -17,6 +18,7 @@ export async function cmdDaemon(args: Args): Promise<number> {
       log,
       lab,
       shard: shardFrom(args.values.shard),
+      history: historyFrom(args.values.history),
     });
   } catch (err) {
     await lab?.close();

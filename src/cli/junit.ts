@@ -5,7 +5,7 @@ import { ReportFileError } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
 import type { RunRecord } from './probe-run.js';
 import type { Bar, ProbeTally } from './tally.js';
-import { formatSeconds } from './render.js';
+import { formatSeconds } from '../core/duration.js';
 
 /**
  * The JUnit XML report CI systems ingest (Jenkins, GitLab, GitHub test reporters): one testsuite

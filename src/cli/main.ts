@@ -7,6 +7,7 @@ import { cmdGate } from './cmd-gate.js';
 import { cmdCheck, cmdLab, cmdList } from './cmd-inspect.js';
 import { cmdRun } from './cmd-run.js';
 import { cmdHostkey } from './hostkey.js';
+import { cmdStatus } from './status.js';
 import { USAGE } from './usage.js';
 
 export { EXIT } from './args.js';
@@ -18,6 +19,7 @@ const COMMANDS: Record<string, (args: Args) => Promise<number>> = {
   check: cmdCheck,
   list: cmdList,
   lab: cmdLab,
+  status: cmdStatus,
 };
 
 /** Errors that are the user's input, not a bug: a message without a stack, exit 2. */

@@ -1,13 +1,8 @@
 import pc from 'picocolors';
 import type { ProbeSpec } from '../core/kind.js';
-import { formatDuration } from '../core/duration.js';
+import { formatDuration, formatSeconds } from '../core/duration.js';
 import type { RunResult } from '../core/result.js';
 import { scheduleOf } from '../daemon/status.js';
-
-/** 41.0ms, 1.250s: the unit a person reads at a glance. */
-export function formatSeconds(s: number): string {
-  return s >= 1 ? `${s.toFixed(3)}s` : `${(s * 1000).toFixed(1)}ms`;
-}
 
 /**
  * The phase timeline an on-call engineer reads at 3 a.m.: every phase with its time, the failing

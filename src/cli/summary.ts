@@ -1,6 +1,6 @@
 import type pc from 'picocolors';
 import type { RunRecord } from './probe-run.js';
-import { formatSeconds } from './render.js';
+import { formatSeconds } from '../core/duration.js';
 import type { Bar, ProbeTally, Tallies } from './tally.js';
 
 /** What `run` and `gate` print for people: a line per run, then a table per probe and the totals. */

@@ -1,3 +1,4 @@
+import { DEFAULT_DAEMON_URL } from './status.js';
 import { LOG_LEVELS } from '../core/log.js';
 import { VERSION } from '../core/version.js';
 import { LAB_FAULTS } from '../lab/index.js';
@@ -6,7 +7,7 @@ export const USAGE = `fleetprobe ${VERSION}: synthetic end-to-end probes for dev
 
 Usage:
   fleetprobe daemon [--config PATH]... [--listen HOST:PORT] [--lab] [--lab-fault F,...] [--log-level L]
-                    [--concurrency N] [--grace DURATION] [--shard I/N]
+                    [--concurrency N] [--grace DURATION] [--shard I/N] [--history N]
   fleetprobe run NAME [--config PATH]... [--lab] [--lab-fault F,...] [--json]
   fleetprobe run NAME... | --all | -l LABEL=VALUE,... | --kind KIND,...  [--concurrency N] [--repeat N]
                  [--min-success RATIO] [--json] [--junit FILE] [--config PATH]... [--lab] [--lab-fault F,...]
@@ -15,6 +16,7 @@ Usage:
   fleetprobe check [--config PATH]... [--lab]
   fleetprobe list [--config PATH]... [--lab] [--json] [--shard I/N]
   fleetprobe lab [--lab-fault F,...]
+  fleetprobe status [NAME] [--daemon URL] [--json]
   fleetprobe hostkey HOST[:PORT] [--via-tunnel PROXY[:PORT] [--token-env NAME]] [--timeout DURATION]
                      (its known_hosts lines and fingerprints; more: fleetprobe hostkey --help)
 
@@ -39,6 +41,8 @@ Options:
   --for DURATION     how long the gate lasts (default 5m)
   --every DURATION   how often the gate runs each probe (default 30s, at least 1s)
   --fail-after K     the gate fails when a probe fails K times in a row (default 2)
+  --history N        runs kept in memory per probe for the status page (daemon; default 100; 0 turns it off)
+  --daemon URL       the daemon status asks (default ${DEFAULT_DAEMON_URL}; env FLEETPROBE_DAEMON)
 
 Exit status: 0 pass / ok, 1 probe failed (run, gate: a probe missed its bar), 2 configuration or
-usage error; run and gate with many probes: 130 on SIGINT, 143 on SIGTERM (the partial report is written).`;
+usage error (status: also a daemon it cannot read); run and gate with many probes: 130 on SIGINT, 143 on SIGTERM (the partial report is written).`;

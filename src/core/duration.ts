@@ -18,3 +18,8 @@ export function formatDuration(ms: number): string {
   if (ms % 1000 === 0) return `${ms / 1000}s`;
   return `${ms}ms`;
 }
+
+/** A measured time for people: `41.0ms` under a second, `1.234s` above (the phase timeline, the status page). */
+export function formatSeconds(s: number): string {
+  return s >= 1 ? `${s.toFixed(3)}s` : `${(s * 1000).toFixed(1)}ms`;
+}

@@ -19,6 +19,12 @@ export interface RunResult {
   startedAt: number;
   observations: Record<string, number | string>;
   labels: Record<string, string>;
+  /**
+   * The last lines of the target's own output (ctx.progress: a build's log), already redacted and
+   * stripped of control characters; absent when it wrote none. Not part of resultToJson: the run
+   * history serves it (/probes/NAME) and `fleetprobe run` shows it live.
+   */
+  output?: string[];
 }
 
 /** The shape `fleetprobe run --json` prints and /probes serves for one run. */
@@ -30,8 +36,8 @@ export function resultToJson(r: RunResult) {
     aborted: r.aborted || undefined,
     reason: r.reason,
     phase: r.phase,
-    durationSeconds: round(r.durationSeconds),
-    phases: Object.fromEntries(Object.entries(r.phases).map(([k, v]) => [k, round(v)])),
+    durationSeconds: roundSeconds(r.durationSeconds),
+    phases: Object.fromEntries(Object.entries(r.phases).map(([k, v]) => [k, roundSeconds(v)])),
     message: r.message,
     startedAt: new Date(r.startedAt).toISOString(),
     labels: r.labels,
@@ -39,6 +45,7 @@ export function resultToJson(r: RunResult) {
   };
 }
 
-function round(s: number): number {
+/** Seconds to the microsecond, for JSON. */
+export function roundSeconds(s: number): number {
   return Math.round(s * 1e6) / 1e6;
 }

@@ -9,6 +9,12 @@ const MAX_MESSAGE_CHARS = 512;
 /** How long a run's teardown tasks (ctx.teardown) may hold the result back after the run ended. */
 export const TEARDOWN_GRACE_MS = 10_000;
 const MAX_PROGRESS_CHARS = 2000;
+/**
+ * The tail of a run's output kept with its result (for the run history): the last lines, each cut
+ * shorter than a live line, so a failure's record stays a few KiB however much a builder wrote.
+ */
+export const OUTPUT_TAIL_LINES = 20;
+export const OUTPUT_TAIL_LINE_CHARS = 300;
 
 export class RunTimeoutError extends Error {
   override name = 'TimeoutError';
@@ -49,8 +55,17 @@ export function cleanProgressLine(text: string): string {
     .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, '')
     .replace(/\t/g, '  ')
     .trimEnd();
-  const line = redact(plain);
-  return line.length > MAX_PROGRESS_CHARS ? line.slice(0, MAX_PROGRESS_CHARS - 1) + '…' : line;
+  return truncate(redact(plain), MAX_PROGRESS_CHARS);
+}
+
+/** `text` cut to at most `max` characters with an ellipsis, never between the halves of a surrogate pair. */
+export function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let cut = max - 1;
+  // A lone half is not valid UTF-16 (nor JSON-safe text).
+  const last = text.charCodeAt(cut - 1);
+  if (last >= 0xd800 && last <= 0xdbff) cut--;
+  return text.slice(0, cut) + '…';
 }
 
 export function boundMessage(text: string): string {
@@ -58,12 +73,7 @@ export function boundMessage(text: string): string {
   const oneLine = redact(text)
     .replace(/\s*[\n\r\v\f\u0085\u2028\u2029]\s*/g, ' | ')
     .trim();
-  if (oneLine.length <= MAX_MESSAGE_CHARS) return oneLine;
-  let cut = MAX_MESSAGE_CHARS - 1;
-  // Never end on the first half of a surrogate pair (a lone half is not valid UTF-16/JSON-safe text).
-  const last = oneLine.charCodeAt(cut - 1);
-  if (last >= 0xd800 && last <= 0xdbff) cut--;
-  return oneLine.slice(0, cut) + '…';
+  return truncate(oneLine, MAX_MESSAGE_CHARS);
 }
 
 /**
@@ -86,6 +96,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
   const phases: Record<string, number> = {};
   const observations: Record<string, number | string> = {};
   const teardowns: Promise<unknown>[] = [];
+  const output: string[] = [];
   const emit = (event: ProgressEvent) => {
     try {
       opts.onProgress?.(event);
@@ -132,6 +143,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
       for (const part of text.split(/\r?\n|\r/)) {
         const line = cleanProgressLine(part);
         if (!line) continue;
+        if (!progressOpts?.transient) keepTail(output, line);
         if (opts.onProgress) emit({ phase: (current as { name: string } | null)?.name ?? lastEntered, line, transient: progressOpts?.transient });
         else if (!progressOpts?.transient) runLog().debug({ progress: line }, 'probe output');
       }
@@ -175,7 +187,16 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
 
   const durationSeconds = (performance.now() - t0) / 1000;
   if (teardowns.length) await settleTeardowns(teardowns, runLog());
-  const base = { name: spec.name, kind: spec.kind, durationSeconds, phases, startedAt, observations, labels: spec.labels };
+  const base = {
+    name: spec.name,
+    kind: spec.kind,
+    durationSeconds,
+    phases,
+    startedAt,
+    observations,
+    labels: spec.labels,
+    ...(output.length ? { output } : {}),
+  };
   if (!failed) {
     return { ...base, success: true, aborted: false, reason: null, phase: null, message: null };
   }
@@ -188,6 +209,11 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
   const message =
     failure instanceof RunTimeoutError ? `${phase ?? 'run'} did not finish within the run timeout of ${spec.timeoutMs}ms` : describeError(failure);
   return { ...base, success: false, aborted: false, reason, phase, message: boundMessage(message) };
+}
+
+function keepTail(tail: string[], line: string): void {
+  if (tail.length === OUTPUT_TAIL_LINES) tail.shift();
+  tail.push(truncate(line, OUTPUT_TAIL_LINE_CHARS));
 }
 
 /** Waits for the run's teardown tasks, at most TEARDOWN_GRACE_MS; they may add more while running. */

@@ -2,6 +2,7 @@ import type http from 'node:http';
 import type { Logger } from 'pino';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { ConfigError } from '../core/errors.js';
+import { DEFAULT_HISTORY_LIMITS, RunHistory, type HistoryLimits } from './history.js';
 import { HeldProbes, isHeld } from './hold.js';
 import { runProbe } from '../core/run.js';
 import { KINDS } from '../kinds/index.js';
@@ -23,6 +24,8 @@ export interface DaemonOptions {
   lab?: Lab;
   /** Run only this shard's probes (`--shard i/n`); all of them when absent. */
   shard?: Shard;
+  /** Runs and failures kept per probe (`--history N`); DEFAULT_HISTORY_LIMITS when absent. */
+  history?: HistoryLimits;
 }
 
 export interface Daemon {
@@ -58,7 +61,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const metrics = new Metrics(VERSION, KINDS);
   metrics.shardIndex.set(shard.index);
   metrics.shardCount.set(shard.count);
-  const status = new StatusStore();
+  const status = new StatusStore(new RunHistory(opts.history ?? DEFAULT_HISTORY_LIMITS, (kind) => KINDS[kind].phases));
   let shuttingDown = false;
 
   const scheduler = new Scheduler({

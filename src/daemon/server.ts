@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { FleetprobeError } from '../core/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { StatusStore } from './status.js';
+import { statusRoute } from './status-routes.js';
 
 export interface ServerState {
   /** Config loaded and scheduler running. */
@@ -98,19 +99,11 @@ async function handle(deps: { metrics: Metrics; status: StatusStore; state: Serv
       res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : 'not ready\n');
       return;
     }
-    case '/probes':
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(deps.status.toJson(), null, 2) + '\n');
-      return;
-    case '/':
-      res
-        .writeHead(200, { 'content-type': 'text/html' })
-        .end(
-          '<html><head><title>fleetprobe</title></head><body><h1>fleetprobe</h1><ul>' +
-            '<li><a href="/metrics">/metrics</a></li><li><a href="/probes">/probes</a></li>' +
-            '<li><a href="/healthz">/healthz</a></li><li><a href="/readyz">/readyz</a></li></ul></body></html>\n',
-        );
-      return;
-    default:
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    default: {
+      // /probes, /probes/NAME, the status page (/ and /probe/NAME): read-only, see status-routes.ts.
+      const reply = statusRoute(deps.status, pathname, req.url);
+      if (reply) res.writeHead(reply.status, reply.headers).end(reply.body);
+      else res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
   }
 }

@@ -170,12 +170,17 @@ afterAll(async () => {
 });
 
 describe('secrets never leave the process', () => {
-  it('daemon: log lines, /metrics and /probes after every probe failed', async () => {
+  it('daemon: log lines, /metrics, /probes and the status page after every probe failed', async () => {
     daemon = new DaemonProcess(['--lab', '--lab-fault', 'device-offline', '--config', dir, '--log-level', 'debug'], env);
     const base = await daemon.url();
     const failedOnce = (t: string) => SECRET_PROBES.every((p) => (metricValue(t, 'probe_runs_total', { probe: p.name, result: 'failure' }) ?? 0) >= 1);
     const metrics = await daemon.waitForMetrics(failedOnce, 20_000);
     const probes = await (await fetch(`${base}/probes`)).text();
+    // The run history and the status page: every probe's JSON and page (its config as loaded).
+    const pages: Record<string, string> = {};
+    for (const target of ['/', '/?failing=1', ...SECRET_PROBES.flatMap((p) => [`/probes/${p.name}`, `/probe/${p.name}`])]) {
+      pages[target] = await (await fetch(`${base}${target}`)).text();
+    }
     expect(await daemon.stop()).toBe(0);
 
     // Every probe really failed, with a message (the place a secret would show up).
@@ -189,6 +194,8 @@ describe('secrets never leave the process', () => {
     expect(leaks(daemon.raw), 'daemon log').toEqual([]);
     expect(leaks(metrics), '/metrics').toEqual([]);
     expect(leaks(probes), '/probes').toEqual([]);
+    for (const [target, text] of Object.entries(pages)) expect(leaks(text), target).toEqual([]);
+    expect(JSON.parse(pages[`/probes/${SECRET_PROBES[0].name}`]).failures.length, 'failures kept').toBeGreaterThan(0);
   }, 40_000);
 
   it('CLI: run (text and --json), list and check', async () => {

@@ -5,7 +5,7 @@ import { ProbeError } from '../../src/core/errors.js';
 import type { ProbeContext, ProbeKind, ProbeSpec } from '../../src/core/kind.js';
 import { REDACTED, Secret } from '../../src/core/redact.js';
 import { isReason } from '../../src/core/reasons.js';
-import { boundMessage, runProbe } from '../../src/core/run.js';
+import { boundMessage, OUTPUT_TAIL_LINE_CHARS, OUTPUT_TAIL_LINES, runProbe } from '../../src/core/run.js';
 
 const log = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -44,6 +44,33 @@ function coded(code: string, message = `failed with ${code}`): Error {
 }
 
 describe('runProbe', () => {
+  it("keeps the tail of the target's output with the result: its last lines, cleaned, redacted and cut; no transient lines", async () => {
+    const secret = new Secret('tail-secret-4f1c', 'env:T');
+    const k = kind(async (ctx) => {
+      await ctx.phase('a', () => {
+        for (let i = 1; i <= 30; i++) ctx.progress(`line ${i}`);
+        ctx.progress('50% \u001b[32m=====\u001b[0m', { transient: true });
+        ctx.progress(`\u001b[31mtoken ${secret.reveal()}\u001b[0m\nlong ${'x'.repeat(1000)}`);
+      });
+      throw new ProbeError('build_failed', 'the build failed');
+    });
+    const r = await runProbe(spec(), k, { log });
+    expect(r.output).toHaveLength(OUTPUT_TAIL_LINES);
+    expect(r.output!.slice(0, 2)).toEqual(['line 13', 'line 14']);
+    expect(r.output!.at(-2)).toBe(`token ${REDACTED}`);
+    expect(r.output!.at(-1)).toHaveLength(OUTPUT_TAIL_LINE_CHARS);
+    expect(r.output!.at(-1)!.endsWith('…')).toBe(true);
+    expect(
+      (
+        await runProbe(
+          spec(),
+          kind(async () => {}),
+          { log },
+        )
+      ).output,
+    ).toBeUndefined();
+  });
+
   it('a pass is a success, with phases recorded in order with their durations', async () => {
     const k = kind(async (ctx) => {
       await ctx.phase('a', () => sleep(30));
