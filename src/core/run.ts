@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { classifyError, describeError } from './classify.js';
+import { excerpt } from './excerpt.js';
 import type { CompanionStatus, ProbeContext, ProbeKind, ProbeSpec, ProgressEvent } from './kind.js';
 import { redact } from './redact.js';
 import type { RunResult } from './result.js';
@@ -48,8 +49,7 @@ export function cleanProgressLine(text: string): string {
     .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, '')
     .replace(/\t/g, '  ')
     .trimEnd();
-  const line = redact(plain);
-  return line.length > MAX_PROGRESS_CHARS ? line.slice(0, MAX_PROGRESS_CHARS - 1) + '…' : line;
+  return excerpt(plain, { max: MAX_PROGRESS_CHARS, ellipsisWithin: true, redact: true });
 }
 
 export function boundMessage(text: string): string {
@@ -57,12 +57,8 @@ export function boundMessage(text: string): string {
   const oneLine = redact(text)
     .replace(/\s*[\n\r\v\f\u0085\u2028\u2029]\s*/g, ' | ')
     .trim();
-  if (oneLine.length <= MAX_MESSAGE_CHARS) return oneLine;
-  let cut = MAX_MESSAGE_CHARS - 1;
-  // Never end on the first half of a surrogate pair (a lone half is not valid UTF-16/JSON-safe text).
-  const last = oneLine.charCodeAt(cut - 1);
-  if (last >= 0xd800 && last <= 0xdbff) cut--;
-  return oneLine.slice(0, cut) + '…';
+  // excerpt never ends on the first half of a surrogate pair (a lone half is not valid UTF-16/JSON-safe text).
+  return excerpt(oneLine, { max: MAX_MESSAGE_CHARS, ellipsisWithin: true });
 }
 
 /**

@@ -2,17 +2,22 @@ import fs from 'node:fs';
 import type net from 'node:net';
 import { Agent, request, type Dispatcher } from 'undici';
 import { z } from 'zod';
-import { duration, readableDir, readableFile, secretRef } from '../config/fields.js';
+import { duration, readableDir, secretRef } from '../config/fields.js';
 import { describeError, errorCode } from '../core/classify.js';
 import { formatDuration } from '../core/duration.js';
+import { excerpt } from '../core/excerpt.js';
 import { ProbeError } from '../core/errors.js';
 import { defineKind, type ProbeContext } from '../core/kind.js';
 import type { Secret } from '../core/redact.js';
 import { cleanProgressLine } from '../core/run.js';
-import { connectTcp, connectUnix, resolveHost, upgradeTls } from '../net/dial.js';
-import { asProtocolError, clientOverSocket } from '../net/http-client.js';
+import { connectTcp, connectUnix, resolveHost } from '../net/dial.js';
 import { JsonItemStream, type JsonFraming } from '../net/json-stream.js';
 import { packContext, type PackedContext } from './build-context.js';
+import { fleetSlug } from './shared/device.js';
+import { parseHostPort } from './shared/host-port.js';
+import { dialHttp, HttpExchange, readBody } from './shared/http-exchange.js';
+import { httpUrl, jsonExcerpt } from './shared/http-expect.js';
+import { tlsFieldWithoutServerName, warnIfInsecure } from './shared/tls.js';
 
 /**
  * `build`: submits a small build to the platform's remote builder (`target: balena`, always as a
@@ -35,15 +40,14 @@ const MAX_ERROR_BODY_BYTES = 4096;
 const ERROR_LINES = 4;
 const MAX_ERROR_LINE_CHARS = 200;
 
-const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
-
 /** `unix:///var/run/docker.sock`, `tcp://host:2375` or `http://host:2375` (no TLS: see the README). */
 type DockerEndpoint = { socketPath: string; label: string } | { host: string; port: number; label: string };
 const dockerEndpoint = z.string().transform((v, ctx): DockerEndpoint => {
   const unix = /^unix:\/\/(\/.+)$/.exec(v);
   if (unix) return { socketPath: unix[1], label: v };
-  const tcp = /^(?:tcp|http):\/\/(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(v);
-  if (tcp && Number(tcp[2]) > 0 && Number(tcp[2]) < 65536) return { host: tcp[1].replace(/^\[(.*)\]$/, '$1'), port: Number(tcp[2]), label: v };
+  const tcp = /^(?:tcp|http):\/\/([^/]*)\/?$/.exec(v);
+  const hp = tcp ? parseHostPort(tcp[1]) : undefined;
+  if (hp) return { ...hp, label: v };
   ctx.addIssue({ code: 'custom', message: 'a Docker endpoint is unix:///path/to/docker.sock, tcp://HOST:PORT or http://HOST:PORT' });
   return z.NEVER;
 });
@@ -51,10 +55,7 @@ const dockerEndpoint = z.string().transform((v, ctx): DockerEndpoint => {
 const schema = z.object({
   target: z.enum(['balena', 'docker']).default('balena'),
   /** The fleet's slug, `<org>/<fleet>` (target balena). */
-  fleet: z
-    .string()
-    .regex(/^[\w.-]+\/[\w.-]+$/, 'a fleet slug is <org>/<fleet>')
-    .optional(),
+  fleet: fleetSlug.optional(),
   builder: httpUrl.default('https://builder.balena-cloud.com'),
   api: httpUrl.default('https://api.balena-cloud.com'),
   token: secretRef.optional(),
@@ -69,7 +70,7 @@ const schema = z.object({
     .string()
     .regex(/^[^/].*$|^$/, 'a path inside the build context (no leading /)')
     .default(''),
-  tls: z.strictObject({ caFile: readableFile.optional(), insecureSkipVerify: z.boolean().default(false) }).default({ insecureSkipVerify: false }),
+  tls: tlsFieldWithoutServerName,
   uploadTimeout: duration.default(DEFAULT_UPLOAD_TIMEOUT_MS),
   stallTimeout: duration.default(DEFAULT_STALL_TIMEOUT_MS),
 });
@@ -105,7 +106,7 @@ function newLog(): BuildLog {
 }
 
 function keepLast(list: string[], line: string, n: number): void {
-  list.push(line.length > MAX_ERROR_LINE_CHARS ? line.slice(0, MAX_ERROR_LINE_CHARS - 1) + '…' : line);
+  list.push(excerpt(line, { max: MAX_ERROR_LINE_CHARS, ellipsisWithin: true }));
   if (list.length > n) list.shift();
 }
 
@@ -132,17 +133,7 @@ interface Endpoint {
 
 function balenaEndpoint(url: string, cfg: BuildConfig): Endpoint {
   const u = new URL(url);
-  const https = u.protocol === 'https:';
-  return {
-    label: u.origin,
-    origin: u.origin,
-    async dial(ctx) {
-      const address = await resolveHost(ctx, u.hostname);
-      const socket = await connectTcp(ctx, address, Number(u.port) || (https ? 443 : 80));
-      if (!https) return socket;
-      return upgradeTls(ctx, socket, { servername: u.hostname, caFile: cfg.tls.caFile, insecureSkipVerify: cfg.tls.insecureSkipVerify, alpn: ['http/1.1'] });
-    },
-  };
+  return { label: u.origin, origin: u.origin, dial: (ctx) => dialHttp(ctx, u, { tls: cfg.tls }) };
 }
 
 function dockerEndpointOf(ep: DockerEndpoint): Endpoint {
@@ -168,7 +159,7 @@ async function submit(
   cfg: BuildConfig,
   onClose: (close: () => void) => void,
 ): Promise<StreamedAnswer> {
-  const client = clientOverSocket(endpoint.origin, socket);
+  const http = new HttpExchange(endpoint.origin, socket);
   const guard = new AbortController();
   const signal = AbortSignal.any([ctx.signal, guard.signal]);
   let timer: NodeJS.Timeout | undefined;
@@ -178,8 +169,7 @@ async function submit(
   };
   const close = () => {
     clearTimeout(timer);
-    void client.destroy().catch(() => {});
-    socket.destroy();
+    void http.close();
   };
   onClose(close);
 
@@ -193,14 +183,12 @@ async function submit(
   );
   let res: Dispatcher.ResponseData;
   try {
-    res = await client.request({ method: 'POST', path: req.path, headers: req.headers, body: req.body, signal });
+    res = await http.send({ method: 'POST', path: req.path, headers: req.headers, body: req.body, signal });
   } catch (err) {
     close();
-    // Our own limits and aborts first; then what the connection said (ECONNRESET: connect, ETIMEDOUT: timeout).
-    if (guard.signal.aborted) throw guard.signal.reason;
-    if (ctx.signal.aborted) throw ctx.signal.reason;
-    const e = asProtocolError(err);
-    throw e instanceof ProbeError ? e : new Error(`uploading the build context to ${endpoint.label} failed`, { cause: e });
+    // Our own limits and aborts first (send gives their reason); then what the connection said
+    // (ECONNRESET: connect, ETIMEDOUT: timeout).
+    throw err instanceof ProbeError || signal.aborted ? err : new Error(`uploading the build context to ${endpoint.label} failed`, { cause: err });
   }
 
   let items = 0;
@@ -239,18 +227,8 @@ async function submit(
     status: res.statusCode,
     items: read(),
     async errorText() {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      try {
-        for await (const c of res.body) {
-          chunks.push(c as Buffer);
-          size += (c as Buffer).length;
-          if (size >= MAX_ERROR_BODY_BYTES) break;
-        }
-      } catch {
-        /* what arrived is the reason we have */
-      }
-      return Buffer.concat(chunks).subarray(0, MAX_ERROR_BODY_BYTES).toString('utf8');
+      // What arrived is the reason we have, even if the answer breaks off.
+      return (await readBody(res, MAX_ERROR_BODY_BYTES, signal, { partial: true })).text;
     },
   };
 }
@@ -263,13 +241,8 @@ function reasonOf(body: string): string {
   } catch {
     /* not JSON */
   }
-  const text = cleanProgressLine(
-    body
-      .replace(/<[^>]*>/g, ' ')
-      .replace(/\s+/g, ' ')
-      .trim(),
-  );
-  return text.length > 300 ? text.slice(0, 299) + '…' : text || '(empty body)';
+  const text = cleanProgressLine(excerpt(body, { max: Infinity, markup: true, collapse: true }));
+  return excerpt(text, { max: 300, ellipsisWithin: true, empty: '(empty body)' });
 }
 
 function statusError(status: number, body: string, who: string, buildFailedOn400: boolean): ProbeError {
@@ -536,7 +509,9 @@ async function runDocker(ctx: ProbeContext, cfg: BuildConfig): Promise<void> {
       if (typeof item.error === 'string' || item.errorDetail) {
         const detail = (item.errorDetail as { message?: unknown } | undefined)?.message;
         log.failed = true;
-        keepLast(log.errorLines, cleanProgressLine(typeof detail === 'string' ? detail : String(item.error)), ERROR_LINES);
+        // A peer's error that is not text is shown as JSON (bounded: it may be nested without end).
+        const text = typeof detail === 'string' ? detail : typeof item.error === 'string' ? item.error : (jsonExcerpt(item.error, MAX_ERROR_LINE_CHARS) ?? '');
+        keepLast(log.errorLines, cleanProgressLine(text), ERROR_LINES);
         return true;
       }
       if (typeof item.status === 'string') {
@@ -569,6 +544,6 @@ export const buildKind = defineKind({
   async run(ctx, cfg) {
     if (cfg.target === 'docker') await runDocker(ctx, cfg);
     else await runBalena(ctx, cfg);
-    if (cfg.tls.insecureSkipVerify && cfg.target === 'balena') ctx.log.warn('TLS certificate verification is disabled for this probe (tls.insecureSkipVerify)');
+    if (cfg.target === 'balena') warnIfInsecure(ctx, cfg.tls, '', 'tls.insecureSkipVerify');
   },
 });

@@ -3,16 +3,21 @@ import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'undici';
 import { z } from 'zod';
-import { duration, headerMap, readableFile, regex, secretRef } from '../config/fields.js';
+import { duration, headerMap, regex, secretRef } from '../config/fields.js';
 import { ProbeError } from '../core/errors.js';
 import { defineKind, type HoldContext, type ProbeContext } from '../core/kind.js';
 import { Secret } from '../core/redact.js';
-import { deviceAuthority, dialThroughProxy, parseHostPort, printable, type ConnectedTunnel } from '../net/connect-tunnel.js';
+import { deviceAuthority, printable, type ConnectedTunnel } from '../net/connect-tunnel.js';
 import { withStepTimeout } from '../net/dial.js';
-import { asProtocolError } from '../net/http-client.js';
 import { runSshSession } from '../net/ssh-session.js';
-import { excerpt, readBody, statusMatcher, statusMatches } from './http.js';
-import { credentialsOf, hostKeys, policyOf, privateKeyRef, sshExpect } from './ssh.js';
+import { withoutPhases } from './shared/context.js';
+import { deviceUuid } from './shared/device.js';
+import { hostPortField, hostPortText, parseHostPort, portNumber } from './shared/host-port.js';
+import { readBody, sendRequest } from './shared/http-exchange.js';
+import { bodyExpectFields, expectBody, expectStatus, maxBodyBytes } from './shared/http-expect.js';
+import { credentialProblems, credentialsOf, hostKeys, maxOutputBytes, policyOf, privateKeyRef, sshCommand, sshExpect } from './shared/ssh.js';
+import { warnIfInsecure } from './shared/tls.js';
+import { openTunnel, stepTimeout, tunnelField, tunnelTlsField, tunnelUser } from './shared/tunnel.js';
 
 /**
  * `tunnel`: a port tunnel through the platform's CONNECT proxy (PROTOCOLS.md "Port tunnel"),
@@ -20,15 +25,6 @@ import { credentialsOf, hostKeys, policyOf, privateKeyRef, sshExpect } from './s
  * first line (`expect.banner`), `send`/`expect` steps, or an HTTP request. With `hold` the daemon
  * keeps the tunnel open and counts its interruptions instead of opening one per run.
  */
-
-export const hostPort = z.string().transform((v, ctx) => {
-  const hp = parseHostPort(v);
-  if (!hp) {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not host:port (e.g. tunnel.balena-cloud.com:443)` });
-    return z.NEVER;
-  }
-  return hp;
-});
 
 const step = z
   .strictObject({ send: z.string().optional(), expect: regex.optional() })
@@ -40,56 +36,21 @@ const httpCheck = z.strictObject({
   /** Host header; default the CONNECT target's host. */
   host: z.string().optional(),
   headers: headerMap.default({}),
-  maxBodyBytes: z
-    .number()
-    .int()
-    .min(0)
-    .max(16 * 1024 * 1024)
-    .default(64 * 1024),
-  expect: z
-    .strictObject({
-      status: z.array(statusMatcher).min(1).default(['2xx']),
-      body: z.string().optional(),
-      bodyRegex: regex.optional(),
-    })
-    .default({ status: ['2xx'] }),
+  maxBodyBytes,
+  expect: z.strictObject(bodyExpectFields).default({ status: ['2xx'] }),
 });
-
-/** The tunnel proxy, host:port (shared with the device-status kind's own tunnel check). */
-export const tunnelField = hostPort.default({ host: 'tunnel.balena-cloud.com', port: 443 });
-/** TLS to the proxy (SNI = serverName or the tunnel host); `true` for the defaults, `false` for plain TCP. */
-export const tunnelTlsField = z
-  .union([
-    // A boolean, not a literal: the loader then reports a problem inside the object by its own path.
-    z.boolean(),
-    z.strictObject({
-      caFile: readableFile.optional(),
-      serverName: z.string().optional(),
-      insecureSkipVerify: z.boolean().default(false),
-    }),
-  ])
-  .default(true)
-  .transform((v) => (v === true ? { insecureSkipVerify: false } : v));
 
 const schema = z.object({
   tunnel: tunnelField,
   tunnelTls: tunnelTlsField,
-  /** The platform ignores the user and checks the token; `root` is what non-user API keys use. */
-  user: z.string().min(1).default('root'),
+  user: tunnelUser,
   token: secretRef,
-  device: z
-    .string()
-    .regex(/^[a-fA-F0-9]+$/, 'a device uuid is hexadecimal')
-    .optional(),
-  port: z.number().int().min(1).max(65535).default(80),
+  device: deviceUuid.optional(),
+  port: portNumber.default(80),
   targetSuffix: z.enum(['balena', 'resin', 'vpn']).default('balena'),
   /** A literal CONNECT target (host:port) instead of <device>.<suffix>:<port>, for generic proxies. */
-  target: z
-    .string()
-    .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):\d{1,5}$/, 'a target is host:port')
-    .optional(),
-  /** Limit of each single step (connect, TLS, the proxy's answer, each check), inside the run timeout. */
-  stepTimeout: duration.default(10_000),
+  target: hostPortText.optional(),
+  stepTimeout,
   expect: z.strictObject({ banner: regex.optional() }).default({}),
   steps: z.array(step).default([]),
   http: httpCheck.optional(),
@@ -101,16 +62,11 @@ const schema = z.object({
       sshKeyPassphrase: secretRef.optional(),
       hostKeys: hostKeys.optional(),
       /** The name (host:port) the device's key is listed under in known_hosts (OpenSSH's HostKeyAlias); default the target. */
-      hostKeyAlias: hostPort.optional(),
+      hostKeyAlias: hostPortField().optional(),
       insecureAcceptAnyHostKey: z.boolean().default(false),
-      command: z.string().min(1).default('cat /etc/os-release'),
+      command: sshCommand,
       expect: sshExpect,
-      maxOutputBytes: z
-        .number()
-        .int()
-        .min(1)
-        .max(4 * 1024 * 1024)
-        .default(64 * 1024),
+      maxOutputBytes,
     })
     .optional(),
   /** Keep the tunnel open (daemon only), reopening it after this long; checks repeat every interval on it. */
@@ -305,24 +261,10 @@ async function checkHttp(ctx: ProbeContext, s: Session, cfg: NonNullable<TunnelC
   const headers: Record<string, string> = { 'user-agent': 'fleetprobe' };
   for (const [k, v] of Object.entries(cfg.headers)) headers[k.toLowerCase()] = v instanceof Secret ? v.reveal() : v;
   const what = `HTTP ${cfg.method} ${cfg.path} through the tunnel`;
-  const res = await s.client!.request({ path: cfg.path, method: cfg.method, headers, signal: ctx.signal }).catch((err) => {
-    throw asProtocolError(err);
-  });
-  const body = await readBody(res.body as never, cfg.maxBodyBytes).catch((err) => {
-    throw asProtocolError(err);
-  });
-  if (!cfg.expect.status.some((m) => statusMatches(res.statusCode, m))) {
-    throw new ProbeError(
-      'assertion',
-      `${what}: status ${res.statusCode} is not one of ${cfg.expect.status.join(', ')}${body.text ? `; body: ${excerpt(body.text)}` : ''}`,
-    );
-  }
-  if (cfg.expect.body !== undefined && !body.text.includes(cfg.expect.body)) {
-    throw new ProbeError('assertion', `${what}: body does not contain "${cfg.expect.body}"; body: ${excerpt(body.text)}`);
-  }
-  if (cfg.expect.bodyRegex && !cfg.expect.bodyRegex.test(body.text)) {
-    throw new ProbeError('assertion', `${what}: body does not match /${cfg.expect.bodyRegex.source}/; body: ${excerpt(body.text)}`);
-  }
+  const res = await sendRequest(s.client!, { path: cfg.path, method: cfg.method, headers, signal: ctx.signal });
+  const body = await readBody(res, cfg.maxBodyBytes, ctx.signal);
+  expectStatus(res.statusCode, cfg.expect.status, body.text, `${what}: status`);
+  expectBody(body.text, cfg.expect, `${what}: `);
 }
 
 /** The part of the checks a held tunnel repeats as its keepalive: steps, or the HTTP request. */
@@ -347,9 +289,8 @@ async function sshThroughTunnel(
   ssh: NonNullable<TunnelConfig['ssh']>,
 ): Promise<void> {
   const named = ssh.hostKeyAlias ?? parseHostPort(target)!;
-  const flat: ProbeContext = { ...ctx, phase: async (_name, fn) => fn() };
   await runSshSession(
-    flat,
+    withoutPhases(ctx),
     tunnel.socket,
     {
       host: named.host,
@@ -379,12 +320,7 @@ async function sshThroughTunnel(
  */
 async function openAndCheck(ctx: ProbeContext, cfg: TunnelConfig): Promise<Session | undefined> {
   const target = targetOf(cfg);
-  const tunnel = await dialThroughProxy(ctx, {
-    proxy: { ...cfg.tunnel, tls: cfg.tunnelTls },
-    target,
-    credentials: { user: cfg.user, token: cfg.token },
-    stepTimeoutMs: cfg.stepTimeout,
-  });
+  const tunnel = await openTunnel(ctx, cfg, target, cfg.token);
   ctx.log.debug({ status: tunnel.status, statusText: tunnel.statusText, earlyBytes: tunnel.earlyBytes }, 'tunnel open');
   if (cfg.ssh) {
     await ctx.phase('target', () => sshThroughTunnel(ctx, tunnel, target, cfg, cfg.ssh!));
@@ -462,7 +398,7 @@ async function holdTunnel(h: HoldContext, cfg: TunnelConfig, intervalMs: number)
         const s = (await openAndCheck({ ...ctx, signal: life.signal }, cfg))!;
         ctx.signal.throwIfAborted();
         void s.ended.then(() => h.signal.removeEventListener('abort', onHold));
-        keepCtx = { ...ctx, signal: life.signal, deadline: Infinity, remainingMs: () => Infinity, phase: async (_name, fn) => fn() };
+        keepCtx = { ...withoutPhases(ctx), signal: life.signal, deadline: Infinity, remainingMs: () => Infinity };
         ctx.observe('tunnel_held_seconds', 0);
         return s;
       } catch (err) {
@@ -535,14 +471,7 @@ export const tunnelKind = defineKind({
     if (cfg.device && cfg.target) problems.push({ field: 'target', message: 'set either device (and port) or target, not both' });
     if (cfg.ssh && (cfg.http || cfg.expect.banner || cfg.steps.length))
       problems.push({ field: 'ssh', message: 'an SSH check takes the whole tunnel: it cannot be combined with http, expect.banner or steps' });
-    if (cfg.ssh && !cfg.ssh.hostKeys && !cfg.ssh.insecureAcceptAnyHostKey) {
-      problems.push({
-        field: 'ssh.hostKeys',
-        message: 'is required: pinned SHA256: fingerprints or {file: known_hosts} (insecureAcceptAnyHostKey: true turns verification off)',
-      });
-    }
-    if (cfg.ssh && !cfg.ssh.sshKey && !process.env.SSH_AUTH_SOCK)
-      problems.push({ field: 'ssh.sshKey', message: 'is required when no ssh-agent is available (SSH_AUTH_SOCK is not set)' });
+    if (cfg.ssh) problems.push(...credentialProblems(cfg.ssh, 'ssh.'));
     if (cfg.http && (cfg.expect.banner || cfg.steps.length))
       problems.push({ field: 'http', message: 'an HTTP check cannot be combined with expect.banner or steps (an HTTP server does not speak first)' });
     if (cfg.hold !== undefined && !cfg.http && !cfg.steps.length) {
@@ -553,8 +482,7 @@ export const tunnelKind = defineKind({
   async run(ctx, cfg) {
     const session = await openAndCheck(ctx, cfg);
     session?.close();
-    if (cfg.tunnelTls && cfg.tunnelTls.insecureSkipVerify)
-      ctx.log.warn('TLS certificate verification of the tunnel proxy is disabled for this probe (tunnelTls.insecureSkipVerify)');
+    warnIfInsecure(ctx, cfg.tunnelTls, ' of the tunnel proxy', 'tunnelTls.insecureSkipVerify');
   },
   holds: (cfg) => cfg.hold !== undefined,
   async hold(h, cfg, spec) {

@@ -1,5 +1,6 @@
 import type net from 'node:net';
 import { ProbeError } from '../core/errors.js';
+import { excerpt } from '../core/excerpt.js';
 import type { ProbeContext } from '../core/kind.js';
 import type { Reason } from '../core/reasons.js';
 import type { Secret } from '../core/redact.js';
@@ -77,8 +78,7 @@ const HEAD_END = /\r?\n\r?\n/;
 
 /** Printable, one line, bounded: a proxy's reason phrase or garbage may end up in a message. */
 export function printable(text: string, max = 80): string {
-  const clean = text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\r' ? '\\r' : c === '\n' ? '\\n' : '?'));
-  return clean.length > max ? clean.slice(0, max) + '…' : clean;
+  return excerpt(text, { max, escapeControls: true });
 }
 
 /**
@@ -269,13 +269,4 @@ export async function dialThroughProxy(ctx: ProbeContext, opts: ConnectTunnelOpt
     socket.destroy();
     throw err;
   }
-}
-
-/** `host:port` (IPv6 in brackets) → parts; the port is required. */
-export function parseHostPort(value: string): { host: string; port: number } | undefined {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(value);
-  if (!m) return undefined;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
-  return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port };
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Client, ClientChannel } from 'ssh2';
 import { ProbeError } from '../core/errors.js';
-import { redact } from '../core/redact.js';
+import { excerpt } from '../core/excerpt.js';
 import type { Reason } from '../core/reasons.js';
 import { closeClient, Condition, inPhase, openSshClient, type PhaseRunner, type SshConnectOptions } from './ssh-client.js';
 
@@ -39,9 +39,8 @@ export interface SshCommandResult {
 const MAX_STDERR_BYTES = 4096;
 
 /** A bounded, redacted, one-line excerpt of remote output for a failure message. */
-export function outputExcerpt(text: string, max = 200): string {
-  const t = redact(text).replace(/\s+/g, ' ').trim();
-  return t.length > max ? t.slice(0, max) + '…' : t || '(empty)';
+function outputExcerpt(text: string, max = 200): string {
+  return excerpt(text, { max, redact: true, collapse: true, empty: '(empty)' });
 }
 
 // What the balena proxy writes on stderr when it cannot take us to the device (PROTOCOLS.md), by
