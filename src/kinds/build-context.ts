@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import tar, { type Header } from 'tar-stream';
 import { ProbeError } from '../core/errors.js';
+import type { ProbeContext } from '../core/kind.js';
 
 /**
  * The build context of a `build` probe, packed in memory on every run: the files of a small
@@ -109,4 +110,18 @@ export async function packContext(src: ContextSource, opts: { gzip: boolean }): 
     contentBytes: budget.bytes + nonceBytes.length,
     nonce,
   };
+}
+
+/** Packs the probe's context as phase `pack`; a failure that is not ours to classify is `internal`. */
+export async function packPhase(
+  ctx: ProbeContext,
+  src: { context?: string; dockerfile?: string; dockerfilePath: string },
+  gzip: boolean,
+): Promise<PackedContext> {
+  return ctx.phase('pack', () =>
+    packContext({ dir: src.context, dockerfile: src.dockerfile, dockerfileName: src.dockerfilePath || 'Dockerfile' }, { gzip }).catch((err) => {
+      if (err instanceof ProbeError) throw err;
+      throw new ProbeError('internal', `cannot pack the build context${src.context ? ' ' + src.context : ''}: ${(err as Error).message}`, { cause: err });
+    }),
+  );
 }

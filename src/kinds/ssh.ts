@@ -9,7 +9,7 @@ import { REASONS, type Reason } from '../core/reasons.js';
 import { connectTcp, resolveHost, withStepTimeout } from '../net/dial.js';
 import { closeClient, inPhase, openSshClient, type SshConnectOptions } from '../net/ssh-client.js';
 import { runSshSession, type SshCommandOptions } from '../net/ssh-session.js';
-import { quantile, runLockstep } from './session-batch.js';
+import { quantile, runLockstep } from './ssh-session-batch.js';
 import { deviceUuid } from './shared/device.js';
 import { hostPortField, ipAddress } from './shared/host-port.js';
 import { credentialProblems, credentialsOf, hostKeys, maxOutputBytes, parsedKey, policyOf, privateKeyRef, sshCommand, sshExpect } from './shared/ssh.js';

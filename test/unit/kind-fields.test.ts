@@ -59,7 +59,9 @@ describe('host:port: one parser, with the port range checked everywhere', () => 
   });
 
   it('a tunnel target with a port out of range is refused at load (it used to pass and fail at CONNECT)', () => {
-    expect(problems('tunnel', `${TOKEN}, target: "dev.example:70000", expect: { banner: x }`)).toEqual(['probes.yaml:2: probes[0].target: a target is host:port']);
+    expect(problems('tunnel', `${TOKEN}, target: "dev.example:70000", expect: { banner: x }`)).toEqual([
+      'probes.yaml:2: probes[0].target: a target is host:port',
+    ]);
     expect(problems('tunnel', `${TOKEN}, target: "[::1]:8080", expect: { banner: x }`)).toEqual([]);
   });
 
