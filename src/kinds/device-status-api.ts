@@ -22,7 +22,7 @@ export interface ApiEndpoint {
 }
 
 /** The fields of a device the probe asks for, as the API may give them. */
-export const DEVICE_FIELDS = ['is_online', 'is_connected_to_vpn', 'last_connectivity_event', 'last_vpn_event', 'api_heartbeat_state'] as const;
+const DEVICE_FIELDS = ['is_online', 'is_connected_to_vpn', 'last_connectivity_event', 'last_vpn_event', 'api_heartbeat_state'] as const;
 
 export interface ApiDevice {
   is_online: boolean;
@@ -37,7 +37,7 @@ const MAX_LIST_BYTES = 4 * 1024 * 1024;
 const MAX_DEVICE_BYTES = 64 * 1024;
 
 /** GET `pathAndQuery` with the Bearer token; the parsed JSON answer, or a classified ProbeError. */
-export async function apiGet(ctx: ProbeContext, ep: ApiEndpoint, pathAndQuery: string, what: string, maxBytes: number): Promise<unknown> {
+async function apiGet(ctx: ProbeContext, ep: ApiEndpoint, pathAndQuery: string, what: string, maxBytes: number): Promise<unknown> {
   const url = ep.url;
   return withStepTimeout(ctx, ep.stepTimeoutMs, `${what}: the API's answer`, async (c) => {
     const http = new HttpExchange(url.origin, await dialHttp(c, url, { tls: ep.tls }));
@@ -84,7 +84,7 @@ const CHECKS: Record<(typeof DEVICE_FIELDS)[number], { ok(v: unknown): boolean; 
 };
 
 /** Checks the selected fields of one device resource; other fields are ignored. */
-export function parseDevice(item: unknown, what: string): ApiDevice {
+function parseDevice(item: unknown, what: string): ApiDevice {
   if (!item || typeof item !== 'object' || Array.isArray(item)) throw new ProbeError('protocol', `${what}: the device in the API's answer is not an object`);
   const rec = item as Record<string, unknown>;
   for (const field of DEVICE_FIELDS) {

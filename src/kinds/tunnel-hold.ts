@@ -15,7 +15,7 @@ import { exchange, openAndCheck, type Session } from './tunnel-session.js';
 // Worked example: after the 3rd failed attempt in a row the wait is 2-4 s; from the 7th on, 15-30 s.
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
-export function backoffMs(failures: number, random: () => number = Math.random): number {
+function backoffMs(failures: number, random: () => number = Math.random): number {
   const step = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(failures, 16));
   return Math.round(step / 2 + random() * (step / 2));
 }

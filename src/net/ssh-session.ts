@@ -53,7 +53,7 @@ const PROXY_STDERR: readonly [RegExp, Reason, string][] = [
 ];
 
 /** The failure the proxy's stderr describes, if we recognise it. */
-export function classifyProxyStderr(stderr: string): { reason: Reason; meaning: string } | undefined {
+function classifyProxyStderr(stderr: string): { reason: Reason; meaning: string } | undefined {
   for (const [re, reason, meaning] of PROXY_STDERR) if (re.test(stderr)) return { reason, meaning };
   return undefined;
 }
@@ -181,7 +181,7 @@ function proxyMode(opts: SshCommandOptions, proxyCommand: string, w: ChannelWatc
  * Runs the command over an authenticated client and checks it (phases `session`, `command`).
  * The channel is closed on every path; the client stays the caller's.
  */
-export async function runSshCommand(t: PhaseRunner, client: Client, opts: SshCommandOptions): Promise<SshCommandResult> {
+async function runSshCommand(t: PhaseRunner, client: Client, opts: SshCommandOptions): Promise<SshCommandResult> {
   // Room for the markers on top of what the checks keep.
   const w = new ChannelWatch(opts.maxOutputBytes + 256, opts.target);
   const mode = opts.proxyCommand !== undefined ? proxyMode(opts, opts.proxyCommand, w) : execMode(opts, w);

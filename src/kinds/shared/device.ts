@@ -5,7 +5,7 @@ import { z } from 'zod';
  * people copy from a dashboard). Config fields and the uuids in the API's answers are checked by
  * this one rule.
  */
-export const DEVICE_UUID = /^[0-9a-fA-F]{7,64}$/;
+const DEVICE_UUID = /^[0-9a-fA-F]{7,64}$/;
 
 export function isDeviceUuid(v: unknown): v is string {
   return typeof v === 'string' && DEVICE_UUID.test(v);

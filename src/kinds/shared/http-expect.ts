@@ -7,14 +7,14 @@ import { ProbeError } from '../../core/errors.js';
 
 export const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
 
-export const statusMatcher = z.union([
+const statusMatcher = z.union([
   z.number().int().min(100).max(599),
   z.string().regex(/^[1-5]xx$|^\d{3}-\d{3}$|^\d{3}$/, 'a status is a code (200), a class ("2xx") or a range ("200-299")'),
 ]);
-export type StatusMatcher = z.output<typeof statusMatcher>;
+type StatusMatcher = z.output<typeof statusMatcher>;
 
 /** `expect.status`: codes, classes or ranges; any 2xx by default. */
-export const statusList = z.array(statusMatcher).min(1).default(['2xx']);
+const statusList = z.array(statusMatcher).min(1).default(['2xx']);
 
 /** Bytes of an answer's body read and checked; the rest is discarded. */
 export const maxBodyBytes = z
@@ -31,7 +31,7 @@ export const bodyExpectFields = {
   bodyRegex: regex.optional(),
 };
 
-export function statusMatches(code: number, m: StatusMatcher): boolean {
+function statusMatches(code: number, m: StatusMatcher): boolean {
   if (typeof m === 'number') return code === m;
   if (/^[1-5]xx$/.test(m)) return Math.floor(code / 100) === Number(m[0]);
   const [lo, hi] = m.split('-').map(Number);
