@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { classifyError, describeError } from './classify.js';
+import { excerpt } from './excerpt.js';
 import type { CompanionStatus, ProbeContext, ProbeKind, ProbeSpec, ProgressEvent } from './kind.js';
 import { redact } from './redact.js';
 import type { ErrorCode } from './errors.js';
@@ -55,17 +56,7 @@ export function cleanProgressLine(text: string): string {
     .replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u2028\u2029]/g, '')
     .replace(/\t/g, '  ')
     .trimEnd();
-  return truncate(redact(plain), MAX_PROGRESS_CHARS);
-}
-
-/** `text` cut to at most `max` characters with an ellipsis, never between the halves of a surrogate pair. */
-export function truncate(text: string, max: number): string {
-  if (text.length <= max) return text;
-  let cut = max - 1;
-  // A lone half is not valid UTF-16 (nor JSON-safe text).
-  const last = text.charCodeAt(cut - 1);
-  if (last >= 0xd800 && last <= 0xdbff) cut--;
-  return text.slice(0, cut) + '…';
+  return excerpt(plain, { max: MAX_PROGRESS_CHARS, ellipsisWithin: true, redact: true });
 }
 
 export function boundMessage(text: string): string {
@@ -73,7 +64,8 @@ export function boundMessage(text: string): string {
   const oneLine = redact(text)
     .replace(/\s*[\n\r\v\f\u0085\u2028\u2029]\s*/g, ' | ')
     .trim();
-  return truncate(oneLine, MAX_MESSAGE_CHARS);
+  // excerpt never ends on the first half of a surrogate pair (a lone half is not valid UTF-16/JSON-safe text).
+  return excerpt(oneLine, { max: MAX_MESSAGE_CHARS, ellipsisWithin: true });
 }
 
 /**
@@ -213,7 +205,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
 
 function keepTail(tail: string[], line: string): void {
   if (tail.length === OUTPUT_TAIL_LINES) tail.shift();
-  tail.push(truncate(line, OUTPUT_TAIL_LINE_CHARS));
+  tail.push(excerpt(line, { max: OUTPUT_TAIL_LINE_CHARS, ellipsisWithin: true }));
 }
 
 /** Waits for the run's teardown tasks, at most TEARDOWN_GRACE_MS; they may add more while running. */

@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import tar, { type Header } from 'tar-stream';
 import { ProbeError } from '../core/errors.js';
+import type { ProbeContext } from '../core/kind.js';
 
 /**
  * The build context of a `build` probe, packed in memory on every run: the files of a small
@@ -13,15 +14,15 @@ import { ProbeError } from '../core/errors.js';
  * something instead of answering from cache in a second.
  */
 
-export const NONCE_FILE = 'fleetprobe-nonce';
+const NONCE_FILE = 'fleetprobe-nonce';
 /** Builds everywhere with no registry access: nothing to pull, one layer holding the nonce. */
-export const DEFAULT_DOCKERFILE = `FROM scratch\nCOPY ${NONCE_FILE} /${NONCE_FILE}\n`;
+const DEFAULT_DOCKERFILE = `FROM scratch\nCOPY ${NONCE_FILE} /${NONCE_FILE}\n`;
 
 /** A probe's context is small by design; a big one is a mistake (wrong directory) that would cost every run. */
-export const MAX_CONTEXT_BYTES = 16 * 1024 * 1024;
-export const MAX_CONTEXT_FILES = 1000;
+const MAX_CONTEXT_BYTES = 16 * 1024 * 1024;
+const MAX_CONTEXT_FILES = 1000;
 
-export interface ContextSource {
+interface ContextSource {
   /** Absolute path of a directory to send (its Dockerfile included). */
   dir?: string;
   /** An inline Dockerfile, sent as the whole context with the nonce. */
@@ -33,10 +34,6 @@ export interface ContextSource {
 export interface PackedContext {
   /** The tar (gzipped when asked). */
   body: Buffer;
-  files: number;
-  /** Bytes of file content before compression. */
-  contentBytes: number;
-  nonce: string;
 }
 
 interface Entry {
@@ -71,7 +68,7 @@ async function walk(root: string, rel: string, out: Entry[], budget: { bytes: nu
 
 const gzip = promisify(zlib.gzip);
 
-export async function packContext(src: ContextSource, opts: { gzip: boolean }): Promise<PackedContext> {
+async function packContext(src: ContextSource, opts: { gzip: boolean }): Promise<PackedContext> {
   const nonce = `${new Date().toISOString()} ${randomUUID()}\n`;
   const entries: Entry[] = [];
   const budget = { bytes: 0 };
@@ -103,10 +100,19 @@ export async function packContext(src: ContextSource, opts: { gzip: boolean }): 
   pack.finalize();
   await ended;
   const tarball = Buffer.concat(chunks);
-  return {
-    body: opts.gzip ? await gzip(tarball) : tarball,
-    files: entries.filter((e) => e.header.type === 'file').length,
-    contentBytes: budget.bytes + nonceBytes.length,
-    nonce,
-  };
+  return { body: opts.gzip ? await gzip(tarball) : tarball };
+}
+
+/** Packs the probe's context as phase `pack`; a failure that is not ours to classify is `internal`. */
+export async function packPhase(
+  ctx: ProbeContext,
+  src: { context?: string; dockerfile?: string; dockerfilePath: string },
+  gzip: boolean,
+): Promise<PackedContext> {
+  return ctx.phase('pack', () =>
+    packContext({ dir: src.context, dockerfile: src.dockerfile, dockerfileName: src.dockerfilePath || 'Dockerfile' }, { gzip }).catch((err) => {
+      if (err instanceof ProbeError) throw err;
+      throw new ProbeError('internal', `cannot pack the build context${src.context ? ' ' + src.context : ''}: ${(err as Error).message}`, { cause: err });
+    }),
+  );
 }

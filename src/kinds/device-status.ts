@@ -1,15 +1,19 @@
 import { z } from 'zod';
-import { duration, readableFile, secretRef } from '../config/fields.js';
-import { describeError, classifyError } from '../core/classify.js';
+import { duration, secretRef } from '../config/fields.js';
+import { classifyError } from '../core/classify.js';
 import { formatDuration } from '../core/duration.js';
 import { ProbeError } from '../core/errors.js';
 import { defineKind, type ProbeContext } from '../core/kind.js';
 import type { Reason } from '../core/reasons.js';
 import type { Secret } from '../core/redact.js';
-import { connectTcp, resolveHost, upgradeTls, withStepTimeout } from '../net/dial.js';
-import { deviceAuthority, sendConnect } from '../net/connect-tunnel.js';
-import { listOnlineDevices, readDevice, type ApiDevice, type ApiEndpoint } from './device-api.js';
-import { tunnelField, tunnelTlsField } from './tunnel.js';
+import { deviceAuthority } from '../net/connect-tunnel.js';
+import { listOnlineDevices, readDevice, type ApiDevice, type ApiEndpoint } from './device-status-api.js';
+import { withoutPhases } from './shared/context.js';
+import { deviceUuid, fleetSlug } from './shared/device.js';
+import { portNumber } from './shared/host-port.js';
+import { httpUrl } from './shared/http-expect.js';
+import { tlsField, warnIfInsecure } from './shared/tls.js';
+import { stepTimeout, tunnelField, tunnelReach, tunnelTlsField, tunnelUser, type Reach } from './shared/tunnel.js';
 
 /**
  * `device-status`: compares what the platform API says about a device (`is_online`) with whether
@@ -22,30 +26,23 @@ import { tunnelField, tunnelTlsField } from './tunnel.js';
  * the verdict).
  */
 
-const hex = z.string().regex(/^[a-fA-F0-9]+$/, 'a device uuid is hexadecimal');
-
 const schema = z.object({
-  api: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).default('https://api.balena-cloud.com'),
+  api: httpUrl.default('https://api.balena-cloud.com'),
   /** An API key: reads the device, and opens the tunnel (the platform accepts it there too). */
   token: secretRef,
-  tls: z
-    .strictObject({ caFile: readableFile.optional(), serverName: z.string().optional(), insecureSkipVerify: z.boolean().default(false) })
-    .default({ insecureSkipVerify: false }),
-  device: hex.optional(),
-  fleet: z
-    .string()
-    .regex(/^[\w.-]+\/[\w.-]+$/, 'a fleet slug is <org>/<fleet>')
-    .optional(),
+  tls: tlsField,
+  device: deviceUuid.optional(),
+  fleet: fleetSlug.optional(),
   /** A companion probe (e.g. a tunnel probe of the same device) whose latest result says whether the device is reachable. */
   reachability: z.string().min(1).optional(),
   tunnel: tunnelField,
   tunnelTls: tunnelTlsField,
-  user: z.string().min(1).default('root'),
+  user: tunnelUser,
   /** A token for the tunnel when it is not the API token. */
   tunnelToken: secretRef.optional(),
   /** The device port the tunnel check opens (22222: every balenaOS device's SSH). */
-  port: z.number().int().min(1).max(65535).default(22222),
-  stepTimeout: duration.default(10_000),
+  port: portNumber.default(22222),
+  stepTimeout,
   /** How long the API may say "online" about an unreachable device before it is drift. */
   maxDrift: duration.default(10 * 60_000),
   /** How long the API may say "offline" about a reachable device before it is drift (it may lag a reconnect). */
@@ -70,50 +67,13 @@ function elapsed(ms: number): string {
   return formatDuration(Math.round(ms / 1000) * 1000);
 }
 
-/** Steps whose time belongs to this kind's phase (the dialers' own phases would cut it up). */
-function flat(ctx: ProbeContext): ProbeContext {
-  return { ...ctx, phase: async (_name, fn) => fn() };
-}
-
 function endpointOf(cfg: StatusConfig): ApiEndpoint {
   return { url: new URL(cfg.api), token: cfg.token, tls: cfg.tls, stepTimeoutMs: cfg.stepTimeout };
 }
 
-interface Reach {
-  reachable: boolean;
-  /** For messages: how we know. */
-  detail: string;
-  /** When the device was last known reachable (a companion's last success). */
-  lastReachableAt?: number;
-}
-
-/**
- * Opens a tunnel to the device and closes it at once: a `200` is reachable; the proxy's
- * "not connected" answers (503, 500, 502: `device_offline`) are unreachable; anything else throws.
- */
-async function tunnelCheck(ctx: ProbeContext, cfg: StatusConfig, uuid: string): Promise<Reach> {
-  const target = deviceAuthority(uuid, cfg.port);
-  const { host, port } = cfg.tunnel;
-  const tlsOpts = cfg.tunnelTls;
-  const step = cfg.stepTimeout;
-  const address = await withStepTimeout(ctx, step, `resolving ${host}`, (c) => resolveHost(c, host));
-  let socket = await withStepTimeout(ctx, step, `TCP connect to ${host}:${port}`, (c) => connectTcp(c, address, port));
-  try {
-    if (tlsOpts) {
-      const plain = socket;
-      socket = await withStepTimeout(ctx, step, `TLS handshake with ${host}:${port}`, (c) =>
-        upgradeTls(c, plain, { servername: tlsOpts.serverName ?? host, caFile: tlsOpts.caFile, insecureSkipVerify: tlsOpts.insecureSkipVerify }),
-      );
-    }
-    const credentials = { user: cfg.user, token: (cfg.tunnelToken ?? cfg.token) as Secret };
-    await sendConnect(ctx, socket, { proxy: { host, port, tls: tlsOpts }, target, credentials, stepTimeoutMs: step });
-    return { reachable: true, detail: `a tunnel to ${target} opened` };
-  } catch (err) {
-    if (classifyError(err) === 'device_offline' && !ctx.signal.aborted) return { reachable: false, detail: describeError(err) };
-    throw err;
-  } finally {
-    socket.destroy();
-  }
+/** A tunnel opened to the device and closed at once (see tunnelReach). */
+function tunnelCheck(ctx: ProbeContext, cfg: StatusConfig, uuid: string): Promise<Reach> {
+  return tunnelReach(ctx, cfg, deviceAuthority(uuid, cfg.port), (cfg.tunnelToken ?? cfg.token) as Secret);
 }
 
 /** The companion's latest result, judged for freshness and meaning. */
@@ -194,10 +154,10 @@ function judge(ctx: ProbeContext, name: string, cfg: StatusConfig, api: ApiDevic
 
 async function runDevice(ctx: ProbeContext, cfg: StatusConfig, name: string): Promise<void> {
   const uuid = cfg.device!.toLowerCase();
-  const api = await ctx.phase('api', () => readDevice(flat(ctx), endpointOf(cfg), uuid));
+  const api = await ctx.phase('api', () => readDevice(withoutPhases(ctx), endpointOf(cfg), uuid));
   ctx.observe('device_api_online', api.is_online ? 1 : 0);
   await ctx.phase('reachability', async () => {
-    const reach = cfg.reachability ? companionReach(ctx, cfg.reachability, uuid) : await tunnelCheck(flat(ctx), cfg, uuid);
+    const reach = cfg.reachability ? companionReach(ctx, cfg.reachability, uuid) : await tunnelCheck(withoutPhases(ctx), cfg, uuid);
     judge(ctx, name, cfg, api, reach);
   });
 }
@@ -220,7 +180,7 @@ async function checkAll(ctx: ProbeContext, cfg: StatusConfig, uuids: string[]): 
   const queue = [...uuids];
   const out: Checked[] = [];
   const stop = new AbortController();
-  const c: ProbeContext = { ...flat(ctx), signal: AbortSignal.any([ctx.signal, stop.signal]) };
+  const c: ProbeContext = { ...withoutPhases(ctx), signal: AbortSignal.any([ctx.signal, stop.signal]) };
   const worker = async () => {
     for (let uuid = queue.shift(); uuid !== undefined && !c.signal.aborted; uuid = queue.shift()) {
       try {
@@ -241,7 +201,7 @@ async function checkAll(ctx: ProbeContext, cfg: StatusConfig, uuids: string[]): 
 
 async function runSample(ctx: ProbeContext, cfg: StatusConfig): Promise<void> {
   const fleet = cfg.fleet!;
-  const online = await ctx.phase('api', () => listOnlineDevices(flat(ctx), endpointOf(cfg), fleet, cfg.pageSize, cfg.maxDevices));
+  const online = await ctx.phase('api', () => listOnlineDevices(withoutPhases(ctx), endpointOf(cfg), fleet, cfg.pageSize, cfg.maxDevices));
   ctx.observe('device_fleet_online_devices', online.length);
   if (online.length === 0) {
     ctx.observe('device_sample_drifted_devices', 0);
@@ -319,6 +279,6 @@ export const deviceStatusKind = defineKind({
   async run(ctx, cfg, spec) {
     if (cfg.fleet) await runSample(ctx, cfg);
     else await runDevice(ctx, cfg, spec.name);
-    if (cfg.tls.insecureSkipVerify) ctx.log.warn('TLS certificate verification of the API is disabled for this probe (tls.insecureSkipVerify)');
+    warnIfInsecure(ctx, cfg.tls, ' of the API', 'tls.insecureSkipVerify');
   },
 });

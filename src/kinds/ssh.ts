@@ -1,20 +1,18 @@
-import fs from 'node:fs';
 import type { Duplex } from 'node:stream';
-import ssh2, { type Client, type ParsedKey } from 'ssh2';
+import type { Client } from 'ssh2';
 import { z } from 'zod';
-import { duration, readableFile, regex, secretRef } from '../config/fields.js';
+import { duration, secretRef } from '../config/fields.js';
 import { classifyError } from '../core/classify.js';
 import { ProbeError } from '../core/errors.js';
 import { defineKind, type ProbeContext } from '../core/kind.js';
 import { REASONS, type Reason } from '../core/reasons.js';
-import type { Secret } from '../core/redact.js';
 import { connectTcp, resolveHost, withStepTimeout } from '../net/dial.js';
-import type { HostKeyPolicy } from '../net/known-hosts.js';
-import { closeClient, inPhase, openSshClient, type SshConnectOptions, type SshCredentials } from '../net/ssh-client.js';
+import { closeClient, inPhase, openSshClient, type SshConnectOptions } from '../net/ssh-client.js';
 import { runSshSession, type SshCommandOptions } from '../net/ssh-session.js';
-import { quantile, runLockstep } from './session-batch.js';
-
-const sshUtils = ssh2.utils;
+import { quantile, runLockstep } from './ssh-session-batch.js';
+import { deviceUuid } from './shared/device.js';
+import { hostPortField, ipAddress } from './shared/host-port.js';
+import { credentialProblems, credentialsOf, hostKeys, maxOutputBytes, parsedKey, policyOf, privateKeyRef, sshCommand, sshExpect } from './shared/ssh.js';
 
 /**
  * `ssh`: an SSH session all the way to a command, failing with the step that broke.
@@ -23,49 +21,8 @@ const sshUtils = ssh2.utils;
  * - direct: SSH straight to a host
  */
 
-const FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
-
-/** `host`, `host:port`, `[v6]:port`. */
-const hostPort = z
-  .string()
-  .min(1)
-  .transform((v, ctx) => {
-    const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]/]+))(?::(\d{1,5}))?$/.exec(v);
-    const port = m?.[3] === undefined ? 22 : Number(m[3]);
-    if (!m || port < 1 || port > 65535) {
-      ctx.addIssue({ code: 'custom', message: `"${v}" is not host or host:port` });
-      return z.NEVER;
-    }
-    return { host: m[1] ?? m[2], port };
-  });
-
-export const hostKeys = z.union([
-  z
-    .string()
-    .regex(FINGERPRINT, 'a pinned host key is a SHA256: fingerprint (as printed by ssh-keygen -lf)')
-    .transform((f) => [f]),
-  z.array(z.string().regex(FINGERPRINT, 'a pinned host key is a SHA256: fingerprint (as printed by ssh-keygen -lf)')).min(1),
-  z.strictObject({ file: readableFile }),
-]);
-
-/** A private key (OpenSSH or PEM) by reference; checked at load without its passphrase. */
-export const privateKeyRef = secretRef.superRefine((s, ctx) => {
-  const parsed = sshUtils.parseKey((s as Secret).reveal());
-  // Only "it is encrypted" is fine here: the passphrase is a separate field, checked at run.
-  if (parsed instanceof Error && !/encrypted|passphrase/i.test(parsed.message)) {
-    ctx.addIssue({ code: 'custom', message: `not a private key fleetprobe can read (${parsed.message.replace(/^Cannot parse privateKey: /, '')})` });
-  }
-});
-
-/** What the command must have done: its exit status and output (also the tunnel kind's `ssh.expect`). */
-export const sshExpect = z
-  .strictObject({
-    exitStatus: z.number().int().min(0).max(255).default(0),
-    stdout: z.string().optional(),
-    stdoutRegex: regex.optional(),
-    stdoutNotRegex: regex.optional(),
-  })
-  .default({ exitStatus: 0 });
+/** `host` or `host:port` (default port 22). */
+const hostPort = hostPortField(22);
 
 const schema = z.object({
   mode: z.enum(['proxy', 'jump', 'direct']).default('proxy'),
@@ -75,10 +32,7 @@ const schema = z.object({
   bastion: hostPort.optional(),
   /** direct mode: the server; jump mode: the device's SSH address as the bastion sees it. */
   host: hostPort.optional(),
-  device: z
-    .string()
-    .regex(/^[0-9a-fA-F]{7,64}$/, 'a device uuid is hexadecimal')
-    .optional(),
+  device: deviceUuid.optional(),
   container: z
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a container name is letters, digits, "_", "." and "-"')
@@ -96,8 +50,8 @@ const schema = z.object({
   deviceHostKeys: hostKeys.optional(),
   insecureAcceptAnyHostKey: z.boolean().default(false),
   /** Connect to this address instead of resolving the first hop's name. */
-  resolve: z.union([z.ipv4(), z.ipv6()]).optional(),
-  command: z.string().min(1).default('cat /etc/os-release'),
+  resolve: ipAddress.optional(),
+  command: sshCommand,
   expect: sshExpect,
   timeouts: z
     .strictObject({
@@ -109,12 +63,7 @@ const schema = z.object({
     })
     .default({ connect: 5000, handshake: 5000, auth: 5000, session: 10_000, command: 10_000 }),
   keepalive: duration.default(5000),
-  maxOutputBytes: z
-    .number()
-    .int()
-    .min(1)
-    .max(4 * 1024 * 1024)
-    .default(64 * 1024),
+  maxOutputBytes,
   sessions: z.number().int().min(1).max(256).default(1),
   minSuccessRatio: z.number().min(0).max(1).default(1),
 });
@@ -131,13 +80,7 @@ function check(c: SshConfig): { field: string; message: string }[] {
     });
   if (c.mode === 'jump' && !c.bastion) out.push({ field: 'bastion', message: 'is required in jump mode' });
   if (c.mode !== 'proxy' && c.container) out.push({ field: 'container', message: 'is for proxy mode only' });
-  if (!c.hostKeys && !c.insecureAcceptAnyHostKey) {
-    out.push({
-      field: 'hostKeys',
-      message: 'is required: pinned SHA256: fingerprints or {file: known_hosts} (insecureAcceptAnyHostKey: true turns verification off)',
-    });
-  }
-  if (!c.sshKey && !process.env.SSH_AUTH_SOCK) out.push({ field: 'sshKey', message: 'is required when no ssh-agent is available (SSH_AUTH_SOCK is not set)' });
+  out.push(...credentialProblems(c));
   if (c.sshKeyPassphrase && !c.sshKey) out.push({ field: 'sshKeyPassphrase', message: 'is only used with sshKey' });
   if (c.sshKey) {
     try {
@@ -147,38 +90,6 @@ function check(c: SshConfig): { field: string; message: string }[] {
     }
   }
   return out;
-}
-
-// Parsing an encrypted key runs bcrypt-pbkdf: do it once per key, not on every run.
-const parsedKeys = new WeakMap<Secret, ParsedKey>();
-function parsedKey(key: Secret, passphrase: Secret | undefined): ParsedKey {
-  const hit = parsedKeys.get(key);
-  if (hit) return hit;
-  const parsed = sshUtils.parseKey(key.reveal(), passphrase?.reveal());
-  if (parsed instanceof Error) {
-    const why = parsed.message.replace(/^Cannot parse privateKey: /, '');
-    throw new Error(passphrase ? `the private key cannot be decrypted with this passphrase (${why})` : `the private key cannot be read (${why})`);
-  }
-  const one = Array.isArray(parsed) ? parsed[0] : parsed;
-  parsedKeys.set(key, one);
-  return one;
-}
-
-export function policyOf(keys: SshConfig['hostKeys'], insecure: boolean): HostKeyPolicy {
-  if (insecure) return { kind: 'any' };
-  if (!keys) throw new ProbeError('internal', 'no host keys configured');
-  return Array.isArray(keys) ? { kind: 'fingerprints', fingerprints: keys } : { kind: 'known_hosts', file: keys.file };
-}
-
-export function credentialsOf(c: Pick<SshConfig, 'sshKey' | 'sshKeyPassphrase'>): SshCredentials {
-  if (c.sshKey) return { privateKey: parsedKey(c.sshKey, c.sshKeyPassphrase) };
-  const agentSocket = process.env.SSH_AUTH_SOCK;
-  if (!agentSocket || !fs.existsSync(agentSocket))
-    throw new ProbeError(
-      'auth',
-      `no private key configured and the ssh-agent socket ${agentSocket ? 'SSH_AUTH_SOCK points to does not exist' : '(SSH_AUTH_SOCK) is not set'}`,
-    );
-  return { agentSocket };
 }
 
 /** Opens a direct-tcpip channel from the bastion to the device (phase `connect`). */

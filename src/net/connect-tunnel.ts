@@ -1,5 +1,6 @@
 import type net from 'node:net';
 import { ProbeError } from '../core/errors.js';
+import { excerpt } from '../core/excerpt.js';
 import type { ProbeContext } from '../core/kind.js';
 import type { Reason } from '../core/reasons.js';
 import type { Secret } from '../core/redact.js';
@@ -37,8 +38,6 @@ export interface ConnectTunnelOptions {
   credentials?: { user: string; token: Secret };
   /** Limit of each step (TCP connect, TLS handshake, the proxy's answer). Default 10 s, as the official client. */
   stepTimeoutMs?: number;
-  /** Largest proxy answer head accepted. Default 16 KiB. */
-  maxHeaderBytes?: number;
 }
 
 export interface ConnectedTunnel {
@@ -46,14 +45,13 @@ export interface ConnectedTunnel {
   socket: net.Socket;
   status: number;
   statusText: string;
-  httpVersion: string;
-  headers: Array<[string, string]>;
   /** How many tunneled bytes arrived together with the answer (the device spoke first). */
   earlyBytes: number;
 }
 
-export const DEFAULT_STEP_TIMEOUT_MS = 10_000;
-export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+const DEFAULT_STEP_TIMEOUT_MS = 10_000;
+/** Largest proxy answer head accepted. */
+const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 
 /** `<uuid>.<suffix>:<port>`, the only form of target the platform's proxy accepts. */
 export function deviceAuthority(uuid: string, port: number, suffix = 'balena'): string {
@@ -77,8 +75,7 @@ const HEAD_END = /\r?\n\r?\n/;
 
 /** Printable, one line, bounded: a proxy's reason phrase or garbage may end up in a message. */
 export function printable(text: string, max = 80): string {
-  const clean = text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\r' ? '\\r' : c === '\n' ? '\\n' : '?'));
-  return clean.length > max ? clean.slice(0, max) + '…' : clean;
+  return excerpt(text, { max, escapeControls: true });
 }
 
 /**
@@ -173,7 +170,7 @@ function connectRequest(target: string, credentials: ConnectTunnelOptions['crede
  * Sends CONNECT on an open socket and reads the answer (phase `proxy_connect`). Resolves on 2xx
  * with the tunneled bytes pushed back into the socket; throws a classified ProbeError otherwise.
  */
-export async function sendConnect(ctx: ProbeContext, socket: net.Socket, opts: ConnectTunnelOptions): Promise<ConnectedTunnel> {
+async function sendConnect(ctx: ProbeContext, socket: net.Socket, opts: ConnectTunnelOptions): Promise<ConnectedTunnel> {
   const via = `${opts.proxy.host}:${opts.proxy.port}`;
   const what = `CONNECT ${opts.target} via ${via}`;
   const stepMs = opts.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
@@ -184,7 +181,7 @@ export async function sendConnect(ctx: ProbeContext, socket: net.Socket, opts: C
       `${what}: the proxy's answer`,
       (step) =>
         new Promise<ConnectedTunnel>((resolve, reject) => {
-          const parser = new ConnectResponseParser(opts.maxHeaderBytes);
+          const parser = new ConnectResponseParser();
           const cleanup = () => {
             socket.off('readable', onReadable);
             socket.off('end', onEnd);
@@ -220,8 +217,6 @@ export async function sendConnect(ctx: ProbeContext, socket: net.Socket, opts: C
                 socket,
                 status: answer.status,
                 statusText: answer.statusText,
-                httpVersion: answer.httpVersion,
-                headers: answer.headers,
                 earlyBytes: answer.rest.length,
               });
             }
@@ -269,13 +264,4 @@ export async function dialThroughProxy(ctx: ProbeContext, opts: ConnectTunnelOpt
     socket.destroy();
     throw err;
   }
-}
-
-/** `host:port` (IPv6 in brackets) → parts; the port is required. */
-export function parseHostPort(value: string): { host: string; port: number } | undefined {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s[\]]+):(\d{1,5})$/.exec(value);
-  if (!m) return undefined;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
-  return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port };
 }

@@ -62,12 +62,11 @@ function waitFor(socket: net.Socket, ok: string, signal: AbortSignal, what: stri
   });
 }
 
-/** Destroys the socket when the run ends early, however it ends. Returns the detach function. */
-export function destroyOnAbort(socket: net.Socket, signal: AbortSignal): () => void {
+/** Destroys the socket when the run ends early, however it ends. */
+function destroyOnAbort(socket: net.Socket, signal: AbortSignal): void {
   const onAbort = () => socket.destroy();
   signal.addEventListener('abort', onAbort, { once: true });
   socket.once('close', () => signal.removeEventListener('abort', onAbort));
-  return () => signal.removeEventListener('abort', onAbort);
 }
 
 /**
@@ -76,7 +75,7 @@ export function destroyOnAbort(socket: net.Socket, signal: AbortSignal): () => v
  * step has finished. Sockets tied to the step's signal still close with the run afterwards. A held
  * connection has no run deadline, so these limits are all that bound its steps.
  */
-export function stepContext(ctx: ProbeContext, ms: number, what: string): { ctx: ProbeContext; done(): void } {
+function stepContext(ctx: ProbeContext, ms: number, what: string): { ctx: ProbeContext; done(): void } {
   const step = new AbortController();
   const timer = setTimeout(() => step.abort(new ProbeError('timeout', `${what}: no answer within ${ms}ms`)), ms);
   timer.unref?.();

@@ -24,8 +24,8 @@ export function clientOverSocket(origin: string, socket: net.Socket): Client {
 const EXCHANGE_OVER = Object.assign(new Error('the exchange is over'), { code: 'FP_EXCHANGE_OVER' satisfies ErrorCode });
 
 /** Closes a client made by clientOverSocket after its exchange, however the exchange ended. */
-export function endClient(client: Client | undefined): Promise<void> {
-  return client ? client.destroy(EXCHANGE_OVER).catch(() => {}) : Promise.resolve();
+export function endClient(client: Client): Promise<void> {
+  return client.destroy(EXCHANGE_OVER).catch(() => {});
 }
 
 /** Why we closed a socket ourselves (a run's abort or teardown), as undici sees it. */

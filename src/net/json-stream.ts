@@ -1,5 +1,6 @@
 import { StringDecoder } from 'node:string_decoder';
 import { ProbeError } from '../core/errors.js';
+import { excerpt } from '../core/excerpt.js';
 
 /**
  * Incremental JSON framing for answers that arrive piece by piece and must be acted on as they come
@@ -115,7 +116,7 @@ export class JsonItemStream {
     if (this.depth > 0) {
       this.pending += text.slice(start);
       if (this.pending.length > MAX_ITEM_CHARS) {
-        throw new ProbeError('protocol', `a streamed JSON item is larger than ${MAX_ITEM_CHARS} characters (starts ${excerpt(this.pending)})`);
+        throw new ProbeError('protocol', `a streamed JSON item is larger than ${MAX_ITEM_CHARS} characters (starts ${quoted(this.pending)})`);
       }
     }
     return out;
@@ -128,7 +129,7 @@ export class JsonItemStream {
   end(): void {
     const rest = this.decoder.end();
     if (rest) this.push(rest);
-    if (this.depth > 0) throw new ProbeError('protocol', `the stream ended inside a JSON item after ${this.items} complete item(s): ${excerpt(this.pending)}`);
+    if (this.depth > 0) throw new ProbeError('protocol', `the stream ended inside a JSON item after ${this.items} complete item(s): ${quoted(this.pending)}`);
     if (this.framing === 'array' && this.state !== 'closed') {
       const where = this.state === 'start' ? 'before the JSON array began' : `after ${this.items} item(s) without the closing "]"`;
       throw new ProbeError('protocol', `the stream ended ${where}`);
@@ -141,7 +142,7 @@ export class JsonItemStream {
     try {
       value = JSON.parse(text);
     } catch (err) {
-      throw new ProbeError('protocol', `item ${this.items + 1} of the stream is not valid JSON (${(err as Error).message}): ${excerpt(text)}`);
+      throw new ProbeError('protocol', `item ${this.items + 1} of the stream is not valid JSON (${(err as Error).message}): ${quoted(text)}`);
     }
     this.items++;
     if (this.framing === 'array') this.state = 'next';
@@ -149,11 +150,10 @@ export class JsonItemStream {
   }
 
   private unexpected(ch: string, text: string, i: number, expected: string): ProbeError {
-    return new ProbeError('protocol', `expected ${expected} in the stream but got ${shown(ch)} after ${this.items} item(s): ${excerpt(text.slice(i))}`);
+    return new ProbeError('protocol', `expected ${expected} in the stream but got ${shown(ch)} after ${this.items} item(s): ${quoted(text.slice(i))}`);
   }
 }
 
-function excerpt(text: string, max = 120): string {
-  const t = text.replace(/\s+/g, ' ').trim();
-  return t.length > max ? JSON.stringify(t.slice(0, max)) + '…' : JSON.stringify(t);
+function quoted(text: string): string {
+  return excerpt(text, { max: 120, collapse: true, quote: true });
 }

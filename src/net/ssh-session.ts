@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Client, ClientChannel } from 'ssh2';
 import { ProbeError } from '../core/errors.js';
-import { redact } from '../core/redact.js';
 import type { Reason } from '../core/reasons.js';
-import { closeClient, Condition, inPhase, openSshClient, type PhaseRunner, type SshConnectOptions } from './ssh-client.js';
+import { ChannelWatch, closeChannel, outputExcerpt } from './ssh-channel.js';
+import { closeClient, inPhase, openSshClient, type PhaseRunner, type SshConnectOptions } from './ssh-client.js';
 
 /**
  * Running the probe's command over an authenticated SSH client, as phases `session` and `command`.
@@ -36,14 +36,6 @@ export interface SshCommandResult {
   stderr: string;
 }
 
-const MAX_STDERR_BYTES = 4096;
-
-/** A bounded, redacted, one-line excerpt of remote output for a failure message. */
-export function outputExcerpt(text: string, max = 200): string {
-  const t = redact(text).replace(/\s+/g, ' ').trim();
-  return t.length > max ? t.slice(0, max) + '…' : t || '(empty)';
-}
-
 // What the balena proxy writes on stderr when it cannot take us to the device (docs/protocols.md "SSH proxy"), by
 // meaning. Order matters: the offline text itself starts with "host error".
 const PROXY_STDERR: readonly [RegExp, Reason, string][] = [
@@ -61,7 +53,7 @@ const PROXY_STDERR: readonly [RegExp, Reason, string][] = [
 ];
 
 /** The failure the proxy's stderr describes, if we recognise it. */
-export function classifyProxyStderr(stderr: string): { reason: Reason; meaning: string } | undefined {
+function classifyProxyStderr(stderr: string): { reason: Reason; meaning: string } | undefined {
   for (const [re, reason, meaning] of PROXY_STDERR) if (re.test(stderr)) return { reason, meaning };
   return undefined;
 }
@@ -69,15 +61,6 @@ export function classifyProxyStderr(stderr: string): { reason: Reason; meaning: 
 /** The stdin script of proxy mode. printf splits each marker in the script so echoed input never matches. */
 export function markerScript(command: string, nonce: string): string {
   return `printf '%s-%s\\n' FPBEGIN ${nonce}\n${command}\nprintf '\\n%s-%s:%s\\n' FPEND ${nonce} "$?"\nexit\n`;
-}
-
-interface ChannelState {
-  stdout: Buffer[];
-  stdoutBytes: number;
-  stderr: string;
-  exit?: { code?: number; signal?: string };
-  closed: boolean;
-  error?: unknown;
 }
 
 /**
@@ -109,138 +92,131 @@ function openExec(client: Client, line: string, signal: AbortSignal, attach: (ch
   });
 }
 
+/** How a run knows the command ran and how it ended: the two modes differ only here. */
+interface CommandMode {
+  /** What is exec'd on the server. */
+  execLine: string;
+  /** The `session` step, for its timeout message. */
+  sessionStep: string;
+  /** What a cut session never gave, for its message. */
+  awaited: string;
+  /** Inside `session`, once the exec is accepted. */
+  started(channel: ClientChannel, signal: AbortSignal): Promise<void>;
+  /** The command's exit status once it is known, undefined while it runs; throws when it cannot finish. */
+  finished(): number | undefined;
+  /** The command's own stdout (once finished). */
+  stdout(): string;
+}
+
+/** exec: `session` is the exec being accepted, `command` lasts to the channel's exit status and close. */
+function execMode(opts: SshCommandOptions, w: ChannelWatch): CommandMode {
+  return {
+    execLine: opts.command,
+    sessionStep: `starting the command on ${opts.target}`,
+    awaited: 'exit status',
+    started: async () => {},
+    finished() {
+      if (!w.closed) return undefined;
+      if (!w.exit) throw w.cut('mid-command', 'exit status');
+      if (w.exit.code === undefined) {
+        throw new ProbeError(
+          'assertion',
+          `"${opts.command}" on ${opts.target} was killed by signal ${w.exit.signal ?? '?'}; stderr: ${outputExcerpt(w.stderr)}`,
+        );
+      }
+      return w.exit.code;
+    },
+    stdout: () => w.text(),
+  };
+}
+
+/**
+ * proxy: `exec host <uuid>` on the platform's proxy and the marker script on stdin; `session` lasts
+ * to the begin marker (the proxy reached the device), `command` to the end marker with the command's
+ * own exit status. The proxy's own exit status and close prove nothing.
+ */
+function proxyMode(opts: SshCommandOptions, proxyCommand: string, w: ChannelWatch): CommandMode {
+  const nonce = randomBytes(8).toString('hex');
+  const begin = `FPBEGIN-${nonce}\n`;
+  const endRe = new RegExp(`\\nFPEND-${nonce}:(\\d+)\\n`);
+  return {
+    execLine: proxyCommand,
+    sessionStep: `reaching ${opts.target} through the proxy`,
+    awaited: 'end marker',
+    async started(channel, signal) {
+      channel.end(markerScript(opts.command, nonce));
+      await w.changed.wait(signal, () => {
+        if (w.text().includes(begin)) return true;
+        if (!w.closed && w.error === undefined) return false;
+        const known = classifyProxyStderr(w.stderr);
+        const exit = w.exit?.code !== undefined ? `exit status ${w.exit.code}` : 'no exit status';
+        const stderr = w.stderr ? `stderr: ${outputExcerpt(w.stderr)}` : 'nothing on stderr';
+        if (known) throw new ProbeError(known.reason, `${known.meaning} (${opts.target}); ${stderr}; proxy ${exit}`);
+        if (w.error !== undefined) throw w.cut('before the device answered', 'end marker');
+        throw new ProbeError(
+          'proxy',
+          `the proxy ended the session (${exit}) without the begin marker from ${opts.target}; ${stderr}; stdout: ${outputExcerpt(w.text())}`,
+        );
+      });
+    },
+    finished() {
+      const m = endRe.exec(w.text());
+      if (m) return Number(m[1]);
+      if (w.stdoutBytes >= w.keepBytes) {
+        throw new ProbeError('assertion', `the output of "${opts.command}" on ${opts.target} exceeds ${opts.maxOutputBytes} bytes (no end marker within it)`);
+      }
+      if (!w.closed && w.error === undefined) return undefined;
+      const known = classifyProxyStderr(w.stderr);
+      if (known && w.stderr) throw new ProbeError(known.reason, `${known.meaning} mid-command (${opts.target}); stderr: ${outputExcerpt(w.stderr)}`);
+      throw w.cut('mid-command', 'end marker');
+    },
+    stdout() {
+      const text = w.text();
+      return text.slice(text.indexOf(begin) + begin.length, endRe.exec(text)!.index);
+    },
+  };
+}
+
 /**
  * Runs the command over an authenticated client and checks it (phases `session`, `command`).
  * The channel is closed on every path; the client stays the caller's.
  */
-export async function runSshCommand(t: PhaseRunner, client: Client, opts: SshCommandOptions): Promise<SshCommandResult> {
-  const proxied = opts.proxyCommand !== undefined;
-  const nonce = randomBytes(8).toString('hex');
-  const begin = `FPBEGIN-${nonce}\n`;
-  const endRe = new RegExp(`\\nFPEND-${nonce}:(\\d+)\\n`);
-  const state: ChannelState = { stdout: [], stdoutBytes: 0, stderr: '', closed: false };
-  const changed = new Condition();
+async function runSshCommand(t: PhaseRunner, client: Client, opts: SshCommandOptions): Promise<SshCommandResult> {
   // Room for the markers on top of what the checks keep.
-  const keepBytes = opts.maxOutputBytes + 256;
+  const w = new ChannelWatch(opts.maxOutputBytes + 256, opts.target);
+  const mode = opts.proxyCommand !== undefined ? proxyMode(opts, opts.proxyCommand, w) : execMode(opts, w);
+  const detach = w.watchClient(client);
   let channel: ClientChannel | undefined;
-  // The client may die under the channel (keepalive timeout, reset): that ends the wait too.
-  const onClientError = (err: Error) => ((state.error ??= err), changed.notify());
-  const onClientClose = () => ((state.closed = true), changed.notify());
-  client.on('error', onClientError);
-  client.on('close', onClientClose);
-  const text = () => Buffer.concat(state.stdout).toString('utf8');
-
-  const cut = (when: string) =>
-    new ProbeError(
-      'connect',
-      `the session with ${opts.target} was cut ${when} (no ${proxied ? 'end marker' : 'exit status'} came; stdout so far: ${outputExcerpt(text())}${state.stderr ? `; stderr: ${outputExcerpt(state.stderr)}` : ''})`,
-      { cause: state.error },
-    );
-
-  const listen = (ch: ClientChannel) => {
-    ch.on('data', (d: Buffer) => {
-      if (state.stdoutBytes < keepBytes) {
-        state.stdout.push(d);
-        state.stdoutBytes += d.length;
-      }
-      changed.notify();
-    });
-    ch.stderr.on('data', (d: Buffer) => {
-      if (state.stderr.length < MAX_STDERR_BYTES) state.stderr += d.toString('utf8').slice(0, MAX_STDERR_BYTES - state.stderr.length);
-      changed.notify();
-    });
-    ch.on('exit', (code: number | null, sig?: string) => {
-      state.exit = { code: code ?? undefined, signal: sig ?? undefined };
-      changed.notify();
-    });
-    ch.on('close', () => ((state.closed = true), changed.notify()));
-    ch.on('error', (err: Error) => ((state.error ??= err), changed.notify()));
-  };
-
   try {
-    const execLine = opts.proxyCommand ?? opts.command;
-    await inPhase(
-      t,
-      'session',
-      opts.sessionTimeoutMs,
-      proxied ? `reaching ${opts.target} through the proxy` : `starting the command on ${opts.target}`,
-      async (signal) => {
-        try {
-          channel = await openExec(client, execLine, signal, listen);
-        } catch (err) {
-          if (err instanceof Error && /unable to exec|failure/i.test(err.message) && !(err as { level?: string }).level) {
-            throw new ProbeError('denied', `${opts.target} refused to run "${execLine}": ${err.message}`, { cause: err });
-          }
-          if (err instanceof Error && /no response from server|not connected/i.test(err.message)) throw cut('before the command started');
-          throw err;
+    await inPhase(t, 'session', opts.sessionTimeoutMs, mode.sessionStep, async (signal) => {
+      try {
+        channel = await openExec(client, mode.execLine, signal, (ch) => w.listen(ch));
+      } catch (err) {
+        if (err instanceof Error && /unable to exec|failure/i.test(err.message) && !(err as { level?: string }).level) {
+          throw new ProbeError('denied', `${opts.target} refused to run "${mode.execLine}": ${err.message}`, { cause: err });
         }
-        if (!proxied) return;
-        channel.end(markerScript(opts.command, nonce));
-        await changed.wait(signal, () => {
-          if (text().includes(begin)) return true;
-          if (!state.closed && state.error === undefined) return false;
-          const known = classifyProxyStderr(state.stderr);
-          const exit = state.exit?.code !== undefined ? `exit status ${state.exit.code}` : 'no exit status';
-          const stderr = state.stderr ? `stderr: ${outputExcerpt(state.stderr)}` : 'nothing on stderr';
-          if (known) throw new ProbeError(known.reason, `${known.meaning} (${opts.target}); ${stderr}; proxy ${exit}`);
-          if (state.error !== undefined) throw cut('before the device answered');
-          throw new ProbeError(
-            'proxy',
-            `the proxy ended the session (${exit}) without the begin marker from ${opts.target}; ${stderr}; stdout: ${outputExcerpt(text())}`,
-          );
-        });
-      },
-    );
+        if (err instanceof Error && /no response from server|not connected/i.test(err.message)) throw w.cut('before the command started', mode.awaited);
+        throw err;
+      }
+      await mode.started(channel, signal);
+    });
 
     const result = await inPhase(t, 'command', opts.commandTimeoutMs, `the command "${opts.command}" on ${opts.target}`, async (signal) => {
       let exitStatus = 0;
-      await changed.wait(signal, () => {
-        if (proxied) {
-          const m = endRe.exec(text());
-          if (m) return ((exitStatus = Number(m[1])), true);
-          if (state.stdoutBytes >= keepBytes) {
-            throw new ProbeError(
-              'assertion',
-              `the output of "${opts.command}" on ${opts.target} exceeds ${opts.maxOutputBytes} bytes (no end marker within it)`,
-            );
-          }
-          if (!state.closed && state.error === undefined) return false;
-          const known = classifyProxyStderr(state.stderr);
-          if (known && state.stderr)
-            throw new ProbeError(known.reason, `${known.meaning} mid-command (${opts.target}); stderr: ${outputExcerpt(state.stderr)}`);
-          throw cut('mid-command');
-        }
-        if (!state.closed) return false;
-        if (!state.exit) throw cut('mid-command');
-        if (state.exit.code === undefined) {
-          throw new ProbeError(
-            'assertion',
-            `"${opts.command}" on ${opts.target} was killed by signal ${state.exit.signal ?? '?'}; stderr: ${outputExcerpt(state.stderr)}`,
-          );
-        }
-        exitStatus = state.exit.code;
+      await w.changed.wait(signal, () => {
+        const status = mode.finished();
+        if (status === undefined) return false;
+        exitStatus = status;
         return true;
       });
-      let stdout = text();
-      if (proxied) stdout = stdout.slice(stdout.indexOf(begin) + begin.length, endRe.exec(stdout)!.index);
-      return { exitStatus, stdout: stdout.slice(0, opts.maxOutputBytes), stderr: state.stderr };
+      return { exitStatus, stdout: mode.stdout().slice(0, opts.maxOutputBytes), stderr: w.stderr };
     });
 
     await t.phase('command', () => checkResult(result, opts));
     return result;
   } finally {
-    client.off('error', onClientError);
-    client.off('close', onClientClose);
-    if (channel) {
-      channel.removeAllListeners('data');
-      channel.stderr.removeAllListeners('data');
-      try {
-        channel.close();
-      } catch {
-        /* already closed */
-      }
-      channel.destroy();
-    }
+    detach();
+    if (channel) closeChannel(channel);
   }
 }
 

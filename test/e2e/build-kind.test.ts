@@ -444,6 +444,17 @@ describe('build kind, docker target against raw engines on a unix socket', () =>
     expectOutcome(r, fail('build_failed', 'build'), 'the Docker engine reported that the build failed: COPY failed: no such file');
   });
 
+  it('an error item that is not text is build_failed with its JSON, however deep it nests', async () => {
+    // Written by hand: JSON.stringify and String() both overflow the stack on it.
+    const deep = '['.repeat(20_000) + '"no space left"' + ']'.repeat(20_000);
+    const e = await unixEngine((req, res) => {
+      req.resume();
+      req.on('end', () => res.end(lines({ stream: 'Step 1/2 : FROM scratch\n' }) + `{"errorDetail":{"code":1},"error":${deep}}\n`));
+    });
+    const r = await runBuild({ target: 'docker', docker: `unix://${e.socketPath}` });
+    expectOutcome(r, fail('build_failed', 'build'), `the Docker engine reported that the build failed: ${'['.repeat(199)}…`);
+  });
+
   it('a stream with neither an image ID nor an error is protocol', async () => {
     const e = await unixEngine((req, res) => {
       req.resume();

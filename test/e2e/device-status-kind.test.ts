@@ -310,6 +310,17 @@ describe('non-standard and broken API answers (raw peers)', () => {
     ],
     ['the device is not an object', () => send(200, JSON.stringify({ d: ['c0ffee'] })), [false, 'protocol', 'api', 'not an object']],
     ['an API that echoes the token in its error', () => send(500, JSON.stringify({ message: `bad token ${CANARY}` })), [false, 'proxy', 'api', 'HTTP 500']],
+    // Written by hand: JSON.stringify (ours in the test as much as the kind's) overflows the stack on it.
+    [
+      'a field nested 20,000 deep',
+      () => send(200, `{"d":[{"is_online":${'['.repeat(20_000)}${']'.repeat(20_000)}}]}`),
+      [false, 'protocol', 'api', `is_online is ${'['.repeat(60)}…, not true or false`],
+    ],
+    [
+      'an answer nested 20,000 deep',
+      () => send(200, '['.repeat(20_000) + ']'.repeat(20_000)),
+      [false, 'protocol', 'api', `has no "d" array: ${'['.repeat(160)}…`],
+    ],
   ];
   for (const [name, make, want] of cases) {
     it(name, async () => {
@@ -421,24 +432,24 @@ describe('configuration', () => {
       return err.issues.map((i) => `${i.path}: ${i.message}`);
     }
   };
-  const tunnel = (name: string, extra = ', expect: { banner: "^SSH" }') => `  - { name: ${name}, kind: tunnel, device: c0ffee, port: 22222${extra} }\n`;
+  const tunnel = (name: string, extra = ', expect: { banner: "^SSH" }') => `  - { name: ${name}, kind: tunnel, device: c0ffee01, port: 22222${extra} }\n`;
   const status = (name: string, extra: string) => `  - { name: ${name}, kind: device-status, ${extra} }\n`;
 
   it('a companion that exists passes', () => {
-    expect(load(tunnel('t') + status('s', 'device: c0ffee, reachability: t'))).toEqual([]);
+    expect(load(tunnel('t') + status('s', 'device: c0ffee01, reachability: t'))).toEqual([]);
   });
   it('rejects a missing, self, held or chained companion, and bad mode combinations', () => {
-    expect(load(status('s', 'device: c0ffee, reachability: nope'))).toEqual(['probes[0].reachability: no enabled probe is named "nope"']);
-    expect(load(status('s', 'device: c0ffee, reachability: s'))).toEqual([
+    expect(load(status('s', 'device: c0ffee01, reachability: nope'))).toEqual(['probes[0].reachability: no enabled probe is named "nope"']);
+    expect(load(status('s', 'device: c0ffee01, reachability: s'))).toEqual([
       'probes[0].reachability: names this probe itself; name another probe (e.g. a tunnel probe of the same device)',
     ]);
-    expect(load(tunnel('t', ', http: { path: / }, hold: 1h, interval: 5s') + status('s', 'device: c0ffee, reachability: t'))).toEqual([
+    expect(load(tunnel('t', ', http: { path: / }, hold: 1h, interval: 5s') + status('s', 'device: c0ffee01, reachability: t'))).toEqual([
       'probes[1].reachability: "t" is a held probe (hold): its last result is not refreshed while it stays up; name a scheduled probe',
     ]);
-    expect(load(tunnel('t') + status('a', 'device: c0ffee, reachability: t') + status('b', 'device: c0ffee, reachability: a'))).toEqual([
+    expect(load(tunnel('t') + status('a', 'device: c0ffee01, reachability: t') + status('b', 'device: c0ffee01, reachability: a'))).toEqual([
       'probes[2].reachability: "a" reads a companion probe itself; a companion must check the device directly',
     ]);
-    expect(load(status('s', 'fleet: o/f, device: c0ffee'))).toEqual(['probes[0].fleet: set either device or fleet (sample mode), not both']);
+    expect(load(status('s', 'fleet: o/f, device: c0ffee01'))).toEqual(['probes[0].fleet: set either device or fleet (sample mode), not both']);
     expect(load(status('s', 'interval: 1m'))).toEqual(['probes[0].device: is required (or `fleet: <org>/<fleet>` for sample mode)']);
     expect(load(tunnel('t') + status('s', 'fleet: o/f, reachability: t'))).toEqual([
       'probes[1].reachability: sample mode checks its devices itself: a companion probe is for one device',

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ProbeError } from '../../src/core/errors.js';
-import { ConnectResponseParser, connectStatusError, deviceAuthority, parseHostPort } from '../../src/net/connect-tunnel.js';
+import { ConnectResponseParser, connectStatusError, deviceAuthority } from '../../src/net/connect-tunnel.js';
+import { parseHostPort } from '../../src/kinds/shared/host-port.js';
 
 /** The CONNECT answer parser, fed the way networks deliver bytes: whole, split anywhere, coalesced. */
 

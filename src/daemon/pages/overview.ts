@@ -1,5 +1,5 @@
 import { formatSeconds } from '../../core/duration.js';
-import { truncate } from '../../core/run.js';
+import { excerpt } from '../../core/excerpt.js';
 import { isFailing, type ProbeStatus, type StatusStore } from '../status.js';
 import { html, type Html } from './html.js';
 import { page, REFRESH_SECONDS } from './layout.js';
@@ -76,7 +76,7 @@ function probeRow(status: StatusStore, item: ProbeStatus, now: number): Html {
   const bar = !history.enabled ? 'history off' : summary.runs ? uptimeBar(history.runs(name, { phases: false, limit: BAR_RUNS })) : 'no runs yet';
   const failure = last
     ? html`<span class="when" title="${when(last.startedAt)}">${ago(last.startedAt, now)}</span> <strong>${outcome(last)}</strong>:
-        ${truncate(last.message ?? '', OVERVIEW_MESSAGE_CHARS)}`
+        ${excerpt(last.message ?? '', { max: OVERVIEW_MESSAGE_CHARS, ellipsisWithin: true })}`
     : '';
   return html`<tr id="${`probe-${name}`}">
     <td><a href="${`/probe/${encodeURIComponent(name)}`}">${name}</a></td>

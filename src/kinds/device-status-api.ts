@@ -1,11 +1,11 @@
-import type net from 'node:net';
-import type { Client } from 'undici';
 import { ProbeError } from '../core/errors.js';
 import type { ProbeContext } from '../core/kind.js';
 import type { Secret } from '../core/redact.js';
-import { connectTcp, resolveHost, upgradeTls, withStepTimeout } from '../net/dial.js';
-import { asProtocolError, clientOverSocket } from '../net/http-client.js';
-import { excerpt, readBody } from './http.js';
+import { withStepTimeout } from '../net/dial.js';
+import { isDeviceUuid } from './shared/device.js';
+import { dialHttp, HttpExchange, readBody } from './shared/http-exchange.js';
+import { bodyExcerpt, jsonExcerpt } from './shared/http-expect.js';
+import type { TlsBlock } from './shared/tls.js';
 
 /**
  * The platform API as the `device-status` kind reads it (docs/protocols.md "API device status"):
@@ -17,12 +17,12 @@ import { excerpt, readBody } from './http.js';
 export interface ApiEndpoint {
   url: URL;
   token: Secret;
-  tls: { caFile?: string; serverName?: string; insecureSkipVerify: boolean };
+  tls: TlsBlock;
   stepTimeoutMs: number;
 }
 
 /** The fields of a device the probe asks for, as the API may give them. */
-export const DEVICE_FIELDS = ['is_online', 'is_connected_to_vpn', 'last_connectivity_event', 'last_vpn_event', 'api_heartbeat_state'] as const;
+const DEVICE_FIELDS = ['is_online', 'is_connected_to_vpn', 'last_connectivity_event', 'last_vpn_event', 'api_heartbeat_state'] as const;
 
 export interface ApiDevice {
   is_online: boolean;
@@ -37,41 +37,21 @@ const MAX_LIST_BYTES = 4 * 1024 * 1024;
 const MAX_DEVICE_BYTES = 64 * 1024;
 
 /** GET `pathAndQuery` with the Bearer token; the parsed JSON answer, or a classified ProbeError. */
-export async function apiGet(ctx: ProbeContext, ep: ApiEndpoint, pathAndQuery: string, what: string, maxBytes: number): Promise<unknown> {
+async function apiGet(ctx: ProbeContext, ep: ApiEndpoint, pathAndQuery: string, what: string, maxBytes: number): Promise<unknown> {
   const url = ep.url;
-  const https = url.protocol === 'https:';
-  const port = Number(url.port) || (https ? 443 : 80);
   return withStepTimeout(ctx, ep.stepTimeoutMs, `${what}: the API's answer`, async (c) => {
-    const address = await resolveHost(c, url.hostname);
-    let socket: net.Socket = await connectTcp(c, address, port);
-    let client: Client | undefined;
+    const http = new HttpExchange(url.origin, await dialHttp(c, url, { tls: ep.tls }));
     try {
-      if (https) {
-        socket = await upgradeTls(c, socket, {
-          servername: ep.tls.serverName ?? url.hostname,
-          caFile: ep.tls.caFile,
-          insecureSkipVerify: ep.tls.insecureSkipVerify,
-          alpn: ['http/1.1'],
-        });
-      }
-      client = clientOverSocket(url.origin, socket);
-      // A step limit or the deadline destroys the socket under undici, which then says "closed":
-      // the abort's own reason is the story.
-      const fail = (err: unknown): never => {
-        throw c.signal.aborted ? c.signal.reason : asProtocolError(err);
-      };
       const base = url.pathname.replace(/\/$/, '');
-      const res = await client
-        .request({
-          path: base + pathAndQuery,
-          method: 'GET',
-          headers: { host: url.host, accept: 'application/json', 'user-agent': 'fleetprobe', authorization: `Bearer ${ep.token.reveal()}` },
-          signal: c.signal,
-        })
-        .catch(fail);
-      const body = await readBody(res.body as never, maxBytes).catch(fail);
+      const res = await http.send({
+        path: base + pathAndQuery,
+        method: 'GET',
+        headers: { host: url.host, accept: 'application/json', 'user-agent': 'fleetprobe', authorization: `Bearer ${ep.token.reveal()}` },
+        signal: c.signal,
+      });
+      const body = await readBody(res, maxBytes, c.signal);
       const status = res.statusCode;
-      const said = body.text ? `: ${excerpt(body.text)}` : '';
+      const said = body.text ? `: ${bodyExcerpt(body.text)}` : '';
       if (status === 401 || status === 403) throw new ProbeError('auth', `${what}: the API refused our token (HTTP ${status})${said}`);
       if (status >= 500) throw new ProbeError('proxy', `${what}: the API failed (HTTP ${status})${said}`);
       if (status < 200 || status > 299) throw new ProbeError('proxy', `${what}: unexpected HTTP ${status} from the API${said}`);
@@ -79,11 +59,10 @@ export async function apiGet(ctx: ProbeContext, ep: ApiEndpoint, pathAndQuery: s
       try {
         return JSON.parse(body.text) as unknown;
       } catch {
-        throw new ProbeError('protocol', `${what}: the API's answer (HTTP ${status}) is not JSON: ${excerpt(body.text) || '(empty)'}`);
+        throw new ProbeError('protocol', `${what}: the API's answer (HTTP ${status}) is not JSON: ${bodyExcerpt(body.text) || '(empty)'}`);
       }
     } finally {
-      await client?.destroy().catch(() => undefined);
-      socket.destroy();
+      await http.close();
     }
   });
 }
@@ -91,7 +70,7 @@ export async function apiGet(ctx: ProbeContext, ep: ApiEndpoint, pathAndQuery: s
 /** The `d` array of an OData answer. */
 function resultsOf(body: unknown, what: string): unknown[] {
   const d = body && typeof body === 'object' && !Array.isArray(body) ? (body as { d?: unknown }).d : undefined;
-  if (!Array.isArray(d)) throw new ProbeError('protocol', `${what}: the API's answer has no "d" array: ${excerpt(JSON.stringify(body) ?? '')}`);
+  if (!Array.isArray(d)) throw new ProbeError('protocol', `${what}: the API's answer has no "d" array: ${jsonExcerpt(body) ?? ''}`);
   return d;
 }
 
@@ -105,16 +84,13 @@ const CHECKS: Record<(typeof DEVICE_FIELDS)[number], { ok(v: unknown): boolean; 
 };
 
 /** Checks the selected fields of one device resource; other fields are ignored. */
-export function parseDevice(item: unknown, what: string): ApiDevice {
+function parseDevice(item: unknown, what: string): ApiDevice {
   if (!item || typeof item !== 'object' || Array.isArray(item)) throw new ProbeError('protocol', `${what}: the device in the API's answer is not an object`);
   const rec = item as Record<string, unknown>;
   for (const field of DEVICE_FIELDS) {
     if (!(field in rec)) throw new ProbeError('protocol', `${what}: the API's answer has no ${field}`);
     if (!CHECKS[field].ok(rec[field])) {
-      throw new ProbeError(
-        'protocol',
-        `${what}: the API's ${field} is ${excerpt(JSON.stringify(rec[field]) ?? String(rec[field]), 60)}, not ${CHECKS[field].want}`,
-      );
+      throw new ProbeError('protocol', `${what}: the API's ${field} is ${jsonExcerpt(rec[field], 60) ?? String(rec[field])}, not ${CHECKS[field].want}`);
     }
   }
   return Object.fromEntries(DEVICE_FIELDS.map((f) => [f, rec[f]])) as unknown as ApiDevice;
@@ -144,8 +120,8 @@ export async function listOnlineDevices(ctx: ProbeContext, ep: ApiEndpoint, flee
     const page = resultsOf(await apiGet(ctx, ep, `/v7/device?${q}`, what, MAX_LIST_BYTES), what);
     for (const item of page) {
       const rec = (item && typeof item === 'object' ? item : {}) as Record<string, unknown>;
-      if (typeof rec.uuid !== 'string' || !/^[0-9a-fA-F]+$/.test(rec.uuid)) {
-        throw new ProbeError('protocol', `${what}: a device in the API's answer has no valid uuid: ${excerpt(JSON.stringify(item) ?? '', 80)}`);
+      if (!isDeviceUuid(rec.uuid)) {
+        throw new ProbeError('protocol', `${what}: a device in the API's answer has no valid uuid: ${jsonExcerpt(item, 80) ?? ''}`);
       }
       // An API that ignored the filter must not put offline devices into the sample.
       if (rec.is_online === true && seen.size < maxDevices) seen.add(rec.uuid.toLowerCase());
