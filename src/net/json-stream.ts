@@ -1,5 +1,6 @@
 import { StringDecoder } from 'node:string_decoder';
 import { ProbeError } from '../core/errors.js';
+import { redact } from '../core/redact.js';
 
 /**
  * Incremental JSON framing for answers that arrive piece by piece and must be acted on as they come
@@ -154,6 +155,7 @@ export class JsonItemStream {
 }
 
 function excerpt(text: string, max = 120): string {
-  const t = text.replace(/\s+/g, ' ').trim();
+  // Redacted before the cut: a secret cut in two would no longer be recognised.
+  const t = redact(text).replace(/\s+/g, ' ').trim();
   return t.length > max ? JSON.stringify(t.slice(0, max)) + '…' : JSON.stringify(t);
 }
