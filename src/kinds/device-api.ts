@@ -88,10 +88,37 @@ export async function apiGet(ctx: ProbeContext, ep: ApiEndpoint, pathAndQuery: s
   });
 }
 
+const SHORT_JSON_CHARS = 2048;
+const SHORT_JSON_DEPTH = 16;
+/**
+ * JSON text of part of the API's answer, for a message: cut at about 2 KiB (excerpt() redacts and
+ * then cuts it much shorter) and at 16 levels of nesting. JSON.stringify recurses without a
+ * bound: a 100,000-deep answer overflowed the stack and ended as `internal`.
+ */
+function shortJson(value: unknown): string {
+  let out = '';
+  const walk = (v: unknown, depth: number): void => {
+    if (depth > SHORT_JSON_DEPTH) out += '…';
+    else if (v && typeof v === 'object') {
+      const list = Array.isArray(v) ? (v as unknown[]) : undefined;
+      const keys = list ? undefined : Object.keys(v);
+      const n = list ? list.length : keys!.length;
+      out += list ? '[' : '{';
+      for (let i = 0; i < n && out.length <= SHORT_JSON_CHARS; i++) {
+        out += (i ? ',' : '') + (keys ? JSON.stringify(keys[i]) + ':' : '');
+        walk(list ? list[i] : (v as Record<string, unknown>)[keys![i]], depth + 1);
+      }
+      out += list ? ']' : '}';
+    } else out += JSON.stringify(v) ?? String(v);
+  };
+  walk(value, 0);
+  return out;
+}
+
 /** The `d` array of an OData answer. */
 function resultsOf(body: unknown, what: string): unknown[] {
   const d = body && typeof body === 'object' && !Array.isArray(body) ? (body as { d?: unknown }).d : undefined;
-  if (!Array.isArray(d)) throw new ProbeError('protocol', `${what}: the API's answer has no "d" array: ${excerpt(JSON.stringify(body) ?? '')}`);
+  if (!Array.isArray(d)) throw new ProbeError('protocol', `${what}: the API's answer has no "d" array: ${excerpt(shortJson(body))}`);
   return d;
 }
 
@@ -111,10 +138,7 @@ export function parseDevice(item: unknown, what: string): ApiDevice {
   for (const field of DEVICE_FIELDS) {
     if (!(field in rec)) throw new ProbeError('protocol', `${what}: the API's answer has no ${field}`);
     if (!CHECKS[field].ok(rec[field])) {
-      throw new ProbeError(
-        'protocol',
-        `${what}: the API's ${field} is ${excerpt(JSON.stringify(rec[field]) ?? String(rec[field]), 60)}, not ${CHECKS[field].want}`,
-      );
+      throw new ProbeError('protocol', `${what}: the API's ${field} is ${excerpt(shortJson(rec[field]), 60)}, not ${CHECKS[field].want}`);
     }
   }
   return Object.fromEntries(DEVICE_FIELDS.map((f) => [f, rec[f]])) as unknown as ApiDevice;
@@ -145,7 +169,7 @@ export async function listOnlineDevices(ctx: ProbeContext, ep: ApiEndpoint, flee
     for (const item of page) {
       const rec = (item && typeof item === 'object' ? item : {}) as Record<string, unknown>;
       if (typeof rec.uuid !== 'string' || !/^[0-9a-fA-F]+$/.test(rec.uuid)) {
-        throw new ProbeError('protocol', `${what}: a device in the API's answer has no valid uuid: ${excerpt(JSON.stringify(item) ?? '', 80)}`);
+        throw new ProbeError('protocol', `${what}: a device in the API's answer has no valid uuid: ${excerpt(shortJson(item), 80)}`);
       }
       // An API that ignored the filter must not put offline devices into the sample.
       if (rec.is_online === true && seen.size < maxDevices) seen.add(rec.uuid.toLowerCase());
