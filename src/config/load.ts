@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Cron } from 'croner';
-import { LineCounter, parseDocument, visit, isScalar, type Document } from 'yaml';
+import { LineCounter, visit, isScalar, type Document } from 'yaml';
 import { z } from 'zod';
 import { formatDuration } from '../core/duration.js';
 import { ConfigError, type ConfigIssue } from '../core/errors.js';
@@ -12,6 +12,7 @@ import { withBaseDir } from './fields.js';
 import { interpolate } from './interpolate.js';
 import { formatPath, locateLine } from './locate.js';
 import { commonProbeFields, fileSchema } from './schema.js';
+import { parseConfigYaml, YAML_TO_JS } from './yaml.js';
 
 export const DEFAULT_INTERVAL_MS = 60_000;
 export const DEFAULT_TIMEOUT_MS = 10_000;
@@ -222,7 +223,7 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
       continue;
     }
     const lc = new LineCounter();
-    const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+    const doc = parseConfigYaml(text, lc);
     if (doc.errors.length) {
       // The first syntax error is the real one; the rest are usually the parser losing its footing.
       const e = doc.errors[0];
@@ -242,7 +243,7 @@ export function loadConfig(opts: LoadOptions): LoadedConfig {
     // Nor would a problem reported on a field that holds one, e.g. `token` for `token: {file: "${X}"}`.
     const holdsUnresolved = (p: string) => [...unresolved].some((u) => u === p || u.startsWith(p + '.') || u.startsWith(p + '['));
     const schemaIssues = (found: ConfigIssue[]) => found.filter((i) => !holdsUnresolved(i.path));
-    const raw = doc.toJS() ?? {};
+    const raw = doc.toJS(YAML_TO_JS) ?? {};
     const parsedFile = fileSchema.safeParse(raw);
     if (!parsedFile.success) {
       issues.push(...schemaIssues(zodIssues(parsedFile.error, file, doc, lc, [])));

@@ -1,8 +1,8 @@
-import fs from 'node:fs';
 import type net from 'node:net';
 import { Agent, request, type Dispatcher } from 'undici';
 import { z } from 'zod';
 import { duration, readableDir, readableFile, secretRef } from '../config/fields.js';
+import { MAX_BUNDLE_FILE_BYTES, readInputFile } from '../config/files.js';
 import { describeError, errorCode } from '../core/classify.js';
 import { formatDuration } from '../core/duration.js';
 import { ProbeError } from '../core/errors.js';
@@ -356,10 +356,10 @@ async function packPhase(ctx: ProbeContext, cfg: BuildConfig, gzip: boolean): Pr
 }
 
 /** An undici dispatcher for one short request outside the run (cancel, cleanup), closed after. */
-function oneShotAgent(cfg: BuildConfig): Agent {
+async function oneShotAgent(cfg: BuildConfig): Promise<Agent> {
   return new Agent({
     connect: {
-      ca: cfg.tls.caFile ? fs.readFileSync(cfg.tls.caFile) : undefined,
+      ca: cfg.tls.caFile ? await readInputFile(cfg.tls.caFile, MAX_BUNDLE_FILE_BYTES) : undefined,
       rejectUnauthorized: !cfg.tls.insecureSkipVerify,
     },
     keepAliveTimeout: 1,
@@ -368,9 +368,10 @@ function oneShotAgent(cfg: BuildConfig): Agent {
 
 /** PATCH release(<id>) to cancelled, as the dashboard's "cancel" does. Never throws: it logs. */
 async function cancelRelease(ctx: ProbeContext, cfg: BuildConfig, releaseId: number, why: string): Promise<void> {
-  const agent = oneShotAgent(cfg);
+  let agent: Agent | undefined;
   const url = new URL(`/v7/release(${releaseId})`, cfg.api);
   try {
+    agent = await oneShotAgent(cfg);
     const res = await request(url, {
       method: 'PATCH',
       dispatcher: agent,
@@ -388,7 +389,7 @@ async function cancelRelease(ctx: ProbeContext, cfg: BuildConfig, releaseId: num
   } catch (err) {
     ctx.log.warn({ releaseId, err }, `could not cancel release ${releaseId}`);
   } finally {
-    await agent.close().catch(() => {});
+    await agent?.close().catch(() => {});
   }
 }
 
@@ -489,7 +490,7 @@ async function removeImage(ctx: ProbeContext, ep: DockerEndpoint, imageId: strin
   } catch (err) {
     ctx.log.warn({ imageId, err }, `could not remove the probe's image ${imageId}`);
   } finally {
-    await agent.close().catch(() => {});
+    await agent?.close().catch(() => {});
   }
 }
 
