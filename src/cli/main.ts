@@ -9,6 +9,7 @@ import type { CompanionStatus, ProbeSpec } from '../core/kind.js';
 import { resultToJson } from '../core/result.js';
 import { runProbe } from '../core/run.js';
 import { startDaemon } from '../daemon/daemon.js';
+import { DEFAULT_MAX_CONNECTIONS } from '../daemon/connection-cap.js';
 import { KINDS } from '../kinds/index.js';
 import { LAB_FAULTS, startLab, type Lab } from '../lab/index.js';
 import { LiveProgress } from './live-progress.js';
@@ -23,7 +24,7 @@ const USAGE = `fleetprobe ${VERSION}: synthetic end-to-end probes for device fle
 
 Usage:
   fleetprobe daemon [--config PATH]... [--listen HOST:PORT] [--lab] [--lab-fault F,...] [--log-level L]
-                    [--concurrency N] [--grace DURATION] [--shard I/N]
+                    [--concurrency N] [--max-connections N] [--grace DURATION] [--shard I/N]
   fleetprobe run NAME [--config PATH]... [--lab] [--lab-fault F,...] [--json]
   fleetprobe check [--config PATH]... [--lab]
   fleetprobe list [--config PATH]... [--lab] [--json] [--shard I/N]
@@ -37,6 +38,8 @@ Options:
                      (default 0.0.0.0:9437, or 127.0.0.1:9437 with --lab; env FLEETPROBE_LISTEN)
   --log-level L      ${LOG_LEVELS.join(', ')} (default info for daemon, warn otherwise; env FLEETPROBE_LOG_LEVEL)
   --concurrency N    at most N runs at once (default 64)
+  --max-connections N
+                     at most N open connections to the HTTP server (default ${DEFAULT_MAX_CONNECTIONS})
   --grace DURATION   how long SIGTERM waits for runs to end (default 10s)
   --json             machine-readable output (run, list)
   --shard I/N        run (daemon) or show (list) only shard I of N (0-based; auto/N takes I from the
@@ -51,6 +54,7 @@ const OPTIONS = {
   listen: { type: 'string' },
   'log-level': { type: 'string' },
   concurrency: { type: 'string' },
+  'max-connections': { type: 'string' },
   grace: { type: 'string' },
   json: { type: 'boolean' },
   shard: { type: 'string' },
@@ -113,6 +117,7 @@ async function cmdDaemon(args: Args): Promise<number> {
       configPaths: configPathsFor(args),
       listen,
       concurrency: positiveInt('concurrency', args.values.concurrency, 64),
+      maxConnections: positiveInt('max-connections', args.values['max-connections'], DEFAULT_MAX_CONNECTIONS),
       graceMs: durationArg('grace', args.values.grace, 10_000),
       log,
       lab,
