@@ -22,6 +22,7 @@ const OPTIONS = {
   shard: { type: 'string' },
   // The status page's memory (daemon) and the daemon asked (status).
   history: { type: 'string' },
+  'max-connections': { type: 'string' },
   daemon: { type: 'string' },
   // Selecting and repeating many probes (run, gate).
   all: { type: 'boolean' },
@@ -49,6 +50,7 @@ const ONLY_FOR: Partial<Record<keyof typeof OPTIONS, readonly string[]>> = {
   every: ['gate'],
   'fail-after': ['gate'],
   history: ['daemon'],
+  'max-connections': ['daemon'],
   daemon: ['status'],
 };
 

@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_CONNECTIONS } from '../daemon/connection-cap.js';
 import { historyFrom } from '../daemon/history.js';
 import { startDaemon } from '../daemon/daemon.js';
 import { shardFrom } from '../daemon/shard.js';
@@ -19,6 +20,7 @@ export async function cmdDaemon(args: Args): Promise<number> {
       lab,
       shard: shardFrom(args.values.shard),
       history: historyFrom(args.values.history),
+      maxConnections: positiveInt('max-connections', args.values['max-connections'], DEFAULT_MAX_CONNECTIONS),
     });
   } catch (err) {
     await lab?.close();

@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_CONNECTIONS } from '../daemon/connection-cap.js';
 import { DEFAULT_DAEMON_URL } from './status.js';
 import { LOG_LEVELS } from '../core/log.js';
 import { VERSION } from '../core/version.js';
@@ -7,7 +8,7 @@ export const USAGE = `fleetprobe ${VERSION}: synthetic end-to-end probes for dev
 
 Usage:
   fleetprobe daemon [--config PATH]... [--listen HOST:PORT] [--lab] [--lab-fault F,...] [--log-level L]
-                    [--concurrency N] [--grace DURATION] [--shard I/N] [--history N]
+                    [--concurrency N] [--max-connections N] [--grace DURATION] [--shard I/N] [--history N]
   fleetprobe run NAME [--config PATH]... [--lab] [--lab-fault F,...] [--json]
   fleetprobe run NAME... | --all | -l LABEL=VALUE,... | --kind KIND,...  [--concurrency N] [--repeat N]
                  [--min-success RATIO] [--json] [--junit FILE] [--config PATH]... [--lab] [--lab-fault F,...]
@@ -41,6 +42,8 @@ Options:
   --for DURATION     how long the gate lasts (default 5m)
   --every DURATION   how often the gate runs each probe (default 30s, at least 1s)
   --fail-after K     the gate fails when a probe fails K times in a row (default 2)
+  --max-connections N
+                     at most N open connections to the HTTP server (daemon; default ${DEFAULT_MAX_CONNECTIONS})
   --history N        runs kept in memory per probe for the status page (daemon; default 100; 0 turns it off)
   --daemon URL       the daemon status asks (default ${DEFAULT_DAEMON_URL}; env FLEETPROBE_DAEMON)
 

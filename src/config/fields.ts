@@ -3,6 +3,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseDurationMs } from '../core/duration.js';
 import { Secret } from '../core/redact.js';
+import { checkInputFileSync, errnoOf, InputFileError, MAX_BUNDLE_FILE_BYTES, MAX_SECRET_FILE_BYTES, readInputFileSync } from './files.js';
 
 /**
  * Reusable schema pieces for probe kinds. Secret references and file paths resolve relative to the
@@ -58,25 +59,46 @@ export const secretRef = z.unknown().transform((v, ctx) => {
     return new Secret(value, `env:${ref.env}`);
   }
   const file = resolveConfigPath(ref.file);
+  let value: string;
   try {
     // Trailing newlines come from editors and `kubectl create secret --from-file`; they are never part of a token.
-    return new Secret(fs.readFileSync(file, 'utf8').replace(/\r?\n$/, ''), `file:${file}`);
+    value = readInputFileSync(file, MAX_SECRET_FILE_BYTES)
+      .toString('utf8')
+      .replace(/\r?\n$/, '');
   } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `cannot read secret file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, params: UNRESOLVED });
+    // A file that is not there (yet) is an unresolved reference; one of the wrong type or size is a mistake.
+    const unreadable = !(err instanceof InputFileError) || (err as { cause?: unknown }).cause !== undefined;
+    ctx.addIssue({ code: 'custom', message: fileProblem('secret file', file, err), ...(unreadable ? { params: UNRESOLVED } : {}) });
     return z.NEVER;
   }
+  // As an empty variable is: an empty secret is a mistake (a file written before its value was).
+  if (value === '') {
+    ctx.addIssue({ code: 'custom', message: `secret file ${file} is empty (secret reference)` });
+    return z.NEVER;
+  }
+  return new Secret(value, `file:${file}`);
 });
 
-/** A path to a readable file (CA bundle, known_hosts), resolved relative to the config file. */
+/** What is wrong with a config input file: "cannot read file /x: ENOENT", "file /x is a FIFO, not a regular file". */
+function fileProblem(what: string, file: string, err: unknown): string {
+  const cause = (err as { cause?: unknown }).cause;
+  if (err instanceof InputFileError && !cause) return `${what} ${err.message}`;
+  return `cannot read ${what} ${file}: ${errnoOf(cause ?? err)}`;
+}
+
+/**
+ * A path to a readable regular file of at most 10 MiB (CA bundle, known_hosts), resolved relative
+ * to the config file. It is read at run (so a rotated file is picked up), without blocking.
+ */
 export const readableFile = z
   .string()
   .min(1)
   .transform((p, ctx) => {
     const file = resolveConfigPath(p);
     try {
-      fs.accessSync(file, fs.constants.R_OK);
+      checkInputFileSync(file, MAX_BUNDLE_FILE_BYTES);
     } catch (err) {
-      ctx.addIssue({ code: 'custom', message: `cannot read file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
+      ctx.addIssue({ code: 'custom', message: fileProblem('file', file, err) });
       return z.NEVER;
     }
     return file;

@@ -8,6 +8,7 @@ import { formatPath, locateLine } from './locate.js';
 import { loadProbe, type DeferredProbe, type FileContext } from './probe.js';
 import { listFiles, readFile, type ParsedFile } from './read.js';
 import { fileSchema } from './schema.js';
+import { YAML_TO_JS } from './yaml.js';
 
 /**
  * Loading a configuration is a pipeline of named steps, each in its own file:
@@ -45,7 +46,7 @@ export interface LoadedConfig {
 /** The file-level part of a parsed file: its schema, and its platform block's field names. */
 function fileContext(parsed: ParsedFile, base: Pick<FileContext, 'issues' | 'seen' | 'companions' | 'schemaIssues'>): FileContext | undefined {
   const { file, doc, lc } = parsed;
-  const parsedFile = fileSchema.safeParse(doc.toJS() ?? {});
+  const parsedFile = fileSchema.safeParse(doc.toJS(YAML_TO_JS) ?? {});
   if (!parsedFile.success) {
     base.issues.push(...base.schemaIssues(zodIssues(parsedFile.error.issues, file, doc, lc, [])));
     return undefined;

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { LineCounter, parseDocument, type Document } from 'yaml';
+import { LineCounter, type Document } from 'yaml';
 import type { ConfigIssue } from '../core/errors.js';
+import { parseConfigYaml } from './yaml.js';
 
 /** One configuration file, parsed: the YAML document and the line counter that locates its nodes. */
 export interface ParsedFile {
@@ -54,7 +55,7 @@ export function readFile(file: string, issues: ConfigIssue[]): ParsedFile | unde
     return undefined;
   }
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  const doc = parseConfigYaml(text, lc);
   if (doc.errors.length) {
     // The first syntax error is the real one; the rest are usually the parser losing its footing.
     const e = doc.errors[0];

@@ -19,6 +19,8 @@ const CONNECT_CODES = new Set([
   'ERR_SOCKET_CLOSED',
   'ENOENT',
 ]);
+// The prober's own limits, not the target's fault: an alert must not send anyone to the platform.
+const RESOURCE_CODES = new Set(['EMFILE', 'ENFILE']);
 const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ERR_SOCKET_CONNECTION_TIMEOUT']);
 const PROTOCOL_CODES = new Set([
   'HPE_INVALID_CONSTANT',
@@ -74,6 +76,7 @@ export function classifyError(err: unknown): Reason {
   for (const e of walkErrorChain(err)) {
     const code = errorCode(e);
     if (!code) continue;
+    if (RESOURCE_CODES.has(code)) return 'resources';
     if (DNS_CODES.has(code)) return 'dns';
     if (TIMEOUT_CODES.has(code)) return 'timeout';
     if (CONNECT_CODES.has(code)) return 'connect';

@@ -18,6 +18,7 @@ export const REASON_DESCRIPTIONS = {
   assertion: 'the answer was well formed but not what the probe expects (status, body, output)',
   build_failed: 'the builder reported that the build failed',
   status_drift: "the API's device status disagrees with what is reachable",
+  resources: 'fleetprobe itself ran out of file descriptors (EMFILE, ENFILE): a problem of the prober, not of the target',
   internal: 'a bug in fleetprobe itself',
 } as const;
 

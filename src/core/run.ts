@@ -199,7 +199,11 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
   const reason = failure instanceof RunTimeoutError ? 'timeout' : classifyError(failure);
   if (reason === 'internal') runLog().error({ err: failure }, 'probe kind threw an unclassified error (a bug in fleetprobe)');
   const message =
-    failure instanceof RunTimeoutError ? `${phase ?? 'run'} did not finish within the run timeout of ${spec.timeoutMs}ms` : describeError(failure);
+    failure instanceof RunTimeoutError
+      ? `${phase ?? 'run'} did not finish within the run timeout of ${spec.timeoutMs}ms`
+      : reason === 'resources'
+        ? `fleetprobe itself is out of file descriptors (see process_open_fds and process_max_fds), not the target: ${describeError(failure)}`
+        : describeError(failure);
   return { ...base, success: false, aborted: false, reason, phase, message: boundMessage(message) };
 }
 

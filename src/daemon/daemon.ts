@@ -19,6 +19,8 @@ export interface DaemonOptions {
   configPaths: string[];
   listen: string;
   concurrency: number;
+  /** Open connections the HTTP server accepts at most (`--max-connections`). */
+  maxConnections?: number;
   graceMs: number;
   log: Logger;
   lab?: Lab;
@@ -107,7 +109,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   };
   apply(config);
 
-  const server: http.Server = createServer({ metrics, status, log, state: { ready: () => !shuttingDown && scheduler.isRunning } });
+  const server: http.Server = createServer({
+    metrics,
+    status,
+    log,
+    maxConnections: opts.maxConnections,
+    state: { ready: () => !shuttingDown && scheduler.isRunning },
+  });
   const addr = await listen(server, opts.listen);
   const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;

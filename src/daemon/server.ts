@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { Logger } from 'pino';
 import { FleetprobeError } from '../core/errors.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { capConnections, DEFAULT_MAX_CONNECTIONS } from './connection-cap.js';
 import type { StatusStore } from './status.js';
 import { statusRoute } from './status-routes.js';
 
@@ -16,8 +17,16 @@ export interface ServerState {
  * /healthz answers from the process alone, never from probe results: a failing platform must not
  * get the prober restarted (the 2025-09-10 incident was an aggressive liveness probe).
  */
-export function createServer(deps: { metrics: Metrics; status: StatusStore; state: ServerState; log: Logger }): http.Server {
-  const server = http.createServer((req, res) => {
+/**
+ * Limits of the server's own connections. A client that sends nothing is closed after IDLE_MS, one
+ * whose request head is still incomplete after HEADERS_MS gets a 408 (checked every second, not
+ * Node's default 30 s), a request must be done in REQUEST_MS, an idle keep-alive ends after
+ * KEEP_ALIVE_MS (above the 60 s of common load balancers, so they close first).
+ */
+export const SERVER_LIMITS = { IDLE_MS: 15_000, HEADERS_MS: 10_000, REQUEST_MS: 30_000, KEEP_ALIVE_MS: 65_000, CHECK_EVERY_MS: 1000 } as const;
+
+export function createServer(deps: { metrics: Metrics; status: StatusStore; state: ServerState; log: Logger; maxConnections?: number }): http.Server {
+  const server = http.createServer({ connectionsCheckingInterval: SERVER_LIMITS.CHECK_EVERY_MS }, (req, res) => {
     // Nothing a client sends may escape this handler: an exception here would stop all monitoring.
     handle(deps, req, res).catch((err: unknown) => {
       try {
@@ -29,10 +38,15 @@ export function createServer(deps: { metrics: Metrics; status: StatusStore; stat
       }
     });
   });
-  // Slow or idle scrapers must not hold sockets open forever.
-  server.requestTimeout = 30_000;
-  server.headersTimeout = 10_000;
-  server.keepAliveTimeout = 65_000;
+  // Slow or idle clients must not hold sockets open for long, and never more than the cap of them.
+  server.timeout = SERVER_LIMITS.IDLE_MS;
+  server.requestTimeout = SERVER_LIMITS.REQUEST_MS;
+  server.headersTimeout = SERVER_LIMITS.HEADERS_MS;
+  server.keepAliveTimeout = SERVER_LIMITS.KEEP_ALIVE_MS;
+  capConnections(server, deps.maxConnections ?? DEFAULT_MAX_CONNECTIONS, {
+    dropped: () => deps.metrics.httpConnectionsDropped.inc(),
+    open: (n) => deps.metrics.httpConnections.set(n),
+  });
   return server;
 }
 

@@ -1,5 +1,5 @@
-import fs from 'node:fs';
 import { Agent, request } from 'undici';
+import { MAX_BUNDLE_FILE_BYTES, readInputFile } from '../config/files.js';
 import { ProbeError } from '../core/errors.js';
 import type { ProbeContext } from '../core/kind.js';
 import type { Secret } from '../core/redact.js';
@@ -20,10 +20,11 @@ function balenaEndpoint(url: string, cfg: BuildConfig): Endpoint {
 }
 
 /** An undici dispatcher for one short request outside the run (cancel, cleanup), closed after. */
-function oneShotAgent(cfg: BuildConfig): Agent {
+async function oneShotAgent(cfg: BuildConfig): Promise<Agent> {
   return new Agent({
     connect: {
-      ca: cfg.tls.caFile ? fs.readFileSync(cfg.tls.caFile) : undefined,
+      // Read without blocking the event loop, within the size checked at load.
+      ca: cfg.tls.caFile ? await readInputFile(cfg.tls.caFile, MAX_BUNDLE_FILE_BYTES) : undefined,
       rejectUnauthorized: !cfg.tls.insecureSkipVerify,
     },
     keepAliveTimeout: 1,
@@ -32,9 +33,10 @@ function oneShotAgent(cfg: BuildConfig): Agent {
 
 /** PATCH release(<id>) to cancelled, as the dashboard's "cancel" does. Never throws: it logs. */
 async function cancelRelease(ctx: ProbeContext, cfg: BuildConfig, releaseId: number, why: string): Promise<void> {
-  const agent = oneShotAgent(cfg);
+  let agent: Agent | undefined;
   const url = new URL(`/v7/release(${releaseId})`, cfg.api);
   try {
+    agent = await oneShotAgent(cfg);
     const res = await request(url, {
       method: 'PATCH',
       dispatcher: agent,
@@ -52,7 +54,7 @@ async function cancelRelease(ctx: ProbeContext, cfg: BuildConfig, releaseId: num
   } catch (err) {
     ctx.log.warn({ releaseId, err }, `could not cancel release ${releaseId}`);
   } finally {
-    await agent.close().catch(() => {});
+    await agent?.close().catch(() => {});
   }
 }
 

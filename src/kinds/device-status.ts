@@ -58,7 +58,7 @@ type StatusConfig = z.output<typeof schema>;
 /** A companion's failure reasons that mean "the device could not be reached"; others say nothing about it. */
 const UNREACHABLE_REASONS = new Set<string>(['device_offline', 'connect', 'timeout']);
 /** Reasons of a tunnel check that are about our own path or credentials, never about one device. */
-const PATH_REASONS = new Set<Reason>(['dns', 'tls', 'auth', 'denied', 'internal']);
+const PATH_REASONS = new Set<Reason>(['dns', 'tls', 'auth', 'denied', 'resources', 'internal']);
 /** Unreachable uuids quoted in a failing sample's message. */
 const QUOTED_UUIDS = 5;
 

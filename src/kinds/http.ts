@@ -2,6 +2,7 @@ import type tls from 'node:tls';
 import { z } from 'zod';
 import { headerMap, regex } from '../config/fields.js';
 import { ProbeError } from '../core/errors.js';
+import { excerpt } from '../core/excerpt.js';
 import { defineKind, type ProbeContext } from '../core/kind.js';
 import { Secret } from '../core/redact.js';
 import { earliestCertExpiry } from '../net/dial.js';
@@ -85,6 +86,27 @@ async function exchange(ctx: ProbeContext, url: URL, method: string, cfg: HttpCo
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
+/**
+ * Where a redirect leads. The Location is the peer's text: one that is not a URL is a malformed
+ * answer (`protocol`), and one to another scheme (`file:`, `gopher:`) is never followed, so no
+ * connection is opened for it (`assertion`).
+ */
+function redirectTarget(location: string, base: URL, status: number): URL {
+  if (!URL.canParse(location, base.href))
+    throw new ProbeError(
+      'protocol',
+      `HTTP ${status} redirect to a Location that is not a URL: "${excerpt(location, { max: 120, escapeControls: true, redact: true })}"`,
+    );
+  const next = new URL(location, base);
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+    throw new ProbeError(
+      'assertion',
+      `redirect to a non-HTTP URL (HTTP ${status} to "${excerpt(location, { max: 120, escapeControls: true, redact: true })}"): only http and https are followed`,
+    );
+  }
+  return next;
+}
+
 export const httpKind = defineKind({
   kind: 'http',
   description: "an HTTP(S) request to a device's public URL or any endpoint, checked for status, headers and body",
@@ -99,10 +121,11 @@ export const httpKind = defineKind({
       answer = await exchange(ctx, url, method, cfg, first);
       const location = answer.headers.location;
       if (!REDIRECTS.has(answer.status) || typeof location !== 'string' || cfg.followRedirects === 0) break;
+      const next = redirectTarget(location, url, answer.status);
       if (hop >= cfg.followRedirects) {
-        throw new ProbeError('assertion', `more than ${cfg.followRedirects} redirects (last: HTTP ${answer.status} to ${new URL(location, url).origin})`);
+        throw new ProbeError('assertion', `more than ${cfg.followRedirects} redirects (last: HTTP ${answer.status} to ${next.origin})`);
       }
-      url = new URL(location, url);
+      url = next;
       if (answer.status === 303) method = 'GET';
     }
     ctx.observe('http_status', answer.status);

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { isLabFault, type FaultSwitchboard } from './faults.js';
 import { listenLoopback, LAB_HOST, type LabServer } from './listen.js';
@@ -24,6 +25,8 @@ export async function startControl(opts: ControlOptions): Promise<LabServer> {
     const path = (req.url ?? '/').split('?')[0];
     const method = req.method ?? 'GET';
     log?.debug({ method, url: req.url }, 'lab control request');
+    const foreign = foreignOrigin(req, (server.address() as AddressInfo).port);
+    if (foreign) return json(res, 403, { error: foreign });
 
     if (path === '/' && method === 'GET') return json(res, 200, opts.endpoints());
     if (path === '/faults' && method === 'GET') return json(res, 200, faults.list());
@@ -56,6 +59,20 @@ export async function startControl(opts: ControlOptions): Promise<LabServer> {
   });
   const h = await listenLoopback(server);
   return { name: 'control', url: `http://${LAB_HOST}:${h.port}`, port: h.port, close: h.close };
+}
+
+/**
+ * Why a request does not come from a client of this server, or undefined when it does. A web page
+ * whose name its owner re-points at 127.0.0.1 (DNS rebinding) reaches this server from the user's
+ * browser with its own name in Host and Origin: only our own address is accepted in either.
+ */
+function foreignOrigin(req: http.IncomingMessage, port: number): string | undefined {
+  const own = [`${LAB_HOST}:${port}`, `localhost:${port}`];
+  const host = req.headers.host?.toLowerCase();
+  if (!host || !own.includes(host)) return `Host "${host ?? ''}" is not this lab control server (${own.join(' or ')})`;
+  const origin = req.headers.origin?.toLowerCase();
+  if (origin !== undefined && !own.some((h) => origin === `http://${h}`)) return `Origin "${origin}" is not this lab control server`;
+  return undefined;
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {

@@ -1,4 +1,4 @@
-import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { nominalIntervalMs } from '../config/schedule.js';
 import type { ProbeKind, ProbeSpec } from '../core/kind.js';
 import type { RunResult } from '../core/result.js';
@@ -51,6 +51,16 @@ export class Metrics {
   readonly shardCount = new Gauge({
     name: 'fleetprobe_shards',
     help: 'How many shards the probes are split into (1 when not sharded).',
+    registers: [this.prom],
+  });
+  readonly httpConnections = new Gauge({
+    name: 'fleetprobe_http_connections',
+    help: "Open connections to fleetprobe's own HTTP server (at most --max-connections).",
+    registers: [this.prom],
+  });
+  readonly httpConnectionsDropped = new Counter({
+    name: 'fleetprobe_http_connections_dropped_total',
+    help: 'Connections to the HTTP server closed to stay within --max-connections (an idle one, or the new one when all were busy).',
     registers: [this.prom],
   });
   readonly buildInfo = new Gauge({

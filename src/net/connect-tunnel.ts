@@ -3,7 +3,7 @@ import { ProbeError } from '../core/errors.js';
 import { excerpt } from '../core/excerpt.js';
 import type { ProbeContext } from '../core/kind.js';
 import type { Reason } from '../core/reasons.js';
-import type { Secret } from '../core/redact.js';
+import { rememberSecret, type Secret } from '../core/redact.js';
 import { connectTcp, resolveHost, upgradeTls, withStepTimeout } from './dial.js';
 
 /**
@@ -73,9 +73,12 @@ const STATUS_LINE = /^HTTP\/(1\.[01]) (\d{3})(?:[ \t]+(.*))?$/;
 const HEADER_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/;
 const HEAD_END = /\r?\n\r?\n/;
 
-/** Printable, one line, bounded: a proxy's reason phrase or garbage may end up in a message. */
+/**
+ * Printable, one line, bounded: a proxy's reason phrase or garbage may end up in a message.
+ * Redacted before it is cut, so a secret the peer quotes is never cut in two and half-shown.
+ */
 export function printable(text: string, max = 80): string {
-  return excerpt(text, { max, escapeControls: true });
+  return excerpt(text, { max, escapeControls: true, redact: true });
 }
 
 /**
@@ -105,7 +108,7 @@ export class ConnectResponseParser {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     const n = Math.min(this.buf.length, HTTP_PREFIX.length);
     if (this.buf.toString('latin1', 0, n) !== HTTP_PREFIX.slice(0, n)) {
-      throw new ProbeError('protocol', `the proxy's answer is not HTTP: "${printable(this.buf.toString('latin1', 0, 60))}"`);
+      throw new ProbeError('protocol', `the proxy's answer is not HTTP: "${printable(this.buf.toString('latin1', 0, 1024), 60)}"`);
     }
     // Only the head is decoded; tunneled bytes after it stay binary.
     const text = this.buf.toString('latin1', 0, Math.min(this.buf.length, this.maxHeaderBytes + 4));
@@ -159,8 +162,11 @@ export function connectStatusError(answer: Pick<ConnectAnswer, 'status' | 'statu
 function connectRequest(target: string, credentials: ConnectTunnelOptions['credentials']): string {
   const lines = [`CONNECT ${target} HTTP/1.0`, `Host: ${target}`];
   if (credentials) {
-    // Revealed here, at the last moment, and only into the request bytes.
-    const basic = Buffer.from(`${credentials.user}:${credentials.token.reveal()}`).toString('base64');
+    // Revealed here, at the last moment, and only into the request bytes. `user:token` is a secret
+    // of its own: a proxy may quote it, or its base64 without the `Basic ` prefix.
+    const userToken = `${credentials.user}:${credentials.token.reveal()}`;
+    rememberSecret(userToken);
+    const basic = Buffer.from(userToken).toString('base64');
     lines.push(`Proxy-Authorization: Basic ${basic}`);
   }
   return lines.join('\r\n') + '\r\n\r\n';

@@ -4,6 +4,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { ProbeContext } from '../core/kind.js';
 import { ProbeError } from '../core/errors.js';
+import { InputFileError, MAX_BUNDLE_FILE_BYTES, readInputFile } from '../config/files.js';
 
 /**
  * Shared dialers. Each step is its own phase so a run shows where time went: `resolve` (DNS),
@@ -124,22 +125,37 @@ export interface TlsOptions {
 }
 
 // One secure context per CA file: building one parses the whole bundle, which would otherwise be
-// paid on every run. Keyed by path and mtime so a rotated CA file is picked up; the mtime is looked
-// at no more than once a second per file (10,000 probes sharing a CA would otherwise stat it
-// 10,000 times a minute).
+// paid on every run. Keyed by path, mtime and size so a rotated CA file is picked up; the file is
+// looked at no more than once a second (10,000 probes sharing a CA would otherwise stat it 10,000
+// times a minute), and only ever asynchronously: a run never blocks the event loop on a file.
 const CA_RECHECK_MS = 1000;
-const contexts = new Map<string, { mtimeMs: number; checkedAt: number; sc: tls.SecureContext }>();
-function secureContextFor(caFile: string): tls.SecureContext {
+const contexts = new Map<string, { version: string; checkedAt: number; sc: Promise<tls.SecureContext> }>();
+async function secureContextFor(caFile: string): Promise<tls.SecureContext> {
   const now = Date.now();
   const cached = contexts.get(caFile);
   if (cached && now - cached.checkedAt < CA_RECHECK_MS) return cached.sc;
-  const { mtimeMs } = fs.statSync(caFile);
-  if (cached && cached.mtimeMs === mtimeMs) {
-    cached.checkedAt = now;
-    return cached.sc;
+  if (cached) cached.checkedAt = now;
+  const fail = (err: unknown): never => {
+    const why = err instanceof InputFileError ? err.problem : (err as Error).message;
+    throw new ProbeError('tls', `cannot use the CA bundle ${caFile} (tls.caFile): ${why}`, { cause: err });
+  };
+  let version: string;
+  try {
+    const st = await fs.promises.stat(caFile);
+    version = `${st.mtimeMs}:${st.size}`;
+  } catch (err) {
+    return fail(err);
   }
-  const sc = tls.createSecureContext({ ca: fs.readFileSync(caFile) });
-  contexts.set(caFile, { mtimeMs, checkedAt: now, sc });
+  const latest = contexts.get(caFile);
+  if (latest && latest.version === version) return latest.sc;
+  const sc: Promise<tls.SecureContext> = readInputFile(caFile, MAX_BUNDLE_FILE_BYTES)
+    .then((pem) => tls.createSecureContext({ ca: pem }))
+    .catch((err: unknown) => {
+      // Not kept: the next run looks at the file again.
+      if (contexts.get(caFile)?.sc === sc) contexts.delete(caFile);
+      return fail(err);
+    });
+  contexts.set(caFile, { version, checkedAt: now, sc });
   return sc;
 }
 
@@ -154,13 +170,14 @@ const peerLeaves = new WeakMap<tls.TLSSocket, tls.PeerCertificate>();
 export async function upgradeTls(ctx: ProbeContext, socket: net.Socket, opts: TlsOptions): Promise<tls.TLSSocket> {
   return ctx.phase('tls', async () => {
     const servername = opts.servername && !net.isIP(opts.servername) ? opts.servername : undefined;
+    const secureContext = opts.caFile ? await secureContextFor(opts.caFile) : undefined;
     const secure: tls.TLSSocket = tls.connect({
       socket,
       // The name the certificate is checked against; without it an IP target (no SNI) would be
       // checked as "localhost" and a certificate for the IP would fail.
       host: opts.servername,
       servername,
-      secureContext: opts.caFile ? secureContextFor(opts.caFile) : undefined,
+      secureContext,
       rejectUnauthorized: !opts.insecureSkipVerify,
       ALPNProtocols: opts.alpn,
       checkServerIdentity: (host, cert) => {

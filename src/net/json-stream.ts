@@ -155,5 +155,5 @@ export class JsonItemStream {
 }
 
 function quoted(text: string): string {
-  return excerpt(text, { max: 120, collapse: true, quote: true });
+  return excerpt(text, { max: 120, collapse: true, quote: true, redact: true });
 }

@@ -1,5 +1,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
+import { InputFileError, MAX_BUNDLE_FILE_BYTES, readInputFile } from '../config/files.js';
+import { ProbeError } from '../core/errors.js';
 
 /**
  * SSH host-key verification: pinned `SHA256:` fingerprints or an OpenSSH known_hosts file. A key is
@@ -105,19 +107,25 @@ export interface HostKeyCheck {
   refusal?: string;
 }
 
-// known_hosts files are read at most once per change: a run must not re-parse a large file.
+// known_hosts files are read at most once per change: a run must not re-parse a large file. They
+// are looked at asynchronously, checked as config inputs are (a regular file of at most 10 MiB).
 const fileCache = new Map<string, { mtimeMs: number; size: number; entries: KnownHostEntry[] }>();
-function knownHostsEntries(file: string): KnownHostEntry[] {
-  const st = fs.statSync(file);
-  const hit = fileCache.get(file);
-  if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.entries;
-  const entries = parseKnownHosts(fs.readFileSync(file, 'utf8'));
-  fileCache.set(file, { mtimeMs: st.mtimeMs, size: st.size, entries });
-  return entries;
+async function knownHostsEntries(file: string): Promise<KnownHostEntry[]> {
+  try {
+    const st = await fs.promises.stat(file);
+    const hit = fileCache.get(file);
+    if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.entries;
+    const entries = parseKnownHosts((await readInputFile(file, MAX_BUNDLE_FILE_BYTES)).toString('utf8'));
+    fileCache.set(file, { mtimeMs: st.mtimeMs, size: st.size, entries });
+    return entries;
+  } catch (err) {
+    const why = err instanceof InputFileError ? err.problem : `cannot be read: ${(err as Error).message}`;
+    throw new ProbeError('hostkey', `cannot check the host key: the known_hosts file ${file} ${why}`, { cause: err });
+  }
 }
 
 /** Builds the check for one server (`host`:`port` as the probe names it). */
-export function hostKeyCheck(policy: HostKeyPolicy, host: string, port: number): HostKeyCheck {
+export async function hostKeyCheck(policy: HostKeyPolicy, host: string, port: number): Promise<HostKeyCheck> {
   const name = knownHostsName(host, port);
   if (policy.kind === 'any') return { verify: () => true };
   if (policy.kind === 'fingerprints') {
@@ -131,7 +139,7 @@ export function hostKeyCheck(policy: HostKeyPolicy, host: string, port: number):
     };
     return check;
   }
-  const matching = knownHostsEntries(policy.file).filter((e) => e.marker !== '@cert-authority' && hostsMatch(e.hosts, name));
+  const matching = (await knownHostsEntries(policy.file)).filter((e) => e.marker !== '@cert-authority' && hostsMatch(e.hosts, name));
   const trusted = matching.filter((e) => !e.marker);
   const revoked = matching.filter((e) => e.marker === '@revoked');
   const types = [...new Set(trusted.map((e) => e.keyType))];

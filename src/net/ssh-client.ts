@@ -3,7 +3,7 @@ import ssh2, { type Client, type ParsedKey } from 'ssh2';
 import { ProbeError } from '../core/errors.js';
 import type { ProbeContext } from '../core/kind.js';
 import { withStepTimeout } from './dial.js';
-import { hostKeyCheck, type HostKeyPolicy } from './known-hosts.js';
+import { hostKeyCheck, type HostKeyCheck, type HostKeyPolicy } from './known-hosts.js';
 
 /**
  * The SSH client side of a probe: key exchange (`handshake`) and user authentication (`auth`) with
@@ -106,7 +106,8 @@ function translate(err: unknown, opts: SshConnectOptions, stage: 'handshake' | '
  */
 export async function openSshClient(t: PhaseRunner, stream: Duplex, opts: SshConnectOptions): Promise<Client> {
   const client = new ssh2.Client();
-  const check = hostKeyCheck(opts.hostKeys, opts.host, opts.port);
+  // Read in the handshake phase (a known_hosts file is read asynchronously, at most once per change).
+  let check: HostKeyCheck = { verify: () => false };
   // Both milestones are watched from the start: ssh2 emits them as soon as the bytes arrive, which
   // may be before the phase that waits for them begins.
   let failure: unknown;
@@ -131,7 +132,8 @@ export async function openSshClient(t: PhaseRunner, stream: Duplex, opts: SshCon
     });
 
   try {
-    await inPhase(t, 'handshake', opts.handshakeTimeoutMs, `SSH handshake with ${opts.role} ${opts.host}:${opts.port}`, (signal) => {
+    await inPhase(t, 'handshake', opts.handshakeTimeoutMs, `SSH handshake with ${opts.role} ${opts.host}:${opts.port}`, async (signal) => {
+      check = await hostKeyCheck(opts.hostKeys, opts.host, opts.port);
       client.connect({
         sock: stream as never,
         username: opts.user,

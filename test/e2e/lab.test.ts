@@ -131,6 +131,28 @@ describe('embedded lab: public device URLs', () => {
     expect(await (await fetch(`${lab.controlUrl}/`)).json()).toEqual(lab.endpoints);
   });
 
+  it('control: answers only requests addressed to its own address (no DNS rebinding)', async () => {
+    const port = Number(new URL(lab.controlUrl).port);
+    // Raw bytes, so Host and Origin are exactly what a browser on a rebound name would send.
+    const ask = (head: string) =>
+      new Promise<string>((resolve, reject) => {
+        const s = net.connect(port, '127.0.0.1', () => s.end(`PUT /faults/device-offline HTTP/1.1\r\n${head}connection: close\r\n\r\n`));
+        let got = '';
+        s.on('data', (d) => (got += d));
+        s.on('end', () => resolve(got.split('\r\n')[0]));
+        s.on('error', reject);
+      });
+    expect(await ask(`host: evil.example:${port}\r\n`)).toBe('HTTP/1.1 403 Forbidden');
+    expect(await ask(`host: 127.0.0.1:${port}\r\norigin: http://evil.example:${port}\r\n`)).toBe('HTTP/1.1 403 Forbidden');
+    expect(await ask('')).toBe('HTTP/1.1 400 Bad Request');
+    const isOn = async () =>
+      ((await (await fetch(`${lab.controlUrl}/faults`)).json()) as { name: string; on: boolean }[]).find((f) => f.name === 'device-offline')?.on;
+    expect(await isOn()).toBe(false);
+    expect(await ask(`host: localhost:${port}\r\norigin: http://127.0.0.1:${port}\r\n`)).toBe('HTTP/1.1 200 OK');
+    expect(await isOn()).toBe(true);
+    expect((await setFault(lab, 'device-offline', false)).status).toBe(200);
+  });
+
   it('unknown fault names throw LabError', () => {
     expect(() => new FaultSwitchboard(['foo'])).toThrow(LabError);
     expect(() => new FaultSwitchboard(['foo'])).toThrow(`unknown lab fault "foo"; known faults: ${Object.keys(LAB_FAULTS).sort().join(', ')}`);

@@ -14,10 +14,19 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * The command line of the built CLI: node itself, or under `ulimit -n fdLimit` (a shell that
+ * execs node, so the child's pid is node's) to try the process with few file descriptors.
+ */
+function cliCommand(args: string[], fdLimit?: number): [string, string[]] {
+  if (fdLimit === undefined) return [process.execPath, [CLI, ...args]];
+  return ['/bin/sh', ['-c', `ulimit -n ${fdLimit} && exec "$@"`, 'sh', process.execPath, CLI, ...args]];
+}
+
 /** Runs the built CLI to completion, as a user would (the tests run after `npm run build`). */
-export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number; fdLimit?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(...cliCommand(args, opts.fdLimit), {
       cwd: opts.cwd ?? ROOT,
       env: { ...process.env, FLEETPROBE_LOG_LEVEL: '', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -45,8 +54,8 @@ export class DaemonProcess {
   private waiters: Array<() => void> = [];
   exit: Promise<number | null>;
 
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [CLI, 'daemon', '--listen', '127.0.0.1:0', ...args], {
+  constructor(args: string[], env: Record<string, string> = {}, opts: { fdLimit?: number } = {}) {
+    this.child = spawn(...cliCommand(['daemon', '--listen', '127.0.0.1:0', ...args], opts.fdLimit), {
       cwd: ROOT,
       env: { ...process.env, FLEETPROBE_LOG_LEVEL: '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,10 +1,14 @@
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { utils } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonProcess, metricValue, ROOT, runCli, tempDir } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { closedPort, httpPeer, httpsPeer, rawPeer, selfSignedCert, type Peer } from '../helpers/http-peers.js';
+import { sshPeer } from '../helpers/ssh-peers.js';
+import { generateLabKey } from '../../src/lab/ssh-server.js';
+import type { LabServer } from '../../src/lab/listen.js';
 
 /**
  * Canary secrets in config ({env} and {file}), sent by probes that fail in every way a message could
@@ -12,6 +16,12 @@ import { closedPort, httpPeer, httpsPeer, rawPeer, selfSignedCert, type Peer } f
  * token in the Location, credentials in URLs, plus DNS, TLS, timeout and lab failures. Afterwards no
  * canary, in any encoding it is sent in, appears in the daemon's log, /metrics, /probes, or the
  * CLI's text and JSON output.
+ *
+ * Peers also echo what is derived from a secret (issue 19): the token alone of a `Bearer <token>`
+ * header, in other case (a redirect's host, lowercased by URL parsing), base64 at any alignment
+ * inside a longer encoded text, and the tunnel's `base64(user:token)` without its `Basic ` prefix
+ * in a proxy's non-HTTP answer, a device banner and SSH output; a builder quotes it in the build
+ * log (the target-output lines `fleetprobe run` prints). Every comparison ignores case.
  *
  * A kind joins by adding rows to SECRET_PROBES (its secret fields: key passphrases, private keys,
  * tokens) pointing at its lab endpoints and peers. The ssh rows carry a passphrase-protected private
@@ -36,13 +46,20 @@ function encryptedKey(passphrase: string): string {
   }
 }
 
-/** Every form a canary may travel in: as is, base64 (alone, as a Bearer value, as Basic user:token), URL-encoded. */
+const b64 = (t: string) => Buffer.from(t).toString('base64');
+/**
+ * The base64 characters of `s` alone at each alignment inside a longer encoded text (1 or 2 bytes
+ * before it shift its groups): what survives of a secret in a base64-encoded echo of a request.
+ */
+const shifted = (s: string) => [0, 1, 2].map((k) => b64('\0'.repeat(k) + s).slice(k ? 4 : 0, Math.floor((k + s.length) / 3) * 4));
+
+/** Every form a canary may travel in: as is, base64 (alone, shifted, as a Bearer value, as Basic user:token), URL-encoded. */
 function forms(s: string): string[] {
-  const b64 = (t: string) => Buffer.from(t).toString('base64');
-  return [s, b64(s), b64(`Bearer ${s}`), b64(`probe-bot:${s}`), encodeURIComponent(`Bearer ${s}`)];
+  return [s, b64(s), ...shifted(s), b64(`Bearer ${s}`), b64(`probe-bot:${s}`), `probe-bot:${s}`, encodeURIComponent(`Bearer ${s}`)];
 }
 function leaks(text: string): string[] {
-  return [...CANARIES.flatMap(forms), ...KEY_LINES].filter((f) => text.includes(f));
+  const lower = text.toLowerCase();
+  return [...CANARIES.flatMap(forms), ...KEY_LINES].filter((f) => lower.includes(f.toLowerCase()));
 }
 
 interface SecretProbe {
@@ -56,6 +73,7 @@ interface SecretProbe {
 let dir: string;
 let peers: Peer[] = [];
 let proxies: FaultProxy[] = [];
+let servers: LabServer[] = [];
 let SECRET_PROBES: SecretProbe[] = [];
 let daemon: DaemonProcess | undefined;
 const env = { FP_CANARY_TOKEN: `Bearer ${ENV_CANARY}`, FP_URL_CANARY: URL_CANARY, FP_KEY_PASSPHRASE: PASSPHRASE_CANARY };
@@ -113,9 +131,12 @@ beforeAll(async () => {
     res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': String(req.headers.authorization) });
     res.end(JSON.stringify({ error: `bad token ${req.headers.authorization}`, headers: req.headers }));
   });
+  const echoes = await derivedFormEchoes();
   const blackhole = await startFaultProxy({ port: echoBody.port }, { type: 'blackhole' });
   const resetter = await startFaultProxy({ port: echoBody.port }, { type: 'reset', afterBytes: 10, direction: 'upstream' });
-  peers = [echoBody, echoHeader, redirect, rawEcho, tlsSelfSigned, echoProxy, echoBuilder];
+  peers = [echoBody, echoHeader, redirect, rawEcho, tlsSelfSigned, echoProxy, echoBuilder, ...echoes.peers];
+  servers = [echoes.ssh];
+  fs.writeFileSync(path.join(dir, 'tunnel-ssh-key'), echoes.userKey, { mode: 0o600 });
   proxies = [blackhole, resetter];
 
   SECRET_PROBES = [
@@ -146,6 +167,20 @@ beforeAll(async () => {
     // device-status: a wrong token at the lab API, and an API quoting our token back (the builder peer answers any path).
     { name: 'status-wrong-token', lab: true, yaml: deviceStatus('status-wrong-token', '${LAB_API_URL}', '    tls: { caFile: "${LAB_CA_FILE}" }\n') },
     { name: 'status-echo-api', yaml: deviceStatus('status-echo-api', echoBuilder.url) },
+    // Derived forms: the token alone, in other case, base64 at any alignment, user:token bare.
+    { name: 'http-echo-token', yaml: http('http-echo-token', echoes.token.url) },
+    { name: 'http-redirect-host', yaml: http('http-redirect-host', echoes.redirectHost.url) },
+    { name: 'tunnel-bare-basic-answer', yaml: bareBasic('tunnel-bare-basic-answer', echoes.proxy.port, 'port: 1') },
+    { name: 'tunnel-bare-basic-banner', yaml: bareBasic('tunnel-bare-basic-banner', echoes.proxy.port, 'port: 2\n    expect: { banner: "^SSH-2\\\\.0-" }') },
+    {
+      name: 'tunnel-bare-basic-ssh',
+      yaml: bareBasic(
+        'tunnel-bare-basic-ssh',
+        echoes.proxy.port,
+        `port: 22\n    ssh: { sshKey: { file: tunnel-ssh-key }, hostKeys: "${echoes.ssh.fingerprint}", command: uname }`,
+      ),
+    },
+    { name: 'build-echo-log', yaml: build('build-echo-log', echoes.builder.url) },
     {
       name: 'lab-offline',
       lab: true,
@@ -166,8 +201,70 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await daemon?.stop();
-  for (const p of [...peers, ...proxies]) await p.close();
+  for (const p of [...peers, ...proxies, ...servers]) await p.close();
 });
+
+const bareBasic = (name: string, port: number, extra: string) =>
+  `  - name: ${name}\n    kind: tunnel\n    tunnel: 127.0.0.1:${port}\n    tunnelTls: false\n    user: probe-bot\n    token: { file: token.txt }\n    device: c0ffee00000000000000000000000001\n    ${extra}\n`;
+
+/**
+ * Peers that echo what is derived from our secrets rather than the secrets as configured: the
+ * token part of `Authorization: Bearer <token>` (as is, upper-cased, and base64 of the request at
+ * two alignments), a redirect to a host made of the token (lowercased by URL parsing, then a DNS
+ * failure quoting it), a CONNECT proxy quoting `base64(user:token)` and `user:token` without the
+ * `Basic ` prefix (by the device port asked for: 1 a non-HTTP answer, 2 a device banner, 22 an SSH
+ * device whose command prints them), and a builder quoting the token in its build log.
+ */
+async function derivedFormEchoes() {
+  const tokenOf = (auth: unknown) => String(auth).replace(/^\S+\s+/, '');
+  const token = await httpPeer((req, res) => {
+    req.resume();
+    const t = tokenOf(req.headers.authorization);
+    const all = `${req.method} ${req.url} ${JSON.stringify(req.headers)}`;
+    res.writeHead(500, { 'content-type': 'text/plain' });
+    res.end(`token ${t}; TOKEN ${t.toUpperCase()}; key ${req.headers['x-api-key']}; request ${b64('x' + all)} ${b64('yz' + all)}`);
+  });
+  const redirectHost = await httpPeer((req, res) => {
+    req.resume();
+    res.writeHead(302, { location: `http://${tokenOf(req.headers.authorization).toUpperCase()}.${String(req.headers['x-api-key'])}.invalid/` });
+    res.end();
+  });
+  const userKey = generateLabKey('tunnel-user');
+  const ssh = await sshPeer(userKey, (_command, stream) => {
+    stream.write(`${lastBasic}\n${Buffer.from(lastBasic, 'base64').toString()}\n`);
+    stream.exit(1);
+    stream.end();
+  });
+  let lastBasic = '';
+  const proxy = await rawPeer((s) => {
+    let head = '';
+    const onData = (d: Buffer) => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      s.off('data', onData);
+      const basic = /Proxy-Authorization: Basic (\S+)/i.exec(head)?.[1] ?? '';
+      const userToken = Buffer.from(basic, 'base64').toString();
+      lastBasic = basic;
+      const port = /^CONNECT \S+:(\d+)/.exec(head)?.[1];
+      if (port === '1') return void s.end(`ERR ${basic} ${userToken}\r\n`);
+      if (port === '2') return void s.end(`HTTP/1.0 200 OK\r\n\r\nHELLO ${basic} ${userToken}\r\n`);
+      s.write('HTTP/1.0 200 Connection established\r\n\r\n');
+      const device = net.connect(ssh.port, '127.0.0.1');
+      device.on('error', () => s.destroy());
+      s.on('error', () => device.destroy());
+      s.pipe(device).pipe(s);
+    };
+    s.on('data', onData);
+  });
+  const builder = await httpPeer((req, res) => {
+    req.resume();
+    const t = tokenOf(req.headers.authorization);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const lines = [`Step 1/2 with ${t.toLowerCase()}`, `auth ${b64('q' + String(req.headers.authorization))}`, `Step 2/2 ${t.toUpperCase()}`];
+    res.end(JSON.stringify([...lines.map((message) => ({ message })), { message: `failed: ${t}`, isError: true }]));
+  });
+  return { token, redirectHost, proxy, ssh, userKey: userKey.private, builder, peers: [token, redirectHost, proxy, builder] };
+}
 
 describe('secrets never leave the process', () => {
   it('daemon: log lines, /metrics, /probes and the status page after every probe failed', async () => {
@@ -196,6 +293,13 @@ describe('secrets never leave the process', () => {
     expect(leaks(probes), '/probes').toEqual([]);
     for (const [target, text] of Object.entries(pages)) expect(leaks(text), target).toEqual([]);
     expect(JSON.parse(pages[`/probes/${SECRET_PROBES[0].name}`]).failures.length, 'failures kept').toBeGreaterThan(0);
+    // The derived-form peers were reached and answered as meant (their failures carry the echo).
+    const byName = new Map(parsed.map((p) => [p.name, p.lastRun]));
+    expect(byName.get('http-redirect-host')?.reason).toBe('dns');
+    expect(byName.get('tunnel-bare-basic-answer')?.reason).toBe('protocol');
+    expect(byName.get('tunnel-bare-basic-banner')?.message).toMatch(/first line "HELLO \[redacted\]/);
+    expect(byName.get('tunnel-bare-basic-ssh')?.message).toMatch(/exited with status 1.*stdout: \[redacted\]/);
+    expect(byName.get('build-echo-log')?.reason).toBe('build_failed');
   }, 40_000);
 
   it('CLI: run (text and --json), list and check', async () => {
@@ -230,7 +334,7 @@ describe('secrets never leave the process', () => {
       if (args.includes('--json') && args[0] === 'run') expect(JSON.parse(r.stdout).message).toBeTruthy();
       expect(leaks(r.stdout + r.stderr), args.join(' ')).toEqual([]);
     });
-  }, 60_000);
+  }, 90_000);
 
   it('CLI: run with many probes and gate (lines, table, --json Lines, --junit reports)', async () => {
     const common = ['--config', dir, '--lab', '--lab-fault', 'device-offline'];

@@ -26,6 +26,7 @@ const TABLE: Record<string, string[]> = {
     'ERR_SOCKET_CLOSED',
     'ENOENT',
   ],
+  resources: ['EMFILE', 'ENFILE'],
   timeout: ['ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ERR_SOCKET_CONNECTION_TIMEOUT'],
   tls: [
     'CERT_HAS_EXPIRED',

@@ -63,41 +63,51 @@ describe('known_hosts', () => {
     expect(hostsMatch('a.b', 'aXb')).toBe(false); // "." is literal, not a regex wildcard
   });
 
-  it('accepts the listed key, refuses another with a message naming both fingerprints', () => {
+  it('accepts the listed key, refuses another with a message naming both fingerprints', async () => {
     const f = file(`${line('[127.0.0.1]:2222')}\n${line(hashed('proxy.example'))}\n`);
-    const check = hostKeyCheck({ kind: 'known_hosts', file: f }, '127.0.0.1', 2222);
+    const check = await hostKeyCheck({ kind: 'known_hosts', file: f }, '127.0.0.1', 2222);
     expect(check.verify(publicBlob(a))).toBe(true);
     expect(check.algorithms).toEqual(['ssh-ed25519']);
-    expect(hostKeyCheck({ kind: 'known_hosts', file: f }, 'proxy.example', 22).verify(publicBlob(a))).toBe(true);
-    const other = hostKeyCheck({ kind: 'known_hosts', file: f }, '127.0.0.1', 2222);
+    expect((await hostKeyCheck({ kind: 'known_hosts', file: f }, 'proxy.example', 22)).verify(publicBlob(a))).toBe(true);
+    const other = await hostKeyCheck({ kind: 'known_hosts', file: f }, '127.0.0.1', 2222);
     expect(other.verify(publicBlob(b))).toBe(false);
     expect(other.refusal).toContain(fingerprintSha256(publicBlob(b)));
     expect(other.refusal).toContain('does not match the 1 key(s)');
-    const unknown = hostKeyCheck({ kind: 'known_hosts', file: f }, '127.0.0.1', 22);
+    const unknown = await hostKeyCheck({ kind: 'known_hosts', file: f }, '127.0.0.1', 22);
     expect(unknown.verify(publicBlob(a))).toBe(false);
     expect(unknown.refusal).toContain('no known_hosts entry for 127.0.0.1');
   });
 
-  it('a @revoked key is refused even when also listed as trusted', () => {
+  it('a @revoked key is refused even when also listed as trusted', async () => {
     const f = file(`${line('h')}\n@revoked ${line('*')}\n`);
-    const check = hostKeyCheck({ kind: 'known_hosts', file: f }, 'h', 22);
+    const check = await hostKeyCheck({ kind: 'known_hosts', file: f }, 'h', 22);
     expect(check.verify(publicBlob(a))).toBe(false);
     expect(check.refusal).toContain('@revoked');
   });
 
-  it('picks up an edited file', () => {
+  it('a file replaced by a FIFO after load is refused as hostkey, without blocking', async () => {
     const f = file(line('h') + '\n');
-    expect(hostKeyCheck({ kind: 'known_hosts', file: f }, 'h', 22).verify(publicBlob(b))).toBe(false);
+    fs.rmSync(f);
+    execFileSync('mkfifo', [f]);
+    await expect(hostKeyCheck({ kind: 'known_hosts', file: f }, 'h', 22)).rejects.toMatchObject({
+      reason: 'hostkey',
+      message: `cannot check the host key: the known_hosts file ${f} is a FIFO, not a regular file`,
+    });
+  });
+
+  it('picks up an edited file', async () => {
+    const f = file(line('h') + '\n');
+    expect((await hostKeyCheck({ kind: 'known_hosts', file: f }, 'h', 22)).verify(publicBlob(b))).toBe(false);
     fs.writeFileSync(f, line('h', b) + '\n# longer now\n');
-    expect(hostKeyCheck({ kind: 'known_hosts', file: f }, 'h', 22).verify(publicBlob(b))).toBe(true);
+    expect((await hostKeyCheck({ kind: 'known_hosts', file: f }, 'h', 22)).verify(publicBlob(b))).toBe(true);
   });
 });
 
 describe('pinned fingerprints', () => {
-  it('match ssh-keygen -lf form; anything else is refused', () => {
+  it('match ssh-keygen -lf form; anything else is refused', async () => {
     const fp = fingerprintSha256(publicBlob(a));
     expect(fp).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
-    const check = hostKeyCheck({ kind: 'fingerprints', fingerprints: [fp] }, 'h', 22);
+    const check = await hostKeyCheck({ kind: 'fingerprints', fingerprints: [fp] }, 'h', 22);
     expect(check.verify(publicBlob(a))).toBe(true);
     expect(check.verify(publicBlob(b))).toBe(false);
     expect(check.refusal).toContain('not a pinned key');
