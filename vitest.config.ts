@@ -7,6 +7,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // A phase a kind did not declare fails its run (src/core/run.ts), so every kind test checks it.
+    env: { FLEETPROBE_STRICT_PHASES: '1' },
     reporters: process.env.CI ? ['default'] : ['default'],
   },
 });

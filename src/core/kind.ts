@@ -1,8 +1,12 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 
-/** Everything a probe kind may use during one run. A kind never touches metrics or log format. */
-export interface ProbeContext {
+/**
+ * Everything a probe kind may use during one run. A kind never touches metrics or log format.
+ * `P` is the kind's own phase names (defineKind infers them from `phases`), so a phase the kind
+ * did not declare, and so would have no series, is a compile error in the kind.
+ */
+export interface ProbeContext<P extends string = string> {
   /** Aborted at the run's deadline or on shutdown; pass it to every network step. */
   readonly signal: AbortSignal;
   readonly log: Logger;
@@ -14,7 +18,7 @@ export interface ProbeContext {
    * Times one phase. Phases run one after another; a failure inside `fn` is attributed to `name`.
    * Calling the same phase twice (e.g. across redirects) adds the durations.
    */
-  phase<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
+  phase<T>(name: P, fn: () => Promise<T> | T): Promise<T>;
   /** Records a value exported with the result (e.g. `ssl_earliest_cert_expiry`, a release id). */
   observe(key: string, value: number | string): void;
   /**
@@ -87,13 +91,13 @@ export interface KindMetric {
   label?: { name: string; values: readonly string[] };
 }
 
-export interface ProbeKind<S extends z.ZodObject = z.ZodObject> {
+export interface ProbeKind<S extends z.ZodObject = z.ZodObject, P extends string = string> {
   readonly kind: string;
   readonly description: string;
   /** Extra series of this kind (documented in the README's metrics table like the common ones). */
   readonly metrics?: readonly KindMetric[];
   /** Declared up front so every phase series exists before the first run. */
-  readonly phases: readonly string[];
+  readonly phases: readonly P[];
   /** The kind's own fields of a probe definition (common fields are added by the loader). */
   readonly schema: S;
   /**
@@ -114,14 +118,14 @@ export interface ProbeKind<S extends z.ZodObject = z.ZodObject> {
    */
   companions?(cfg: z.output<S>): { field: string; probe: string }[];
   /** Resolves = pass, throws = fail. Must close everything it opened on every path. */
-  run(ctx: ProbeContext, cfg: z.output<S>, spec: ProbeSpec<z.output<S>>): Promise<void>;
+  run(ctx: ProbeContext<P>, cfg: z.output<S>, spec: ProbeSpec<z.output<S>>): Promise<void>;
   /**
    * Long-lived mode. When `holds(cfg)` is true the daemon does not schedule `run`: it starts
    * `hold` once and lets it run until the probe is removed or changed by a reload, or the daemon
    * stops (h.signal aborts). `fleetprobe run` always does one ordinary `run`.
    */
   holds?(cfg: z.output<S>): boolean;
-  hold?(h: HoldContext, cfg: z.output<S>, spec: ProbeSpec<z.output<S>>): Promise<void>;
+  hold?(h: HoldContext<P>, cfg: z.output<S>, spec: ProbeSpec<z.output<S>>): Promise<void>;
 }
 
 /**
@@ -129,7 +133,7 @@ export interface ProbeKind<S extends z.ZodObject = z.ZodObject> {
  * scheduled run's result (metrics, /probes, the log), so a held probe's `probe_success` is 0 while
  * it is down and its failures carry a reason and phase like any other.
  */
-export interface HoldContext {
+export interface HoldContext<P extends string = string> {
   /** Aborted when the probe stops being held (reload, removal, shutdown). */
   readonly signal: AbortSignal;
   readonly log: Logger;
@@ -139,13 +143,14 @@ export interface HoldContext {
    * runProbe closes whatever is tied to ctx.signal when the attempt ends, even on a pass: a
    * connection meant to outlive the attempt must be tied to `h.signal` instead.
    */
-  attempt<T>(fn: (ctx: ProbeContext) => Promise<T>): Promise<T | undefined>;
+  attempt<T>(fn: (ctx: ProbeContext<P>) => Promise<T>): Promise<T | undefined>;
   /** The held connection broke after it was up: recorded as a failed run in `phase`. */
-  interrupted(err: unknown, info: { phase: string; durationSeconds: number; observations?: Record<string, number> }): void;
+  interrupted(err: unknown, info: { phase: P; durationSeconds: number; observations?: Record<string, number> }): void;
   /** Feeds the kind's metrics (KindMetric observations) without counting a run. */
   observe(observations: Record<string, number>): void;
 }
 
-export function defineKind<S extends z.ZodObject>(k: ProbeKind<S>): ProbeKind<S> {
+/** A kind, its phase names inferred from `phases` (see ProbeContext). */
+export function defineKind<S extends z.ZodObject, const P extends string>(k: ProbeKind<S, P>): ProbeKind<S, P> {
   return k;
 }

@@ -74,6 +74,8 @@ export function boundMessage(text: string): string {
  *
  * The kind's promise is raced against the deadline, so a kind that ignores its signal still cannot
  * hold a run past its timeout; the kind's own teardown then finishes in the background.
+ *
+ * long: the run's state (phase clock, deadline, observations, output, teardowns) is shared by the context's closures and the result; split, every piece would take it as a parameter.
  */
 export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOptions): Promise<RunResult> {
   const startedAt = Date.now();
@@ -112,6 +114,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
     remainingMs: () => Math.max(0, deadline - Date.now()),
     async phase(name, fn) {
       controller.signal.throwIfAborted();
+      if (!kind.phases.includes(name)) undeclaredPhase(kind, name, runLog());
       // A phase entered again (its time adds up) is not news to a live display.
       if (name !== lastEntered) emit({ phase: name });
       current = { name, start: performance.now() };
@@ -205,6 +208,23 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
         ? `fleetprobe itself is out of file descriptors (see process_open_fds and process_max_fds), not the target: ${describeError(failure)}`
         : describeError(failure);
   return { ...base, success: false, aborted: false, reason, phase, message: boundMessage(message) };
+}
+
+// Under test (vitest sets it) an undeclared phase fails the run, so a test of the kind fails too.
+const STRICT_PHASES = process.env.FLEETPROBE_STRICT_PHASES === '1';
+const warnedPhases = new Set<string>();
+
+/**
+ * A phase the kind did not declare has no series (they are made from `phases` up front): its time
+ * and failures would go unseen. The types catch it in a kind's own code; this catches the rest
+ * (a helper handed a phase name), once per kind and phase, as the bug in fleetprobe it is.
+ */
+function undeclaredPhase(kind: ProbeKind, name: string, log: Logger): void {
+  const message = `phase "${name}" is not declared by kind ${kind.kind} (phases: ${kind.phases.join(', ')}): a bug in fleetprobe`;
+  if (STRICT_PHASES) throw new Error(message);
+  if (warnedPhases.has(`${kind.kind}/${name}`)) return;
+  warnedPhases.add(`${kind.kind}/${name}`);
+  log.warn({ phase: name }, message);
 }
 
 function keepTail(tail: string[], line: string): void {

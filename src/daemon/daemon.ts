@@ -41,6 +41,8 @@ export interface Daemon {
 /**
  * Wires config, scheduler, metrics and the HTTP server. An invalid config at start throws (the CLI
  * refuses to start); an invalid reload keeps the running config and flags it in a metric.
+ *
+ * long: the wiring of one daemon (config, scheduler, holds, metrics, status, server, reload, shutdown) in one place, read top to bottom; each part lives in its own file.
  */
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const { log } = opts;

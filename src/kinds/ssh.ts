@@ -252,7 +252,8 @@ export const sshKind = defineKind({
       `${failed.length} of ${outcomes.length} sessions failed (success ratio ${ratio.toFixed(2)} < ${cfg.minSuccessRatio}; ${summary}); first: ${same[0].message}`,
       { cause: same[0].error },
     );
-    await ctx.phase(phase, () => {
+    // One of this kind's own phases: each session ran in them.
+    await ctx.phase(phase as Parameters<typeof ctx.phase>[0], () => {
       throw err;
     });
   },

@@ -102,6 +102,7 @@ export interface BuilderOptions {
   log?: Logger;
 }
 
+// long: one lab server: its handlers share the server's state and faults in one closure, the way a test peer reads best.
 export async function startBuilder(opts: BuilderOptions): Promise<LabServer> {
   const { faults, releases, token, log } = opts;
   // Timers of builds still streaming (or stalled): close() ends them so nothing outlives the lab.

@@ -66,6 +66,7 @@ export interface StartLabOptions {
   log?: Logger;
 }
 
+// long: starts every lab server in order and wires their endpoints and variables: one list, read top to bottom.
 export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
   // Validate faults before anything listens: a typo must not leave servers behind.
   const faults = new FaultSwitchboard(opts.faults ?? []);

@@ -33,6 +33,7 @@ function interactiveTarget(command: string): { container?: string } | undefined 
   return m ? { container: m[1] } : undefined;
 }
 
+// long: one lab server: its handlers share the server's state and faults in one closure, the way a test peer reads best.
 export async function startSshDevice(opts: SshDeviceOptions): Promise<SshDeviceServer> {
   const { device, faults, log } = opts;
   const hostKey = generateLabKey(`${device.name}-host`);

@@ -59,6 +59,7 @@ export interface SshProxyOptions {
 
 const ONWARD_TIMEOUT_MS = 10_000;
 
+// long: one lab server: its handlers share the server's state and faults in one closure, the way a test peer reads best.
 export async function startSshProxy(opts: SshProxyOptions): Promise<LabServer> {
   const { faults, log } = opts;
   const keystore = new Keystore([opts.identity], () => faults.isOn('proxy-agent-empty'));

@@ -75,6 +75,7 @@ function tokenOk(header: string | undefined, tokens: string[]): boolean {
   });
 }
 
+// long: one lab server: its handlers share the server's state and faults in one closure, the way a test peer reads best.
 export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<TunnelProxy> {
   const { ca, faults, routes, log } = opts;
   const cert = ca.issue({ dnsNames: [LAB_TUNNEL_HOST], ips: [LAB_HOST] });

@@ -43,6 +43,7 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
+// long: one lab server: its handlers share the server's state and faults in one closure, the way a test peer reads best.
 export async function startUrlFront(opts: UrlFrontOptions): Promise<LabServer> {
   const { ca, faults, lookup, log } = opts;
   const domain = (opts.domain ?? LAB_URL_DOMAIN).toLowerCase();

@@ -1,5 +1,7 @@
 import type { KindMetric, ProbeKind } from '../core/kind.js';
 import { REASONS } from '../core/reasons.js';
+import { LATENCY_BUCKETS, PROBE_FAMILIES, RESULTS, type Family, type MetricType } from './families.js';
+import { ByteWriter, escapeHelp, escapeLabel, labelBytes, latin1 } from './exposition.js';
 
 /**
  * The per-probe series of /metrics: about 50 per probe (every phase, reason and result exists from
@@ -10,41 +12,9 @@ import { REASONS } from '../core/reasons.js';
  * as prom-client does with a gauge never set).
  */
 
-export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
-export const RESULTS = ['success', 'failure', 'aborted'] as const;
+export { LATENCY_BUCKETS, PROBE_FAMILIES, RESULTS } from './families.js';
 type Result = (typeof RESULTS)[number];
 type Labels = Record<string, string>;
-type MetricType = 'gauge' | 'counter' | 'histogram';
-
-interface Family {
-  name: string;
-  help: string;
-  type: MetricType;
-}
-
-/** The families every probe has, in the order they are exported. */
-export const PROBE_FAMILIES = {
-  success: { name: 'probe_success', help: 'Whether the last run of the probe succeeded (1) or failed (0).', type: 'gauge' },
-  duration: { name: 'probe_duration_seconds', help: 'How long the last run of the probe took, in seconds.', type: 'gauge' },
-  phase: { name: 'probe_phase_duration_seconds', help: 'Time spent in each phase of the last run (0 for phases not reached).', type: 'gauge' },
-  runs: { name: 'probe_runs_total', help: 'Runs of the probe by result (success, failure, aborted by shutdown).', type: 'counter' },
-  failures: { name: 'probe_failures_total', help: 'Failed runs of the probe by failure reason.', type: 'counter' },
-  latency: { name: 'probe_latency_seconds', help: 'Duration of every completed run of the probe, in seconds.', type: 'histogram' },
-  lastRun: { name: 'probe_last_run_timestamp_seconds', help: 'When the last run of the probe started (seconds since the epoch).', type: 'gauge' },
-  lastSuccess: {
-    name: 'probe_last_success_timestamp_seconds',
-    help: 'When the last successful run of the probe started (seconds since the epoch).',
-    type: 'gauge',
-  },
-  skipped: { name: 'probe_skipped_runs_total', help: 'Runs not started because the previous run of the probe was still going.', type: 'counter' },
-  certExpiry: {
-    name: 'probe_ssl_earliest_cert_expiry',
-    help: 'Earliest notAfter of the certificate chain seen by the last TLS handshake (seconds since the epoch).',
-    type: 'gauge',
-  },
-  // Lets an alert say "has not run for 3 intervals" whatever each probe's schedule is.
-  interval: { name: 'probe_interval_seconds', help: "The probe's interval (for cron probes the longest gap between runs), in seconds.", type: 'gauge' },
-} as const satisfies Record<string, Family>;
 
 /** Where each value of a probe of one kind lives in its Float64Array. */
 interface Layout {
@@ -83,17 +53,6 @@ const RENDER_CHUNK = 500;
 
 const FIRST_VALUE: Partial<Record<keyof Layout, number>> = { success: NaN, duration: NaN, lastRun: NaN, lastSuccess: NaN, certExpiry: NaN };
 
-function escapeLabel(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
-function escapeHelp(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-}
-function num(v: number): string {
-  if (v === Infinity) return '+Inf';
-  if (v === -Infinity) return '-Inf';
-  return String(v);
-}
 const BUCKET_LABELS = [...LATENCY_BUCKETS.map((b) => String(b)), '+Inf'].map((b) => Buffer.from(`le="${b}"`, 'latin1'));
 const REASON_LABELS = REASONS.map((r) => Buffer.from(`reason="${r}"`, 'latin1'));
 const RESULT_LABELS = RESULTS.map((r) => Buffer.from(`result="${r}"`, 'latin1'));
@@ -244,6 +203,7 @@ export class ProbeSeries {
   /** Every family in export order, with how to write one probe's samples of it. */
   private writers?: { head: Buffer; write: (w: ByteWriter, e: Entry) => void }[];
 
+  // long: one table, one entry per family in export order; each entry is a few lines.
   private familyWriters(): { head: Buffer; write: (w: ByteWriter, e: Entry) => void }[] {
     if (this.writers) return this.writers;
     const head = (f: Family) => Buffer.from(`# HELP ${f.name} ${escapeHelp(f.help)}\n# TYPE ${f.name} ${f.type}\n`, 'utf8');
@@ -409,70 +369,4 @@ export class ProbeSeries {
     return out.subarray(0, o);
   }
   private scratch?: ByteWriter;
-}
-
-function latin1(text: string): Uint8Array {
-  return Buffer.from(text, 'latin1');
-}
-function labelBytes(name: string, value: string): Uint8Array {
-  return Buffer.from(`${name}="${escapeLabel(value)}"`, 'utf8');
-}
-
-/**
- * Appends exposition lines to one growing buffer from pre-encoded pieces: half a million lines
- * built as strings cost about four times as much (each line a new string, then a join and an encode).
- */
-class ByteWriter {
-  private b: Buffer;
-  private o = 0;
-  constructor(size: number) {
-    this.b = Buffer.allocUnsafe(Math.max(1024, Math.ceil(size * 1.1)));
-  }
-  private room(n: number): void {
-    if (this.o + n <= this.b.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.b.length * 2, this.o + n));
-    this.b.copy(bigger, 0, 0, this.o);
-    this.b = bigger;
-  }
-  /** `NAME{` + labels + (`,` + extra) + `} ` + value + newline. */
-  sample(nameOpen: Uint8Array, labels: Uint8Array, extra: Uint8Array | null, value: number): void {
-    this.room(nameOpen.length + labels.length + (extra ? extra.length + 1 : 0) + 40);
-    const b = this.b;
-    let o = this.o;
-    b.set(nameOpen, o);
-    o += nameOpen.length;
-    b.set(labels, o);
-    o += labels.length;
-    if (extra) {
-      b[o++] = 44; // ,
-      b.set(extra, o);
-      o += extra.length;
-    }
-    b[o++] = 125; // }
-    b[o++] = 32;
-    if (value >= 0 && value < 1e15 && Math.floor(value) === value) {
-      // Whole numbers (counters, bucket counts, 0/1 gauges) by hand, most significant digit first.
-      let div = 1;
-      while (div * 10 <= value) div *= 10;
-      for (; div >= 1; div /= 10) {
-        const d = Math.floor(value / div);
-        b[o++] = 48 + d;
-        value -= d * div;
-      }
-    } else {
-      const s = num(value);
-      for (let i = 0; i < s.length; i++) b[o++] = s.charCodeAt(i);
-    }
-    b[o++] = 10;
-    this.o = o;
-  }
-  get length(): number {
-    return this.o;
-  }
-  reset(): void {
-    this.o = 0;
-  }
-  done(): Buffer {
-    return this.b.subarray(0, this.o);
-  }
 }

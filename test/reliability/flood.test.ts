@@ -6,7 +6,7 @@ import { DaemonProcess, metricValue, tempDir } from '../helpers/cli.js';
 
 /**
  * A device that never stops writing. A CONNECT proxy of our own answers 200, then the "device"
- * floods the tunnel as fast as loopback takes it (with a `pong` line now and then, so the held
+ * floods the tunnel at about 50 MB/s (with a `pong` line now and then, so the held
  * tunnel's keepalive still matches). The daemon keeps a bounded window of what it reads: its RSS
  * stays within 50 MB of where it started, for held tunnels between keepalives and for scheduled
  * runs alike (issue 19: a held tunnel used to grow until `RangeError: Invalid string length`).
@@ -29,13 +29,19 @@ function floodingProxy(): Promise<{ port: number; bytes: () => number; close: ()
       socket.off('data', onHead);
       socket.resume();
       socket.write('HTTP/1.1 200 Connection established\r\n\r\nSSH-2.0-flood\r\n');
-      const pump = () => {
-        while (!socket.destroyed && socket.writable) {
+      // About 50 MB/s (8 chunks every 10 ms), paused while the socket is full: eight times the
+      // 6 MB/s that grew a held tunnel by 258 MB in 40 s, and steady enough that what is measured
+      // is the daemon's buffering, not how far the GC lags behind a machine-speed flood.
+      let full = false;
+      socket.on('drain', () => (full = false));
+      const timer = setInterval(() => {
+        if (socket.destroyed || !socket.writable) return clearInterval(timer);
+        for (let i = 0; i < 8 && !full; i++) {
           bytes += CHUNK.length;
-          if (!socket.write(CHUNK)) return void socket.once('drain', () => setImmediate(pump));
+          full = !socket.write(CHUNK);
         }
-      };
-      setImmediate(pump);
+      }, 10);
+      socket.on('close', () => clearInterval(timer));
     };
     socket.on('data', onHead);
   });
@@ -109,7 +115,7 @@ ${common}    steps: [{ send: "ping\\n", expect: "never-sent" }]
       const text = await daemon.metrics();
       console.log(`flood: ${sentMb.toFixed(0)} MB sent in ${FLOOD_SECONDS}s; daemon RSS ${start.toFixed(0)} -> max ${max.toFixed(0)} MB`);
       // The flood was real (well beyond any window), and the memory did not follow it.
-      expect(sentMb).toBeGreaterThan(100);
+      expect(sentMb).toBeGreaterThan(FLOOD_SECONDS * 20);
       expect(max - start).toBeLessThan(50);
       // The held tunnel stayed up on one connection: its keepalives matched inside the window.
       expect(metricValue(text, 'probe_success', { probe: 'flood-held' })).toBe(1);

@@ -71,6 +71,19 @@ describe('runProbe', () => {
     ).toBeUndefined();
   });
 
+  it('a phase the kind did not declare fails the run under test (it would have no series), naming the kind and its phases', async () => {
+    const r = await runProbe(
+      spec(),
+      kind(async (ctx) => {
+        await ctx.phase('a', () => {});
+        await ctx.phase('typo', () => {});
+      }),
+      { log },
+    );
+    expect(r).toMatchObject({ success: false, reason: 'internal', phase: 'a' });
+    expect(r.message).toContain('phase "typo" is not declared by kind fake (phases: a, b, c): a bug in fleetprobe');
+  });
+
   it('a pass is a success, with phases recorded in order with their durations', async () => {
     const k = kind(async (ctx) => {
       await ctx.phase('a', () => sleep(30));

@@ -1,0 +1,35 @@
+/** The families every probe has (see probe-series.ts), their buckets and results. */
+
+export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
+export const RESULTS = ['success', 'failure', 'aborted'] as const;
+export type MetricType = 'gauge' | 'counter' | 'histogram';
+
+export interface Family {
+  name: string;
+  help: string;
+  type: MetricType;
+}
+
+/** The families every probe has, in the order they are exported. */
+export const PROBE_FAMILIES = {
+  success: { name: 'probe_success', help: 'Whether the last run of the probe succeeded (1) or failed (0).', type: 'gauge' },
+  duration: { name: 'probe_duration_seconds', help: 'How long the last run of the probe took, in seconds.', type: 'gauge' },
+  phase: { name: 'probe_phase_duration_seconds', help: 'Time spent in each phase of the last run (0 for phases not reached).', type: 'gauge' },
+  runs: { name: 'probe_runs_total', help: 'Runs of the probe by result (success, failure, aborted by shutdown).', type: 'counter' },
+  failures: { name: 'probe_failures_total', help: 'Failed runs of the probe by failure reason.', type: 'counter' },
+  latency: { name: 'probe_latency_seconds', help: 'Duration of every completed run of the probe, in seconds.', type: 'histogram' },
+  lastRun: { name: 'probe_last_run_timestamp_seconds', help: 'When the last run of the probe started (seconds since the epoch).', type: 'gauge' },
+  lastSuccess: {
+    name: 'probe_last_success_timestamp_seconds',
+    help: 'When the last successful run of the probe started (seconds since the epoch).',
+    type: 'gauge',
+  },
+  skipped: { name: 'probe_skipped_runs_total', help: 'Runs not started because the previous run of the probe was still going.', type: 'counter' },
+  certExpiry: {
+    name: 'probe_ssl_earliest_cert_expiry',
+    help: 'Earliest notAfter of the certificate chain seen by the last TLS handshake (seconds since the epoch).',
+    type: 'gauge',
+  },
+  // Lets an alert say "has not run for 3 intervals" whatever each probe's schedule is.
+  interval: { name: 'probe_interval_seconds', help: "The probe's interval (for cron probes the longest gap between runs), in seconds.", type: 'gauge' },
+} as const satisfies Record<string, Family>;
