@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -9,6 +9,9 @@ import { toolPath } from './cli.js';
  * private socket, data root and exec root, with no iptables and no bridge so that it touches
  * nothing of the host (INTEROP.md). Without a bridge, builds and containers that need the network
  * use `--network host`. Ready in a few seconds; each test file starts one and stops it in afterAll.
+ * Storage: `vfs` by default, which works on any filesystem but copies a whole image for every layer
+ * and container; `storageDriver: ''` lets dockerd choose (overlay2 where the kernel and the
+ * filesystem allow it, else vfs), for tests that build and run real images.
  */
 
 export const dockerdPath = () => toolPath('dockerd', 'docker.io');
@@ -75,17 +78,32 @@ export function runCommand(cmd: string, args: string[], opts: { env?: NodeJS.Pro
   });
 }
 
-export async function startDockerd(): Promise<Dockerd> {
+/**
+ * Unmounts what dockerd leaves mounted under its folder (the `exec/netns/default` namespace after
+ * any container ran; overlay mounts if it was killed), deepest first, so the folder can be removed.
+ */
+function unmountUnder(dir: string): void {
+  const mounts = fs
+    .readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[1])
+    .filter((m): m is string => m !== undefined && m.startsWith(dir + '/'))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) spawnSync('umount', ['-l', m]);
+}
+
+export async function startDockerd(opts: { storageDriver?: string } = {}): Promise<Dockerd> {
   const dockerd = dockerdPath();
   if (!dockerd) throw new Error('dockerd is not installed (Debian package docker.io)');
   // Short: a unix socket path is limited to 107 bytes.
   const dir = fs.mkdtempSync('/tmp/fp-dockerd-');
   const socketPath = path.join(dir, 'docker.sock');
   const host = `unix://${socketPath}`;
+  const driver = opts.storageDriver ?? 'vfs';
   const child: ChildProcess = spawn(
     dockerd,
     [
-      '--storage-driver=vfs',
+      ...(driver ? [`--storage-driver=${driver}`] : []),
       '--iptables=false',
       '--bridge=none',
       '--ip-masq=false',
@@ -108,10 +126,12 @@ export async function startDockerd(): Promise<Dockerd> {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      // It stops its containers and containerd first: seconds on a loaded machine.
+      const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
       await exited;
       clearTimeout(t);
     }
+    unmountUnder(dir);
     fs.rmSync(dir, { recursive: true, force: true });
   };
 

@@ -43,7 +43,7 @@ describe.skipIf(!dockerd || !isRoot)('build kind, docker target, against a real 
 
   afterAll(async () => {
     await daemon?.stop();
-  }, 20_000);
+  }, 45_000);
 
   const docker = () => daemon!.host;
 
