@@ -13,7 +13,8 @@
 #
 # Usage: scripts/base-image.sh [--rebuild]
 #   Progress goes to stderr; stdout gets one line of build arguments for the Dockerfile:
-#     docker build --network host $(scripts/base-image.sh) -t fleetprobe .
+#     docker build $(scripts/base-image.sh) -t fleetprobe .
+#   (add --network host on an engine without a bridge network, as the tests' dockerd)
 #   --rebuild ignores both caches (e.g. to take Debian security updates published since).
 # Needs: root (debootstrap, chroot), debootstrap, npm (fetches from the npm registry), docker.
 # Environment: DOCKER_HOST (which engine), DOCKER (which CLI, default `docker`), DEBIAN_MIRROR,
