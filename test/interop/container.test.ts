@@ -144,8 +144,11 @@ describe.skipIf(!dockerd || !debootstrap || !isRoot)('the container image, built
 
   afterAll(async () => {
     if (daemon && !daemon.exited) await docker(['kill', daemonName]).catch(() => undefined);
-    await engine?.stop();
-    for (const dir of volumes) fs.rmSync(dir, { recursive: true, force: true });
+    try {
+      await engine?.stop();
+    } finally {
+      for (const dir of volumes) fs.rmSync(dir, { recursive: true, force: true });
+    }
   }, 90_000);
 
   it('runs as the Deployment does: uid 1000, read-only root, no capabilities, no privilege escalation, a tmpfs /tmp', () => {
