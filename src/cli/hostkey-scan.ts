@@ -41,6 +41,7 @@ export function oneShotContext(timeoutMs: number, what: string, log: Logger): { 
     observe() {},
     progress() {},
     teardown() {},
+    state: (init) => init(),
   };
   return {
     ctx,

@@ -39,6 +39,18 @@ export interface ProbeContext<P extends string = string> {
    * when it has no result yet (or the runner offers no companions).
    */
   companion?(name: string): CompanionStatus | undefined;
+  /**
+   * This probe's memory between runs (e.g. when a drift began), kept by the runner: the daemon
+   * keeps it per probe and drops it when a reload changes or removes the probe; `fleetprobe run`
+   * starts from `init()`. A kind keeps no per-probe state of its own (a module-level map would
+   * outlive a reload and mix up two probes of one name).
+   */
+  state<T extends object>(init: () => T): T;
+}
+
+/** Where the runner keeps one probe's state between runs (see ProbeContext.state). */
+export interface ProbeState {
+  value?: object;
 }
 
 /** What a probe learns about a companion probe: its last result and how often it runs. */

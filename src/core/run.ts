@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { classifyError, describeError } from './classify.js';
 import { excerpt } from './excerpt.js';
-import type { CompanionStatus, ProbeContext, ProbeKind, ProbeSpec, ProgressEvent } from './kind.js';
+import type { CompanionStatus, ProbeContext, ProbeKind, ProbeSpec, ProbeState, ProgressEvent } from './kind.js';
 import { redact } from './redact.js';
 import type { ErrorCode } from './errors.js';
 import type { RunResult } from './result.js';
@@ -43,6 +43,8 @@ export interface RunOptions {
   onProgress?: (event: ProgressEvent) => void;
   /** The latest result of another probe, for kinds that read one (ProbeKind.companions). */
   companion?: (name: string) => CompanionStatus | undefined;
+  /** This probe's state between runs (ProbeContext.state); without it each run starts afresh. */
+  state?: ProbeState;
 }
 
 /**
@@ -144,6 +146,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
       }
     },
     companion: (name) => opts.companion?.(name),
+    state: <T extends object>(init: () => T): T => (opts.state ? (opts.state.value ??= init()) : init()) as T,
     teardown(task) {
       // Its failure is the task's own business (it logs); it must never become the run's.
       teardowns.push(task.catch((err) => runLog().warn({ err }, 'a teardown step of the run failed')));

@@ -12,6 +12,7 @@ import { recordResult } from './recorder.js';
 import { Scheduler } from './scheduler.js';
 import { NO_SHARD, ownedBy, type Shard } from './shard.js';
 import { createServer, listen } from './server.js';
+import { ProbeStates } from './probe-states.js';
 import { StatusStore } from './status.js';
 import { VERSION } from '../core/version.js';
 
@@ -65,6 +66,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const metrics = new Metrics(VERSION, KINDS);
   metrics.shardIndex.set(shard.index);
   metrics.shardCount.set(shard.count);
+  // Each probe's memory between runs (ProbeContext.state), dropped when a reload changes the probe.
+  const states = new ProbeStates();
   const status = new StatusStore(new RunHistory(opts.history ?? DEFAULT_HISTORY_LIMITS, (kind) => KINDS[kind].phases));
   let shuttingDown = false;
 
@@ -79,10 +82,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         for (const { probe } of KINDS[spec.kind].companions?.(spec.config as never) ?? []) {
           const companionSpec = specsByName.get(probe);
           if (companionSpec && !status.get(probe)?.last) {
-            recordResult(await runProbe(companionSpec, KINDS[companionSpec.kind], { shutdown, log }), { metrics, status, log });
+            recordResult(await runProbe(companionSpec, KINDS[companionSpec.kind], { shutdown, log, state: states.for(companionSpec) }), {
+              metrics,
+              status,
+              log,
+            });
           }
         }
-        const result = await runProbe(spec, KINDS[spec.kind], { shutdown, log, companion: (name) => status.companion(name) });
+        const result = await runProbe(spec, KINDS[spec.kind], { shutdown, log, companion: (name) => status.companion(name), state: states.for(spec) });
         recordResult(result, { metrics, status, log });
       },
       onSkip: (spec) => metrics.skipped(spec),
@@ -104,6 +111,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     specsByName = new Map(c.probes.map((p) => [p.name, p]));
     metrics.configure(c.probes);
     status.configure(c.probes);
+    states.retain(c.probes);
     scheduler.update(c.probes.filter((s) => !isHeld(s, KINDS)));
     held.update(c.probes.filter((s) => isHeld(s, KINDS)));
     metrics.reloadSuccessful.set(1);

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { classifyError, describeError } from '../core/classify.js';
-import type { HoldContext, ProbeContext, ProbeKind, ProbeSpec } from '../core/kind.js';
+import type { HoldContext, ProbeContext, ProbeKind, ProbeSpec, ProbeState } from '../core/kind.js';
 import type { RunResult } from '../core/result.js';
 import { boundMessage, runProbe } from '../core/run.js';
 
@@ -55,13 +55,15 @@ export class HeldProbes {
     const controller = new AbortController();
     const log = this.opts.log.child({ probe: spec.name, kind: spec.kind, held: true });
     const { signal } = controller;
+    const state: ProbeState = {};
     const h: HoldContext = {
       signal,
       log,
       attempt: async <T>(fn: (ctx: ProbeContext) => Promise<T>) => {
         let value: T | undefined;
         const once: ProbeKind = { ...kind, run: async (ctx) => void (value = await fn(ctx)) };
-        const result = await runProbe(spec, once, { shutdown: signal, log: this.opts.log });
+        // The hold's attempts share one state (ProbeContext.state); a changed probe is a new task.
+        const result = await runProbe(spec, once, { shutdown: signal, log: this.opts.log, state });
         // A stop while connecting is not a result of the probe.
         if (!result.aborted) this.opts.record(result);
         return result.success ? value : undefined;

@@ -104,14 +104,9 @@ interface DriftMemory {
   agreedAt?: number;
   since?: { apiOnline: boolean; at: number };
 }
-// Per probe name, in memory: a restart forgets it, and a drift is then timed from the first run
-// that sees it (a companion's last success still dates an unreachable device).
-const memory = new Map<string, DriftMemory>();
-
-/** Forget what the probes remembered (tests). */
-export function resetDriftMemory(): void {
-  memory.clear();
-}
+// Kept by the runner per probe (ctx.state): a restart or a change of the probe forgets it, and a
+// drift is then timed from the first run that sees it (a companion's last success still dates an
+// unreachable device).
 
 function describeApi(d: ApiDevice): string {
   return `is_online ${d.is_online}, is_connected_to_vpn ${d.is_connected_to_vpn}, api_heartbeat_state ${d.api_heartbeat_state}, last_vpn_event ${d.last_vpn_event}`;
@@ -120,10 +115,10 @@ function describeApi(d: ApiDevice): string {
 /** Compares the API's view with reachability; observes the drift and throws `status_drift` past the limit. */
 function judge(ctx: ProbeContext, name: string, cfg: StatusConfig, api: ApiDevice, reach: Reach): void {
   const now = Date.now();
-  const mem = memory.get(name) ?? {};
-  memory.set(name, mem);
+  const mem = ctx.state<DriftMemory>(() => ({}));
   if (api.is_online === reach.reachable) {
-    memory.set(name, { agreedAt: now });
+    mem.agreedAt = now;
+    mem.since = undefined;
     ctx.observe('device_status_drift_seconds', 0);
     return;
   }

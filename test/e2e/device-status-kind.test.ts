@@ -6,10 +6,10 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/core/errors.js';
-import type { CompanionStatus, ProbeSpec } from '../../src/core/kind.js';
+import type { CompanionStatus, ProbeSpec, ProbeState } from '../../src/core/kind.js';
 import type { RunResult } from '../../src/core/result.js';
 import { runProbe } from '../../src/core/run.js';
-import { deviceStatusKind, resetDriftMemory, sampleOf } from '../../src/kinds/device-status.js';
+import { deviceStatusKind, sampleOf } from '../../src/kinds/device-status.js';
 import { LAB_FLEET_SLUG, labDeviceUuid, startLab, type Lab } from '../../src/lab/index.js';
 import { DaemonProcess, metricValue, runCli, tempDir, writeLabConfig } from '../helpers/cli.js';
 import { httpPeer, type Peer } from '../helpers/http-peers.js';
@@ -38,7 +38,10 @@ function runStatus(
   fields: Fields,
   opts: { name?: string; timeoutMs?: number; companion?: (name: string) => CompanionStatus | undefined } = {},
 ): Promise<RunResult> {
-  return runProbe(specOf(fields, opts.name, opts.timeoutMs), deviceStatusKind, { log, companion: opts.companion });
+  const spec = specOf(fields, opts.name, opts.timeoutMs);
+  // Each probe's drift memory, kept between its runs as the daemon keeps it (ProbeContext.state).
+  const state = states.get(spec.name) ?? states.set(spec.name, {}).get(spec.name)!;
+  return runProbe(spec, deviceStatusKind, { log, companion: opts.companion, state });
 }
 
 function expectOutcome(r: RunResult, success: boolean, reason: string | null, phase: string | null, ...message: (string | RegExp)[]): void {
@@ -57,7 +60,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await lab?.close();
 });
-beforeEach(() => resetDriftMemory());
+const states = new Map<string, ProbeState>();
+beforeEach(() => states.clear());
 afterEach(() => {
   for (const f of lab.faults.active()) lab.faults.set(f, false);
   for (let n = 1; n <= 47; n++) lab.deviceStates.setOnline(labDeviceUuid(n), true);
