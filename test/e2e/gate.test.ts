@@ -109,7 +109,9 @@ describe('fleetprobe gate', () => {
       expect(overlap).toBe(false);
       expect(starts.slow[1] - starts.slow[0]).toBeGreaterThanOrEqual(2500);
       expect(starts.slow[1] - starts.slow[0]).toBeLessThan(3000);
-      for (let i = 1; i < 5; i++) expect(starts.fast[i] - starts.fast[0]).toBeGreaterThanOrEqual(i * 1000 - 50);
+      // The beat is anchored at the gate's start, not at the first run's: on a loaded machine that
+      // run itself may start up to ~100 ms late, so later ones look that much closer to it.
+      for (let i = 1; i < 5; i++) expect(starts.fast[i] - starts.fast[0]).toBeGreaterThanOrEqual(i * 1000 - 150);
       expect(starts.fast[4] - starts.fast[0]).toBeLessThan(4600);
       const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
       expect(summary.gate).toMatchObject({ verdict: 'passed', rounds: 2 });

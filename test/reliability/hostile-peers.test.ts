@@ -87,13 +87,13 @@ describe(`JSON nested ${DEEP.toLocaleString('en')} deep from the API`, () => {
   });
 
   it('a device field nested 30,000 deep (within 64 KiB): protocol', async () => {
-    const r = await status({ device: 'c0ffee' });
+    const r = await status({ device: 'c0ffee01' });
     expect(outcome(r), r.message ?? '').toEqual({ reason: 'protocol', phase: 'api' });
     expect(r.message).toMatch(/is_online is \[\[\[.*not true or false/);
   });
 
   it('an answer without "d", 30,000 deep: protocol', async () => {
-    const r = await status({ device: 'c0ffee', api: `${api.url}/no-d` });
+    const r = await status({ device: 'c0ffee01', api: `${api.url}/no-d` });
     expect(outcome(r), r.message ?? '').toEqual({ reason: 'protocol', phase: 'api' });
     expect(r.message).toMatch(/has no "d" array: \{"x":\[\[\[/);
   });

@@ -27,7 +27,8 @@ const ROWS: ShutdownRow[] = [
   { kind: 'http', probes: (n) => LAB_URL_PROBE(n), count: 2, labFaults: ['slow-url'] },
   {
     kind: 'ssh',
-    // device-slow: the device waits 30 s before it starts the session.
+    // device-slow: the device waits 30 s before it starts the session (its own limit, 14 s like the
+    // other rows' steps, keeps it in flight until every row's run has started).
     probes: (n) => `  - name: ${n}
     kind: ssh
     sshProxy: 127.0.0.1:${lab('LAB_SSH_PROXY_PORT')}
@@ -37,6 +38,7 @@ const ROWS: ShutdownRow[] = [
     device: ${lab('LAB_DEVICE_UUID')}
     command: cat /etc/os-release
     expect: { stdout: balenaOS }
+    timeouts: { session: 14s }
 `,
     count: 2,
     labFaults: ['device-slow'],
@@ -94,17 +96,18 @@ const ROWS: ShutdownRow[] = [
 const INTERVAL_MS = 20_000;
 
 /**
- * Probe names whose first run comes 1.5-6 s from now: runs start at hash-staggered points of their
- * interval, so names are picked for a start soon after the daemon is up rather than waiting up to a
- * whole interval.
+ * Probe names whose first run comes 8-13 s from now: runs start at hash-staggered points of their
+ * interval, so names are picked for a start soon after the daemon is up (its lab takes seconds on a
+ * loaded machine) rather than waiting up to a whole interval; the 5 s spread is well inside the
+ * 14 s the stuck runs last, so all are in flight together.
  */
 function namesStartingSoon(prefix: string, count: number): string[] {
   const names: string[] = [];
   const now = Date.now();
   for (let i = 0; names.length < count; i++) {
     const name = `${prefix}-${i}`;
-    const due = nextDue({ name, intervalMs: INTERVAL_MS }, now + 1500);
-    if (due - now < 6000) names.push(name);
+    const due = nextDue({ name, intervalMs: INTERVAL_MS }, now + 8000);
+    if (due - now < 13_000) names.push(name);
   }
   return names;
 }
@@ -170,7 +173,7 @@ describe('SIGTERM during runs', () => {
     const base = await daemon.url();
     const endpoints = (await daemon.waitForLog((l) => l.endpoints?.control)).endpoints as Record<string, string>;
     // Every probe's first run comes within a few seconds (names picked for it) and then hangs.
-    await daemon.waitForMetrics((t) => metricValue(t, 'fleetprobe_runs_in_flight') === names.length, 15_000);
+    await daemon.waitForMetrics((t) => metricValue(t, 'fleetprobe_runs_in_flight') === names.length, 25_000);
 
     const pid = daemon.child.pid!;
     const children = childrenOf(pid);
