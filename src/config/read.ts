@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { InputFileError, MAX_BUNDLE_FILE_BYTES, errnoOf, readInputFileSync } from './files.js';
 import path from 'node:path';
 import { LineCounter, type Document } from 'yaml';
 import type { ConfigIssue } from '../core/errors.js';
@@ -49,9 +50,13 @@ export function listFiles(paths: string[], issues: ConfigIssue[], seen: string[]
 export function readFile(file: string, issues: ConfigIssue[]): ParsedFile | undefined {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    // Opened without blocking and checked as a regular file within 10 MiB: a FIFO or /dev/zero given
+    // as --config is a config error, not a hang or an out-of-memory.
+    text = readInputFileSync(file, MAX_BUNDLE_FILE_BYTES).toString('utf8');
   } catch (err) {
-    issues.push({ file, path: '', message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? err}` });
+    const cause = (err as { cause?: unknown }).cause;
+    const message = err instanceof InputFileError && !cause ? err.problem : `cannot read: ${errnoOf(cause ?? err)}`;
+    issues.push({ file, path: '', message });
     return undefined;
   }
   const lc = new LineCounter();

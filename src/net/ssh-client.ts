@@ -1,3 +1,4 @@
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ParsedKey } from 'ssh2';
 import { ProbeError } from '../core/errors.js';
@@ -99,6 +100,24 @@ function translate(err: unknown, opts: SshConnectOptions, stage: 'handshake' | '
   return err;
 }
 
+// Shorter than "SSH-2.0-": a peer that closed after this little sent no banner, it hung up in it.
+const BANNER_PREFIX_BYTES = 8;
+
+/**
+ * ssh2 says "Connection lost before handshake" when the stream ends before a whole identification
+ * line, whether the peer answered in another protocol and closed (`protocol`) or the connection
+ * was cut inside the banner. A reset can reach Node as a plain end of stream (when a write took
+ * the error first), so the bytes received tell them apart: fewer than a banner's first 8 is a
+ * connection cut (`connect`).
+ */
+function cutInBanner(err: unknown, stream: Duplex, opts: SshConnectOptions): Error | undefined {
+  const bytesRead = (stream as Partial<net.Socket>).bytesRead;
+  if ((err as Error | null)?.message !== 'Connection lost before handshake' || typeof bytesRead !== 'number' || bytesRead >= BANNER_PREFIX_BYTES)
+    return undefined;
+  const where = `${opts.role} ${opts.host}:${opts.port}`;
+  return Object.assign(new Error(`${where} closed the connection inside its SSH banner (after ${bytesRead} bytes)`), { code: 'ECONNRESET', cause: err });
+}
+
 /**
  * Does the SSH handshake and authentication over `stream`, as phases `handshake` and `auth`.
  * The returned client is authenticated; the caller closes it with `closeClient`. On failure
@@ -122,7 +141,7 @@ export async function openSshClient(t: PhaseRunner, stream: Duplex, opts: SshCon
 
   const waitUntil = (done: () => boolean, signal: AbortSignal, stage: 'handshake' | 'auth') =>
     changed.wait(signal, () => {
-      if (failure !== undefined) throw translate(failure, opts, stage, check.refusal);
+      if (failure !== undefined) throw translate(cutInBanner(failure, stream, opts) ?? failure, opts, stage, check.refusal);
       if (done()) return true;
       if (closed) {
         const what = stage === 'handshake' ? 'before the SSH handshake finished' : 'during SSH authentication';

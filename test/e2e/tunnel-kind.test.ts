@@ -6,7 +6,7 @@ import type { RunResult } from '../../src/core/result.js';
 import { runProbe } from '../../src/core/run.js';
 import { tunnelKind } from '../../src/kinds/tunnel.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
-import { rawPeer, type Peer } from '../helpers/http-peers.js';
+import { connectPeer, rawPeer, type Peer } from '../helpers/http-peers.js';
 
 /**
  * The tunnel kind through runProbe (what the daemon does) against the lab's TLS tunnel proxy and
@@ -243,16 +243,7 @@ describe('tunnel kind against raw proxies (plain TCP)', () => {
 
   /** A "proxy" that reads the CONNECT head, then does what `answer` says. */
   async function proxy(answer: (s: net.Socket, request: string) => void): Promise<Peer> {
-    const p = await rawPeer((s) => {
-      let head = '';
-      const onData = (d: Buffer) => {
-        head += d.toString('latin1');
-        if (!head.includes('\r\n\r\n')) return;
-        s.off('data', onData);
-        answer(s, head);
-      };
-      s.on('data', onData);
-    });
+    const p = await connectPeer(answer);
     peers.push(p);
     return p;
   }

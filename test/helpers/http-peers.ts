@@ -70,6 +70,20 @@ export function rawPeer(onSocket: (s: net.Socket) => void): Promise<Peer> {
   return listenPeer(net.createServer(onSocket), 'http');
 }
 
+/** A raw CONNECT "proxy": reads the request head (up to the blank line), then does what `answer` says. */
+export function connectPeer(answer: (s: net.Socket, head: string) => void): Promise<Peer> {
+  return rawPeer((s) => {
+    let head = '';
+    const onData = (d: Buffer) => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      s.off('data', onData);
+      answer(s, head);
+    };
+    s.on('data', onData);
+  });
+}
+
 export function httpPeer(handler: http.RequestListener): Promise<Peer> {
   return listenPeer(http.createServer(handler), 'http');
 }

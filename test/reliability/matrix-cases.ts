@@ -1,3 +1,4 @@
+import type net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
@@ -8,7 +9,7 @@ import { runProbe } from '../../src/core/run.js';
 import { KINDS } from '../../src/kinds/index.js';
 import type { LabFault } from '../../src/lab/index.js';
 import { PASS, startFaultProxy, type FaultMode, type FaultProxy } from '../helpers/fault-proxy.js';
-import { closedPort, httpPeer, rawPeer } from '../helpers/http-peers.js';
+import { closedPort, httpPeer, rawPeer, type Peer } from '../helpers/http-peers.js';
 
 /**
  * The fault matrix: for every probe kind, how each way of breaking its path must end (the exact
@@ -103,8 +104,14 @@ async function startHttpEnv(lab: MatrixLab, log: Logger): Promise<KindEnv> {
   // A body with no length (it ends when the connection does) that stalls: the run's abort must end
   // it without undici taking our close for the end of the message (which once crashed the process).
   const unbounded = await rawPeer((sock) => sock.once('data', () => sock.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\npartial ')));
+  const hostile = await hostileHttpPeers();
   const env: KindEnv = {
-    targets: { front: Number(lab.vars.LAB_URL_FRONT_PORT), big: big.port, unbounded: unbounded.port },
+    targets: {
+      front: Number(lab.vars.LAB_URL_FRONT_PORT),
+      big: big.port,
+      unbounded: unbounded.port,
+      ...Object.fromEntries(Object.entries(hostile).map(([k, p]) => [k, p.port])),
+    },
     flow: {},
     spec({ target, port, timeoutMs, unresolvable, name = 'matrix-http' }) {
       const host = unresolvable ? 'no-such-device.invalid' : `${lab.vars.LAB_DEVICE_UUID}.${lab.vars.LAB_URL_DOMAIN}`;
@@ -112,16 +119,50 @@ async function startHttpEnv(lab: MatrixLab, log: Logger): Promise<KindEnv> {
       const fields =
         target === 'big' || target === 'unbounded'
           ? { url: `http://${host}:${port}/big`, ...pin, maxBodyBytes: 2 * BIG_BODY_BYTES, expect: { status: [200] } }
-          : { url: `https://${host}:${port}/health`, ...pin, tls: { caFile: lab.caFile }, expect: { status: [200], body: `ok ${lab.vars.LAB_DEVICE_UUID}` } };
+          : target in hostile
+            ? { url: `http://${host}:${port}/`, ...pin, expect: { status: [200] } }
+            : { url: `https://${host}:${port}/health`, ...pin, tls: { caFile: lab.caFile }, expect: { status: [200], body: `ok ${lab.vars.LAB_DEVICE_UUID}` } };
       return makeSpec('http', name, fields, timeoutMs);
     },
     close: async () => {
       await big.close();
       await unbounded.close();
+      for (const p of Object.values(hostile)) await p.close();
     },
   };
   await measureFlow(env, log, ['front', 'big']);
   return env;
+}
+
+/** Writes `chunk` to `socket` for as long as the socket takes it: a peer that never stops. */
+function pump(socket: net.Socket, chunk: string): void {
+  socket.on('error', () => undefined);
+  const more = () => {
+    while (!socket.destroyed && socket.writable) if (!socket.write(chunk)) return void socket.once('drain', more);
+  };
+  more();
+}
+
+/** http peers that answer to hurt (issue 19), by target name. */
+async function hostileHttpPeers(): Promise<Record<string, Peer>> {
+  const redirect = (location: string) =>
+    httpPeer((req, res) => {
+      req.resume();
+      res.writeHead(302, { location }).end();
+    });
+  const answer = (head: string, chunk: string) =>
+    rawPeer((sock) =>
+      sock.once('data', () => {
+        sock.write(head);
+        pump(sock, chunk);
+      }),
+    );
+  return {
+    'redirect-file': await redirect('file:///etc/passwd'),
+    'redirect-garbage': await redirect('http://[::1/'),
+    'endless-headers': await answer('HTTP/1.1 200 OK\r\n', `x-junk: ${'j'.repeat(1000)}\r\n`),
+    'endless-body': await answer('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n', 'x'.repeat(64 * 1024)),
+  };
 }
 
 /** Bytes the server sends before its answer to the request (TLS handshake and session tickets). */
@@ -278,6 +319,29 @@ const HTTP_CASES: MatrixCase[] = [
     labFaults: ['device-offline'],
     expect: fails('device_offline', 'transfer'),
   },
+  // Hostile peers: bounded reads, and redirects that are never followed.
+  { kind: 'http', fault: 'endless body', how: 'a peer: 200 without a length, then bytes without end', target: 'endless-body', expect: 'pass' },
+  {
+    kind: 'http',
+    fault: 'endless response head',
+    how: 'a peer: 200, then header lines without end',
+    target: 'endless-headers',
+    expect: fails('protocol', 'request'),
+  },
+  {
+    kind: 'http',
+    fault: 'redirect to a non-HTTP URL',
+    how: 'a peer: 302 to `file:///etc/passwd`',
+    target: 'redirect-file',
+    expect: fails('assertion', 'transfer'),
+  },
+  {
+    kind: 'http',
+    fault: 'redirect to a Location that is not a URL',
+    how: 'a peer: 302 to `http://[::1/`',
+    target: 'redirect-garbage',
+    expect: fails('protocol', 'transfer'),
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -349,16 +413,19 @@ async function labPortEnv(
   log: Logger,
   target: string,
   port: number,
-  probe: (host: string, port: number) => { kind: string; fields: Record<string, unknown> },
+  probe: (host: string, port: number, target: string) => { kind: string; fields: Record<string, unknown> },
+  peers: Record<string, Peer> = {},
 ): Promise<KindEnv> {
   const env: KindEnv = {
-    targets: { [target]: port, ...plainHttpTarget(lab) },
+    targets: { [target]: port, ...plainHttpTarget(lab), ...Object.fromEntries(Object.entries(peers).map(([k, p]) => [k, p.port])) },
     flow: {},
-    spec({ port: via, timeoutMs, unresolvable, name }) {
-      const { kind, fields } = probe(unresolvable ? 'no-such-host.invalid' : '127.0.0.1', via);
+    spec({ target: to, port: via, timeoutMs, unresolvable, name }) {
+      const { kind, fields } = probe(unresolvable ? 'no-such-host.invalid' : '127.0.0.1', via, to);
       return makeSpec(kind, name ?? `matrix-${kind}`, fields, timeoutMs);
     },
-    close: async () => {},
+    close: async () => {
+      for (const p of Object.values(peers)) await p.close();
+    },
   };
   await measureFlow(env, log, [target]);
   return env;
@@ -417,19 +484,36 @@ const SSH_CASES: MatrixCase[] = [
 // tunnel
 // ---------------------------------------------------------------------------------------------
 
-const startTunnelEnv = (lab: MatrixLab, log: Logger) =>
-  labPortEnv(lab, log, 'tunnel-proxy', Number(lab.vars.LAB_TUNNEL_PORT), (host, port) => ({
-    kind: 'tunnel',
-    fields: {
-      tunnel: `${host}:${port}`,
-      tunnelTls: { caFile: lab.caFile, serverName: lab.vars.LAB_TUNNEL_HOST },
-      user: 'probe-bot',
-      token: { file: lab.vars.LAB_TUNNEL_TOKEN_FILE },
-      device: lab.vars.LAB_DEVICE_UUID,
-      port: 80,
-      http: { path: '/health', expect: { status: [200], body: `ok ${lab.vars.LAB_DEVICE_UUID}` } },
-    },
-  }));
+/** A CONNECT proxy that lets the tunnel open, then the device writes without end (no newline). */
+const floodingDevice = () =>
+  rawPeer((sock) =>
+    sock.once('data', () => {
+      sock.write('HTTP/1.0 200 Connection established\r\n\r\n');
+      pump(sock, 'x'.repeat(64 * 1024));
+    }),
+  );
+
+const startTunnelEnv = async (lab: MatrixLab, log: Logger) =>
+  labPortEnv(
+    lab,
+    log,
+    'tunnel-proxy',
+    Number(lab.vars.LAB_TUNNEL_PORT),
+    (host, port, target) => ({
+      kind: 'tunnel',
+      fields: {
+        tunnel: `${host}:${port}`,
+        tunnelTls: target === 'flooding-device' ? false : { caFile: lab.caFile, serverName: lab.vars.LAB_TUNNEL_HOST },
+        user: 'probe-bot',
+        token: { file: lab.vars.LAB_TUNNEL_TOKEN_FILE },
+        device: lab.vars.LAB_DEVICE_UUID,
+        ...(target === 'flooding-device'
+          ? { port: 22222, steps: [{ send: 'ping\n', expect: 'pong' }] }
+          : { port: 80, http: { path: '/health', expect: { status: [200], body: `ok ${lab.vars.LAB_DEVICE_UUID}` } } }),
+      },
+    }),
+    { 'flooding-device': await floodingDevice() },
+  );
 
 const TUNNEL_CASES: MatrixCase[] = [
   ...commonRows({ kind: 'tunnel', first: 'tls', wrongProtocol: fails('tls', 'tls'), plainHttp: 'plain-http' }),
@@ -482,6 +566,13 @@ const TUNNEL_CASES: MatrixCase[] = [
     labFaults: ['slow-url'],
     expect: fails('timeout', 'target'),
   },
+  {
+    kind: 'tunnel',
+    fault: 'device floods the tunnel',
+    how: 'a proxy: 200, then bytes without end; `steps` wait for `pong`',
+    target: 'flooding-device',
+    expect: fails('assertion', 'target'),
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -531,22 +622,37 @@ const BUILD_CASES: MatrixCase[] = [
 // tunnel check goes to the lab's tunnel proxy directly, where the lab faults act.
 // ---------------------------------------------------------------------------------------------
 
-const startDeviceStatusEnv = (lab: MatrixLab, log: Logger) =>
-  labPortEnv(lab, log, 'api', Number(new URL(lab.vars.LAB_API_URL).port), (host, port) => ({
-    kind: 'device-status',
-    fields: {
-      // The lab's certificates name 127.0.0.1, so the API may be dialled by address.
-      api: `https://${host}:${port}`,
-      tls: { caFile: lab.caFile },
-      token: { file: lab.vars.LAB_BUILDER_TOKEN_FILE },
-      tunnel: `127.0.0.1:${lab.vars.LAB_TUNNEL_PORT}`,
-      tunnelTls: { caFile: lab.caFile, serverName: lab.vars.LAB_TUNNEL_HOST },
-      device: lab.vars.LAB_DEVICE3_UUID,
-      // Any disagreement is drift at once: one run shows it.
-      maxDrift: '0s',
-      offlineGrace: '0s',
-    },
-  }));
+/** An API whose fleet listing holds a "device" nested 100,000 arrays deep. */
+const deepJsonApi = () =>
+  httpPeer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/json' }).end(`{"d":[${'['.repeat(100_000)}${']'.repeat(100_000)}]}`);
+  });
+
+const startDeviceStatusEnv = async (lab: MatrixLab, log: Logger) =>
+  labPortEnv(
+    lab,
+    log,
+    'api',
+    Number(new URL(lab.vars.LAB_API_URL).port),
+    (host, port, target) => ({
+      kind: 'device-status',
+      fields: {
+        // The lab's certificates name 127.0.0.1, so the API may be dialled by address.
+        ...(target === 'deep-json'
+          ? { api: `http://${host}:${port}`, fleet: 'lab/deep' }
+          : { api: `https://${host}:${port}`, device: lab.vars.LAB_DEVICE3_UUID }),
+        tls: { caFile: lab.caFile },
+        token: { file: lab.vars.LAB_BUILDER_TOKEN_FILE },
+        tunnel: `127.0.0.1:${lab.vars.LAB_TUNNEL_PORT}`,
+        tunnelTls: { caFile: lab.caFile, serverName: lab.vars.LAB_TUNNEL_HOST },
+        // Any disagreement is drift at once: one run shows it.
+        maxDrift: '0s',
+        offlineGrace: '0s',
+      },
+    }),
+    { 'deep-json': await deepJsonApi() },
+  );
 
 const DEVICE_STATUS_CASES: MatrixCase[] = [
   // One request per run: every fault on the way to the API lands in `api`.
@@ -588,6 +694,13 @@ const DEVICE_STATUS_CASES: MatrixCase[] = [
     how: 'lab fault `tunnel-slow-connect`',
     labFaults: ['tunnel-slow-connect'],
     expect: fails('timeout', 'reachability'),
+  },
+  {
+    kind: 'device-status',
+    fault: 'API JSON nested 100,000 deep',
+    how: 'a peer: a fleet listing whose device is `[[[…]]]`',
+    target: 'deep-json',
+    expect: fails('protocol', 'api'),
   },
 ];
 

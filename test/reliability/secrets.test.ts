@@ -5,7 +5,7 @@ import { utils } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DaemonProcess, metricValue, ROOT, runCli, tempDir } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
-import { closedPort, httpPeer, httpsPeer, rawPeer, selfSignedCert, type Peer } from '../helpers/http-peers.js';
+import { closedPort, connectPeer, httpPeer, httpsPeer, rawPeer, selfSignedCert, type Peer } from '../helpers/http-peers.js';
 import { sshPeer } from '../helpers/ssh-peers.js';
 import { generateLabKey } from '../../src/lab/ssh-server.js';
 import type { LabServer } from '../../src/lab/listen.js';
@@ -236,25 +236,18 @@ async function derivedFormEchoes() {
     stream.end();
   });
   let lastBasic = '';
-  const proxy = await rawPeer((s) => {
-    let head = '';
-    const onData = (d: Buffer) => {
-      head += d.toString('latin1');
-      if (!head.includes('\r\n\r\n')) return;
-      s.off('data', onData);
-      const basic = /Proxy-Authorization: Basic (\S+)/i.exec(head)?.[1] ?? '';
-      const userToken = Buffer.from(basic, 'base64').toString();
-      lastBasic = basic;
-      const port = /^CONNECT \S+:(\d+)/.exec(head)?.[1];
-      if (port === '1') return void s.end(`ERR ${basic} ${userToken}\r\n`);
-      if (port === '2') return void s.end(`HTTP/1.0 200 OK\r\n\r\nHELLO ${basic} ${userToken}\r\n`);
-      s.write('HTTP/1.0 200 Connection established\r\n\r\n');
-      const device = net.connect(ssh.port, '127.0.0.1');
-      device.on('error', () => s.destroy());
-      s.on('error', () => device.destroy());
-      s.pipe(device).pipe(s);
-    };
-    s.on('data', onData);
+  const proxy = await connectPeer((s, head) => {
+    const basic = /Proxy-Authorization: Basic (\S+)/i.exec(head)?.[1] ?? '';
+    const userToken = Buffer.from(basic, 'base64').toString();
+    lastBasic = basic;
+    const port = /^CONNECT \S+:(\d+)/.exec(head)?.[1];
+    if (port === '1') return void s.end(`ERR ${basic} ${userToken}\r\n`);
+    if (port === '2') return void s.end(`HTTP/1.0 200 OK\r\n\r\nHELLO ${basic} ${userToken}\r\n`);
+    s.write('HTTP/1.0 200 Connection established\r\n\r\n');
+    const device = net.connect(ssh.port, '127.0.0.1');
+    device.on('error', () => s.destroy());
+    s.on('error', () => device.destroy());
+    s.pipe(device).pipe(s);
   });
   const builder = await httpPeer((req, res) => {
     req.resume();

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -33,6 +34,15 @@ describe('config steps', () => {
     expect(issues).toHaveLength(1);
     expect(issues[0]).toMatchObject({ file, line: 2 });
     expect(issues[0].message).toMatch(/^YAML: .*quote values that use \$\{VAR\}/);
+  });
+
+  it('readFile: a config file that is a FIFO or a device is one issue, read without blocking', () => {
+    const fifo = path.join(tempDir(), 'probes.yaml');
+    execFileSync('mkfifo', [fifo]);
+    const issues: ConfigIssue[] = [];
+    expect(readFile(fifo, issues)).toBeUndefined();
+    expect(readFile('/dev/zero', issues)).toBeUndefined();
+    expect(issues.map((i) => i.message)).toEqual(['is a FIFO, not a regular file', 'is a character device, not a regular file']);
   });
 
   it('interpolateDocument: replaces in place and reports each missing variable by line and path', () => {
