@@ -1,6 +1,7 @@
 import pc from 'picocolors';
 import type { ProbeSpec } from '../core/kind.js';
 import { formatDuration, formatSeconds } from '../core/duration.js';
+import { CERT_EXPIRY } from '../core/observations.js';
 import type { RunResult } from '../core/result.js';
 import { scheduleOf } from '../daemon/status.js';
 
@@ -40,7 +41,7 @@ export function renderTimeline(r: RunResult, allPhases: readonly string[], color
   }
   if (r.message) lines.push(`  ${r.success ? '' : c.red('→ ')}${r.message}`);
   for (const [k, v] of Object.entries(r.observations)) {
-    const shown = k === 'ssl_earliest_cert_expiry' && typeof v === 'number' ? new Date(v * 1000).toISOString() : String(v);
+    const shown = k === CERT_EXPIRY && typeof v === 'number' ? new Date(v * 1000).toISOString() : String(v);
     lines.push(c.dim(`  ${k}: ${shown}`));
   }
   return lines.join('\n');

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
+import type { Observation, ObservationKey } from './observations.js';
 
 /**
  * Everything a probe kind may use during one run. A kind never touches metrics or log format.
@@ -20,7 +21,7 @@ export interface ProbeContext<P extends string = string> {
    */
   phase<T>(name: P, fn: () => Promise<T> | T): Promise<T>;
   /** Records a value exported with the result (e.g. `ssl_earliest_cert_expiry`, a release id). */
-  observe(key: string, value: number | string): void;
+  observe(key: ObservationKey, value: number | string): void;
   /**
    * A line of the target's own output while the run goes on (e.g. a build log line), for
    * `fleetprobe run` to show live; the daemon logs it at debug. `transient` lines (progress bars
@@ -99,7 +100,7 @@ export interface KindMetric {
   name: string;
   help: string;
   type: 'gauge' | 'counter';
-  observation: string;
+  observation: Observation;
   label?: { name: string; values: readonly string[] };
 }
 
@@ -159,7 +160,7 @@ export interface HoldContext<P extends string = string> {
   /** The held connection broke after it was up: recorded as a failed run in `phase`. */
   interrupted(err: unknown, info: { phase: P; durationSeconds: number; observations?: Record<string, number> }): void;
   /** Feeds the kind's metrics (KindMetric observations) without counting a run. */
-  observe(observations: Record<string, number>): void;
+  observe(observations: Partial<Record<ObservationKey, number>>): void;
 }
 
 /** A kind, its phase names inferred from `phases` (see ProbeContext). */

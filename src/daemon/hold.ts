@@ -87,7 +87,7 @@ export class HeldProbes {
         });
       },
       observe: (observations) => {
-        if (!signal.aborted) this.opts.observe(spec, observations);
+        if (!signal.aborted) this.opts.observe(spec, observations as Record<string, number>);
       },
     };
     const done = Promise.resolve()

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { nominalIntervalMs } from '../config/schedule.js';
+import { CERT_EXPIRY } from '../core/observations.js';
 import type { ProbeKind, ProbeSpec } from '../core/kind.js';
 import type { RunResult } from '../core/result.js';
 import { ProbeSeries, RESULTS } from './probe-series.js';
@@ -105,7 +106,7 @@ export class Metrics {
 
   record(r: RunResult): void {
     if (!this.probes.has(r.name)) return; // removed by a reload while it ran
-    const expiry = r.observations.ssl_earliest_cert_expiry;
+    const expiry = r.observations[CERT_EXPIRY];
     this.probes.recordRun(r.name, { ...r, certExpiry: typeof expiry === 'number' ? expiry : undefined });
     if (!r.aborted) this.probes.observe(r.name, r.observations);
   }

@@ -13,8 +13,14 @@ const kind: ProbeKind = {
   phases: ['connect', 'tls'],
   schema: z.object({}),
   metrics: [
-    { name: 'probe_web_ratio', help: 'a gauge', type: 'gauge', observation: 'ratio' },
-    { name: 'probe_web_errors_total', help: 'a counter by code', type: 'counter', observation: 'errors', label: { name: 'code', values: ['a', 'b'] } },
+    { name: 'probe_web_ratio', help: 'a gauge', type: 'gauge', observation: 'device_sample_reachable_ratio' },
+    {
+      name: 'probe_web_errors_total',
+      help: 'a counter by code',
+      type: 'counter',
+      observation: 'ssh_session_failures',
+      label: { name: 'code', values: ['a', 'b'] },
+    },
   ],
   run: async () => {},
 };
@@ -77,7 +83,7 @@ describe('ProbeSeries', () => {
       ];
       for (const r of runs.slice(0, i % 2 ? 2 : 1)) {
         series.recordRun(name, { ...r, aborted: false, certExpiry: 1.8e9 + 0.5 });
-        series.observe(name, { ratio: 0.25 * i, 'errors.b': 3 });
+        series.observe(name, { device_sample_reachable_ratio: 0.25 * i, 'ssh_session_failures.b': 3 });
         p.success.set(l, r.success ? 1 : 0);
         p.duration.set(l, r.durationSeconds);
         for (const phase of kind.phases) p.phase.set({ ...l, phase }, r.phases[phase] ?? 0);
@@ -123,11 +129,11 @@ describe('ProbeSeries', () => {
     const series = new ProbeSeries({ web: kind });
     series.configure([{ name: 'a', kind: 'web', labels: {}, intervalSeconds: 86_400 * 365 }]);
     for (const [key, value] of [
-      ['ratio', 0.1 + 0.2],
-      ['ratio', 123456789012],
-      ['ratio', 1e21],
-      ['ratio', -3],
-      ['ratio', 5e-7],
+      ['device_sample_reachable_ratio', 0.1 + 0.2],
+      ['device_sample_reachable_ratio', 123456789012],
+      ['device_sample_reachable_ratio', 1e21],
+      ['device_sample_reachable_ratio', -3],
+      ['device_sample_reachable_ratio', 5e-7],
     ] as const) {
       series.observe('a', { [key]: value });
       expect(series.render().toString()).toContain(`probe_web_ratio{probe="a",kind="web"} ${value}\n`);

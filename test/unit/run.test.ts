@@ -88,7 +88,7 @@ describe('runProbe', () => {
     const k = kind(async (ctx) => {
       await ctx.phase('a', () => sleep(30));
       await ctx.phase('b', () => sleep(10));
-      ctx.observe('release', 'r42');
+      ctx.observe('release_id', 'r42');
       ctx.observe('ssl_earliest_cert_expiry', 1_900_000_000);
     });
     const before = Date.now();
@@ -102,7 +102,7 @@ describe('runProbe', () => {
       phase: null,
       message: null,
       labels: { team: 'core' },
-      observations: { release: 'r42', ssl_earliest_cert_expiry: 1_900_000_000 },
+      observations: { release_id: 'r42', ssl_earliest_cert_expiry: 1_900_000_000 },
     });
     expect(Object.keys(r.phases)).toEqual(['a', 'b']);
     expect(r.phases.a).toBeGreaterThanOrEqual(0.025);
