@@ -188,6 +188,12 @@ describe('one device with a companion probe', () => {
     expectOutcome(r, false, 'status_drift', 'reachability', 'unreachable for 6.0s', 'companion probe "tunnel-3" failed 1.0s ago with device_offline');
   });
 
+  it('maxDrift: 0s is drift at once, and the message says "0s" as the config does', async () => {
+    const r = await runStatus(withCompanion({ maxDrift: '0s' }), { companion: companionOf(failed('device_offline', 500)) });
+    expectOutcome(r, false, 'status_drift', 'reachability', 'not less than maxDrift 0s:');
+    expect(r.message).not.toContain('0h');
+  });
+
   it('unreachable but within maxDrift passes and reports the drift', async () => {
     const r = await runStatus(withCompanion({ maxDrift: '10s' }), { companion: companionOf(failed('device_offline', 500, 3000)) });
     expectOutcome(r, true, null, null);
