@@ -1,8 +1,8 @@
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DaemonProcess, metricValue, tempDir, writeLabConfig } from '../helpers/cli.js';
+import { rawPeer } from '../helpers/http-peers.js';
 
 /**
  * Held tunnels in a real daemon (a child process with the embedded lab): the tunnel stays open,
@@ -33,13 +33,10 @@ async function setFault(control: string, name: string, on: boolean): Promise<voi
  * A raw CONNECT proxy whose "device" is an HTTP/1.0 app: it answers one request and closes the
  * tunnel (issue 13 item 2). Records when each CONNECT arrived.
  */
-function closingProxy(): Promise<{ port: number; opens: number[]; close: () => void }> {
+async function closingProxy(): Promise<{ port: number; opens: number[]; close: () => Promise<void> }> {
   const opens: number[] = [];
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
+  const peer = await rawPeer((socket) => {
     socket.on('error', () => undefined);
-    socket.on('close', () => sockets.delete(socket));
     let buf = '';
     let connected = false;
     socket.on('data', (d) => {
@@ -55,18 +52,7 @@ function closingProxy(): Promise<{ port: number; opens: number[]; close: () => v
       socket.end('HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok');
     });
   });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({
-        port: (server.address() as net.AddressInfo).port,
-        opens,
-        close: () => {
-          for (const s of sockets) s.destroy();
-          server.close();
-        },
-      }),
-    ),
-  );
+  return { port: peer.port, opens, close: () => peer.close() };
 }
 
 describe('held tunnels in the daemon', () => {
@@ -166,7 +152,7 @@ probes:
       expect(value(text, 'probe_failures_total', { reason: 'connect' })).toBeGreaterThanOrEqual(2);
       expect(daemon.raw).not.toMatch(/was interrupted after being held/);
     } finally {
-      proxy.close();
+      await proxy.close();
     }
   }, 30_000);
 });
