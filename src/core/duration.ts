@@ -12,7 +12,10 @@ export function parseDurationMs(value: string | number): number | undefined {
   return total;
 }
 
+/** A duration in the config's own notation (`0s`, `500ms`, `90s`, `10m`, `2h`), for messages. */
 export function formatDuration(ms: number): string {
+  // 0 is a multiple of every unit: say it in seconds, as configs do (`maxDrift: 0s`), not "0h".
+  if (ms === 0) return '0s';
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms % 60_000 === 0) return `${ms / 60_000}m`;
   if (ms % 1000 === 0) return `${ms / 1000}s`;

@@ -42,6 +42,29 @@ async function removeImage(ctx: ProbeContext, ep: DockerEndpoint, imageId: strin
   }
 }
 
+/**
+ * The last image this build committed, read from the classic builder's log (" ---> <id>" after a
+ * step), for a build that ends before its final image ID arrives (a timeout, a SIGTERM): removing it
+ * with force also removes its untagged parents, as removing a finished build's image does. The id
+ * after `FROM` is the base image and one after "Using cache" was there before: neither is ours.
+ */
+function committedImages(): { line(text: string): void; last(): string | undefined } {
+  let last: string | undefined;
+  let ours = false;
+  return {
+    line(text) {
+      const step = /^Step \d+\/\d+ : (\S+)/i.exec(text);
+      if (step) ours = step[1].toUpperCase() !== 'FROM';
+      else if (/^\s*---> Using cache\b/.test(text)) ours = false;
+      else {
+        const id = /^\s*---> ([0-9a-f]{12,64})$/.exec(text)?.[1];
+        if (id && ours) last = id;
+      }
+    },
+    last: () => last,
+  };
+}
+
 export async function runDocker(ctx: ProbeContext, cfg: BuildConfig): Promise<void> {
   const packed = await packPhase(ctx, cfg, false);
   const endpoint = dockerEndpointOf(cfg.docker);
@@ -49,9 +72,20 @@ export async function runDocker(ctx: ProbeContext, cfg: BuildConfig): Promise<vo
   if (cfg.dockerfilePath) q.set('dockerfile', cfg.dockerfilePath);
   const log = newLog();
   let imageId: string | undefined;
+  const committed = committedImages();
   // Docker sends a line in pieces ("Step 1/2 : FROM scratch", then "\n"): whole lines only.
   let partial = '';
   let close = () => {};
+  let removed = false;
+  const remove = () => {
+    // Cancelled or timed out before the final ID: what it committed so far goes too.
+    const made = imageId ?? committed.last();
+    if (removed || !made) return;
+    removed = true;
+    ctx.teardown(removeImage(ctx, cfg.docker, made));
+  };
+  // On abort at once: the run's result waits for teardowns registered by then, not for this function.
+  ctx.signal.addEventListener('abort', remove, { once: true });
   try {
     const answer = await openBuild(
       ctx,
@@ -68,6 +102,7 @@ export async function runDocker(ctx: ProbeContext, cfg: BuildConfig): Promise<vo
     );
     const line = (text: string) => {
       const clean = cleanProgressLine(text);
+      committed.line(clean);
       if (!clean.trim()) return;
       log.lines++;
       keepLast(log.recent, clean, ERROR_LINES);
@@ -103,7 +138,8 @@ export async function runDocker(ctx: ProbeContext, cfg: BuildConfig): Promise<vo
       ctx.observe('image_id', imageId);
     });
   } finally {
+    ctx.signal.removeEventListener('abort', remove);
     close();
-    if (imageId) ctx.teardown(removeImage(ctx, cfg.docker, imageId));
+    remove();
   }
 }

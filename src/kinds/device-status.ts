@@ -4,7 +4,7 @@ import { classifyError } from '../core/classify.js';
 import { formatDuration } from '../core/duration.js';
 import { ProbeError } from '../core/errors.js';
 import { defineKind, type ProbeContext } from '../core/kind.js';
-import type { Reason } from '../core/reasons.js';
+import { isReason, type Reason } from '../core/reasons.js';
 import type { Secret } from '../core/redact.js';
 import { deviceAuthority } from '../net/connect-tunnel.js';
 import { listOnlineDevices, readDevice, type ApiDevice, type ApiEndpoint } from './device-status-api.js';
@@ -55,8 +55,13 @@ const schema = z.object({
 });
 type StatusConfig = z.output<typeof schema>;
 
-/** A companion's failure reasons that mean "the device could not be reached"; others say nothing about it. */
-const UNREACHABLE_REASONS = new Set<string>(['device_offline', 'connect', 'timeout']);
+/**
+ * Only a verdict about the device says it is unreachable: the proxy's "not connected" answer or the
+ * device's own port refusing (both `device_offline`). Anything else (the proxy down, our token, a
+ * timeout on the way) is about the path: inconclusive, the run fails with the path's own reason and
+ * the drift memory is left as it was (issue 13: a stopped proxy read as `status_drift`).
+ */
+const UNREACHABLE_REASON: Reason = 'device_offline';
 /** Reasons of a tunnel check that are about our own path or credentials, never about one device. */
 const PATH_REASONS = new Set<Reason>(['dns', 'tls', 'auth', 'denied', 'resources', 'internal']);
 /** Unreachable uuids quoted in a failing sample's message. */
@@ -95,8 +100,10 @@ function companionReach(ctx: ProbeContext, name: string, device: string): Reach 
   }
   if (c.last.success) return { reachable: true, detail: `companion probe "${name}" passed ${elapsed(age)} ago`, lastReachableAt: c.last.startedAt };
   const failed = `companion probe "${name}" failed ${elapsed(age)} ago with ${c.last.reason} in ${c.last.phase}: ${c.last.message}`;
-  if (UNREACHABLE_REASONS.has(c.last.reason ?? '')) return { reachable: false, detail: failed, lastReachableAt: c.lastSuccessAt };
-  throw new ProbeError('assertion', `${failed}; reason ${c.last.reason} says nothing about the device${unknown}`);
+  if (c.last.reason === UNREACHABLE_REASON) return { reachable: false, detail: failed, lastReachableAt: c.lastSuccessAt };
+  // The companion's own reason (a path failure: connect, proxy, auth, timeout...), never drift.
+  const reason = isReason(c.last.reason) && c.last.reason !== 'status_drift' ? c.last.reason : 'assertion';
+  throw new ProbeError(reason, `${failed}; ${c.last.reason} is about the path, not the device: inconclusive, drift not judged${unknown}`);
 }
 
 /** What a probe remembers between runs: when it last saw the API agree, and when a disagreement began. */
@@ -210,15 +217,25 @@ async function runSample(ctx: ProbeContext, cfg: StatusConfig): Promise<void> {
     const failed = checked.filter((x): x is { uuid: string; error: unknown } => 'error' in x);
     // Every check failed on its own (none answered either way): the path is broken, not the devices.
     if (failed.length === checked.length) throw failed[0].error;
-    const ratio = reachable / checked.length;
+    // A failed check (the path, not a verdict about the device) is inconclusive: out of the ratio.
+    const conclusive = reachable + offline.length;
+    const ratio = reachable / conclusive;
     ctx.observe('device_sample_reachable_ratio', ratio);
     ctx.observe('device_sample_drifted_devices', offline.length);
-    if (ratio >= cfg.minReachableRatio) return;
-    const quoted = [...offline, ...failed.map((f) => `${f.uuid} (${classifyError(f.error)})`)];
-    const list = quoted.slice(0, QUOTED_UUIDS).join(', ') + (quoted.length > QUOTED_UUIDS ? `, and ${quoted.length - QUOTED_UUIDS} more` : '');
+    const inconclusive = failed.length
+      ? `; ${failed.length} inconclusive (${failed
+          .slice(0, QUOTED_UUIDS)
+          .map((f) => `${f.uuid}: ${classifyError(f.error)}`)
+          .join(', ')}${failed.length > QUOTED_UUIDS ? ', ...' : ''})`
+      : '';
+    if (ratio >= cfg.minReachableRatio) {
+      if (failed.length) ctx.log.warn({ fleet, inconclusive: failed.length }, `fleet sample${inconclusive}`);
+      return;
+    }
+    const list = offline.slice(0, QUOTED_UUIDS).join(', ') + (offline.length > QUOTED_UUIDS ? `, and ${offline.length - QUOTED_UUIDS} more` : '');
     throw new ProbeError(
       'status_drift',
-      `${reachable} of ${checked.length} sampled devices of fleet ${fleet} that the API marks online were reachable (${(ratio * 100).toFixed(0)}%, below minReachableRatio ${cfg.minReachableRatio}); not reachable: ${list}`,
+      `${reachable} of ${conclusive} sampled devices of fleet ${fleet} that the API marks online were reachable (${(ratio * 100).toFixed(0)}%, below minReachableRatio ${cfg.minReachableRatio}); not reachable: ${list}${inconclusive}`,
     );
   });
 }

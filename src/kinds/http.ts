@@ -31,7 +31,11 @@ const schema = z.object({
   tls: tlsField,
   followRedirects: z.number().int().min(0).max(20).default(5),
   maxBodyBytes,
-  platformErrorPage: z.boolean().default(true),
+  /**
+   * Recognise the platform's "cannot reach this device" page as `device_offline` (true), not at all
+   * (false), or also a page of a custom front matching this regular expression.
+   */
+  platformErrorPage: z.union([z.boolean(), regex]).default(true),
   expect: z
     .strictObject({
       ...bodyExpectFields,
@@ -131,7 +135,9 @@ export const httpKind = defineKind({
     ctx.observe('http_status', answer.status);
 
     await ctx.phase('transfer', () => {
-      if (cfg.platformErrorPage && PLATFORM_ERROR_PAGE.some((re) => re.test(answer.body))) {
+      const pages =
+        cfg.platformErrorPage === false ? [] : cfg.platformErrorPage === true ? PLATFORM_ERROR_PAGE : [...PLATFORM_ERROR_PAGE, cfg.platformErrorPage];
+      if (pages.some((re) => re.test(answer.body))) {
         throw new ProbeError('device_offline', `the platform served its "cannot reach this device" page (HTTP ${answer.status}): ${bodyExcerpt(answer.body)}`);
       }
       expectStatus(answer.status, cfg.expect.status, answer.body, 'HTTP status');

@@ -2,6 +2,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ParsedKey } from 'ssh2';
 import { ProbeError } from '../core/errors.js';
+import { excerpt } from '../core/excerpt.js';
 import type { ProbeContext } from '../core/kind.js';
 import { withStepTimeout } from './dial.js';
 import { hostKeyCheck, type HostKeyCheck, type HostKeyPolicy } from './known-hosts.js';
@@ -74,11 +75,49 @@ export class Condition {
   }
 }
 
+// What the peer sent before the handshake, kept to quote when it closes first (sshd's "Exceeded
+// MaxStartups", a banner of something that is not SSH): at most this much, redacted, on one line.
+const MAX_HEARD_BYTES = 512;
+const MAX_QUOTED_CHARS = 200;
+
+/** Taps `stream` for its first bytes, without taking them from ssh2 (see the `newListener` note). */
+function hearPeer(stream: Duplex): { quote(): string; stop(): void } {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const hear = (d: Buffer) => {
+    chunks.push(d.subarray(0, MAX_HEARD_BYTES - size));
+    size += Math.min(d.length, MAX_HEARD_BYTES - size);
+    if (size >= MAX_HEARD_BYTES) stream.off('data', hear);
+  };
+  // A 'data' listener of ours put the stream in flowing mode before ssh2 listens (it attaches its
+  // own after a promise), and ssh2 would miss the bytes: tap it only when ssh2 starts listening.
+  const onListener = (event: string | symbol) => {
+    if (event !== 'data') return;
+    stream.off('newListener', onListener);
+    stream.on('data', hear);
+  };
+  if (stream.listenerCount('data') > 0) stream.on('data', hear);
+  else stream.on('newListener', onListener);
+  return {
+    quote() {
+      const text = Buffer.concat(chunks)
+        .toString('latin1')
+        .replace(/[^\x20-\x7e]+/g, ' ')
+        .trim();
+      return text ? `; the server said: "${excerpt(text, { max: MAX_QUOTED_CHARS, ellipsisWithin: true, redact: true })}"` : '';
+    },
+    stop() {
+      stream.off('newListener', onListener);
+      stream.off('data', hear);
+    },
+  };
+}
+
 type Level = string | undefined;
 const levelOf = (err: unknown): Level => (err as { level?: string } | null)?.level;
 
 /** One place that turns what ssh2 reports into a reason a user can act on. */
-function translate(err: unknown, opts: SshConnectOptions, stage: 'handshake' | 'auth', refusal: string | undefined): unknown {
+function translate(err: unknown, opts: SshConnectOptions, stage: 'handshake' | 'auth', refusal: string | undefined, heard = ''): unknown {
   if (err instanceof ProbeError) return err;
   const where = `${opts.role} ${opts.host}:${opts.port}`;
   const msg = (err as Error)?.message ?? String(err);
@@ -95,7 +134,9 @@ function translate(err: unknown, opts: SshConnectOptions, stage: 'handshake' | '
   // classes (TypeError, RangeError) stay unexplained, as the bugs of ours they would be.
   const bare = (err as Error | null)?.constructor === Error && !(err as { code?: unknown }).code;
   if (level === 'protocol' || level === 'handshake' || (stage === 'handshake' && bare && level === undefined)) {
-    return new ProbeError('protocol', `${stage === 'handshake' ? 'SSH handshake' : 'SSH authentication'} with ${where} failed: ${msg}`, { cause: err });
+    return new ProbeError('protocol', `${stage === 'handshake' ? 'SSH handshake' : 'SSH authentication'} with ${where} failed: ${msg}${heard}`, {
+      cause: err,
+    });
   }
   return err;
 }
@@ -138,14 +179,17 @@ export async function openSshClient(t: PhaseRunner, stream: Duplex, opts: SshCon
   client.on('ready', () => ((ready = true), changed.notify()));
   client.on('error', (err) => ((failure ??= err), changed.notify()));
   client.on('close', () => ((closed = true), changed.notify()));
+  const peer = hearPeer(stream);
+  // Quoted only when the connection ends before the handshake: after it, the bytes are SSH's.
+  const heard = (stage: 'handshake' | 'auth') => (stage === 'handshake' && !handshaken ? peer.quote() : '');
 
   const waitUntil = (done: () => boolean, signal: AbortSignal, stage: 'handshake' | 'auth') =>
     changed.wait(signal, () => {
-      if (failure !== undefined) throw translate(cutInBanner(failure, stream, opts) ?? failure, opts, stage, check.refusal);
+      if (failure !== undefined) throw translate(cutInBanner(failure, stream, opts) ?? failure, opts, stage, check.refusal, heard(stage));
       if (done()) return true;
       if (closed) {
         const what = stage === 'handshake' ? 'before the SSH handshake finished' : 'during SSH authentication';
-        throw Object.assign(new Error(`${opts.role} ${opts.host}:${opts.port} closed the connection ${what}`), { code: 'ECONNRESET' });
+        throw Object.assign(new Error(`${opts.role} ${opts.host}:${opts.port} closed the connection ${what}${heard(stage)}`), { code: 'ECONNRESET' });
       }
       return false;
     });
@@ -170,7 +214,7 @@ export async function openSshClient(t: PhaseRunner, stream: Duplex, opts: SshCon
         readyTimeout: 0,
         ident: 'fleetprobe',
       });
-      return waitUntil(() => handshaken, signal, 'handshake');
+      return waitUntil(() => handshaken, signal, 'handshake').finally(() => peer.stop());
     });
     await inPhase(t, 'auth', opts.authTimeoutMs, `SSH authentication of "${opts.user}" to ${opts.role} ${opts.host}:${opts.port}`, (signal) =>
       waitUntil(() => ready, signal, 'auth'),

@@ -433,6 +433,46 @@ describe('build kind, docker target against raw engines on a unix socket', () =>
     expect(e.deleted).toEqual(['/images/sha256%3Aabc?force=1']);
   });
 
+  // A classic-builder log up to a step in progress: FROM's id is the base image, the cached step's
+  // id was there before, the COPY's id is the one image this build committed.
+  const partialBuild = lines(
+    { stream: 'Step 1/4 : FROM debian:bookworm\n' },
+    { stream: ' ---> 0123456789ab\n' },
+    { stream: 'Step 2/4 : RUN true\n' },
+    { stream: ' ---> Using cache\n' },
+    { stream: ' ---> 1111111111aa\n' },
+    { stream: 'Step 3/4 : COPY fleetprobe-nonce /n\n' },
+    { stream: ' ---> 5a1b2c3d4e5f\n' },
+    { stream: 'Step 4/4 : RUN sleep 3600\n' },
+    { stream: ' ---> Running in 99887766aabb\n' },
+  );
+  it('a build that times out removes the image it committed so far (not the base, not a cached one)', async () => {
+    const e = await unixEngine((req, res) => {
+      req.resume();
+      req.on('end', () => res.write(partialBuild));
+    });
+    const r = await runBuild({ target: 'docker', docker: `unix://${e.socketPath}`, context: CONTEXT }, 1500);
+    expectOutcome(r, fail('timeout', 'build'));
+    expect(e.deleted).toEqual(['/images/5a1b2c3d4e5f?force=1']);
+  });
+
+  it('a build stopped by a shutdown (SIGTERM) removes the image it committed so far', async () => {
+    const e = await unixEngine((req, res) => {
+      req.resume();
+      req.on('end', () => res.write(partialBuild));
+    });
+    const shutdown = new AbortController();
+    const r = await runProbe(makeSpec({ target: 'docker', docker: `unix://${e.socketPath}`, context: CONTEXT }, 10_000), buildKind, {
+      log,
+      shutdown: shutdown.signal,
+      onProgress: (p) => {
+        if (p.line?.includes('Running in')) shutdown.abort();
+      },
+    });
+    expect(r.aborted).toBe(true);
+    expect(e.deleted).toEqual(['/images/5a1b2c3d4e5f?force=1']);
+  });
+
   it("an error item is build_failed with the engine's text", async () => {
     const e = await unixEngine((req, res) => {
       req.resume();

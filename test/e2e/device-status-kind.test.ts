@@ -10,7 +10,9 @@ import type { CompanionStatus, ProbeSpec, ProbeState } from '../../src/core/kind
 import type { RunResult } from '../../src/core/result.js';
 import { runProbe } from '../../src/core/run.js';
 import { deviceStatusKind, sampleOf } from '../../src/kinds/device-status.js';
+import { tunnelKind } from '../../src/kinds/tunnel.js';
 import { LAB_FLEET_SLUG, labDeviceUuid, startLab, type Lab } from '../../src/lab/index.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { DaemonProcess, metricValue, runCli, tempDir, writeLabConfig } from '../helpers/cli.js';
 import { httpPeer, type Peer } from '../helpers/http-peers.js';
 
@@ -186,16 +188,37 @@ describe('one device with a companion probe', () => {
     expectOutcome(r, false, 'status_drift', 'reachability', 'unreachable for 6.0s', 'companion probe "tunnel-3" failed 1.0s ago with device_offline');
   });
 
+  it('maxDrift: 0s is drift at once, and the message says "0s" as the config does', async () => {
+    const r = await runStatus(withCompanion({ maxDrift: '0s' }), { companion: companionOf(failed('device_offline', 500)) });
+    expectOutcome(r, false, 'status_drift', 'reachability', 'not less than maxDrift 0s:');
+    expect(r.message).not.toContain('0h');
+  });
+
   it('unreachable but within maxDrift passes and reports the drift', async () => {
-    const r = await runStatus(withCompanion({ maxDrift: '10s' }), { companion: companionOf(failed('timeout', 500, 3000)) });
+    const r = await runStatus(withCompanion({ maxDrift: '10s' }), { companion: companionOf(failed('device_offline', 500, 3000)) });
     expectOutcome(r, true, null, null);
     expect(r.observations.device_status_drift_seconds).toBeGreaterThan(2.9);
     expect(r.observations.device_status_drift_seconds).toBeLessThan(5);
   });
 
-  it('a companion failing for its own reasons (auth) says nothing about the device', async () => {
-    const r = await runStatus(withCompanion(), { companion: companionOf(failed('auth', 1000, 6000)) });
-    expectOutcome(r, false, 'assertion', 'reachability', 'failed 1.0s ago with auth', 'says nothing about the device');
+  it('a companion failing on the path (auth, proxy, connect, timeout) is inconclusive: its own reason, never drift', async () => {
+    for (const reason of ['auth', 'proxy', 'connect', 'timeout']) {
+      const r = await runStatus(withCompanion({ maxDrift: '0s' }), { companion: companionOf(failed(reason, 1000, 6000)) });
+      expectOutcome(r, false, reason, 'reachability', `failed 1.0s ago with ${reason}`, 'is about the path, not the device: inconclusive');
+      expect(r.observations.device_status_drift_seconds).toBeUndefined();
+    }
+  });
+
+  it('an inconclusive run leaves the drift memory as it was', async () => {
+    const fields = withCompanion({ maxDrift: '10s' });
+    // A drift begins (device_offline), the path fails for a while, the drift goes on from where it began.
+    const first = await runStatus(fields, { companion: companionOf(failed('device_offline', 100)) });
+    expectOutcome(first, true, null, null);
+    await sleep(300);
+    expectOutcome(await runStatus(fields, { companion: companionOf(failed('proxy', 100)) }), false, 'proxy', 'reachability');
+    const after = await runStatus(fields, { companion: companionOf(failed('device_offline', 100)) });
+    expectOutcome(after, true, null, null);
+    expect(after.observations.device_status_drift_seconds).toBeGreaterThanOrEqual(0.3);
   });
 
   it('API offline while the companion reaches the device: status_drift after offlineGrace', async () => {
@@ -415,6 +438,67 @@ describe('fleet sample mode against the lab fleet', () => {
     const s = sampleOf(items, 10);
     expect(new Set(s).size).toBe(10);
     expect(sampleOf(items, 80).sort((a, b) => a - b)).toEqual(items);
+  });
+});
+
+describe('the tunnel proxy down while the API and the device are fine', () => {
+  // The companion is a real tunnel probe run against the lab through a TCP forwarder that stands for
+  // the tunnel proxy's address; closing the forwarder is the proxy stopped (connections refused).
+  let front: FaultProxy;
+  beforeEach(async () => {
+    front = await startFaultProxy({ port: Number(lab.vars.LAB_TUNNEL_PORT) });
+  });
+  afterEach(async () => {
+    await front.close();
+  });
+  const tunnelFields = () => ({
+    tunnel: `127.0.0.1:${front.port}`,
+    tunnelTls: { caFile: lab.caFile, serverName: lab.vars.LAB_TUNNEL_HOST },
+    user: 'probe-bot',
+    token: { file: lab.vars.LAB_BUILDER_TOKEN_FILE },
+  });
+
+  async function companionRun(history: CompanionStatus): Promise<RunResult> {
+    const config = tunnelKind.schema.parse({ ...tunnelFields(), device: DEVICE3, port: 22222, stepTimeout: '500ms' });
+    const spec: ProbeSpec = { name: 'tunnel-3', kind: 'tunnel', intervalMs: 1000, timeoutMs: 1000, labels: {}, source: { file: 'test' }, config, digest: 't' };
+    const r = await runProbe(spec, tunnelKind, { log, state: {} });
+    history.last = { success: r.success, startedAt: r.startedAt, reason: r.reason, phase: r.phase, message: r.message };
+    if (r.success) history.lastSuccessAt = r.startedAt;
+    return r;
+  }
+
+  it("a companion tunnel probe: never status_drift while the proxy is stopped or silent, the path's reason instead", async () => {
+    const history: CompanionStatus = { intervalMs: 1000 };
+    const status = () => runStatus(viaLab({ reachability: 'tunnel-3', maxDrift: '0s' }), { companion: (n) => (n === 'tunnel-3' ? history : undefined) });
+    expectOutcome(await companionRun(history), true, null, null);
+    expectOutcome(await status(), true, null, null);
+
+    // Silent (connections accepted, nothing answers): timeout on the way to the proxy.
+    front.setMode({ type: 'blackhole' }, { live: true });
+    const silent = await companionRun(history);
+    expect(silent.success).toBe(false);
+    const r1 = await status();
+    expectOutcome(r1, false, silent.reason, 'reachability', 'is about the path, not the device: inconclusive');
+
+    // Stopped: connections refused, run after run past maxDrift 0s.
+    await front.close();
+    const seen: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = await companionRun(history);
+      expect(c.reason).toBe('connect');
+      const r = await status();
+      seen.push(String(r.reason));
+      expectOutcome(r, false, 'connect', 'reachability', 'failed', 'with connect');
+      await sleep(200);
+    }
+    expect(seen).not.toContain('status_drift');
+  });
+
+  it("the kind's own tunnel check: the proxy stopped fails with connect, never status_drift", async () => {
+    const fields = viaLab({ ...tunnelFields(), maxDrift: '0s' });
+    expectOutcome(await runStatus(fields), true, null, null);
+    await front.close();
+    for (let i = 0; i < 3; i++) expectOutcome(await runStatus(fields), false, 'connect', 'reachability');
   });
 });
 

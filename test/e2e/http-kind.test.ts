@@ -351,6 +351,22 @@ describe('http kind against raw peers', () => {
       want: fail('assertion', 'transfer', 'HTTP status 500 is not one of 2xx; body: Internal error database is down'),
     },
     {
+      name: 'a bare 503 from a front with no page match is assertion (the default)',
+      setup: async () => {
+        const p = await peer(httpPeer((_req, res) => res.writeHead(503, { 'content-type': 'text/html' }).end('<h1>Upstream device unreachable</h1>')));
+        return { fields: { url: `${p.url}/` }, peer: p };
+      },
+      want: fail('assertion', 'transfer', 'HTTP status 503 is not one of 2xx'),
+    },
+    {
+      name: "a custom front's page matched by platformErrorPage: device_offline",
+      setup: async () => {
+        const p = await peer(httpPeer((_req, res) => res.writeHead(503, { 'content-type': 'text/html' }).end('<h1>Upstream device unreachable</h1>')));
+        return { fields: { url: `${p.url}/`, platformErrorPage: 'Upstream device unreachable' }, peer: p };
+      },
+      want: fail('device_offline', 'transfer', 'HTTP 503', 'Upstream device unreachable'),
+    },
+    {
       name: 'the platform error page served with 200 is device_offline, never a pass',
       setup: async () => {
         const p = await peer(

@@ -1,5 +1,8 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DaemonProcess, metricValue, tempDir, writeLabConfig } from '../helpers/cli.js';
+import { rawPeer } from '../helpers/http-peers.js';
 
 /**
  * Held tunnels in a real daemon (a child process with the embedded lab): the tunnel stays open,
@@ -24,6 +27,32 @@ const value = (text: string, name: string, labels: Record<string, string> = {}) 
 async function setFault(control: string, name: string, on: boolean): Promise<void> {
   const res = await fetch(`${control}/faults/${name}`, { method: on ? 'PUT' : 'DELETE' });
   expect(res.status).toBe(200);
+}
+
+/**
+ * A raw CONNECT proxy whose "device" is an HTTP/1.0 app: it answers one request and closes the
+ * tunnel (issue 13 item 2). Records when each CONNECT arrived.
+ */
+async function closingProxy(): Promise<{ port: number; opens: number[]; close: () => Promise<void> }> {
+  const opens: number[] = [];
+  const peer = await rawPeer((socket) => {
+    socket.on('error', () => undefined);
+    let buf = '';
+    let connected = false;
+    socket.on('data', (d) => {
+      buf += d.toString('latin1');
+      if (!buf.includes('\r\n\r\n')) return;
+      if (!connected) {
+        connected = true;
+        opens.push(Date.now());
+        buf = buf.slice(buf.indexOf('\r\n\r\n') + 4);
+        socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+        if (!buf.includes('\r\n\r\n')) return;
+      }
+      socket.end('HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok');
+    });
+  });
+  return { port: peer.port, opens, close: () => peer.close() };
 }
 
 describe('held tunnels in the daemon', () => {
@@ -82,4 +111,48 @@ describe('held tunnels in the daemon', () => {
     // Every interruption but the last has ended: its downtime is counted.
     expect(value(text, 'fleetprobe_tunnel_down_seconds_total')).toBeGreaterThan(0);
   });
+
+  it('a device that closes the tunnel right after it opens: at most one open per interval, each a failure, no interruption', async () => {
+    const proxy = await closingProxy();
+    try {
+      const dir = tempDir();
+      fs.writeFileSync(
+        path.join(dir, 'closing.yaml'),
+        `defaults:
+  interval: 1s
+  timeout: 800ms
+probes:
+  - name: held
+    kind: tunnel
+    tunnel: 127.0.0.1:${proxy.port}
+    tunnelTls: false
+    token: { env: CLOSING_TOKEN }
+    device: 0123456789abcdef0123456789abcdef
+    http: { path: /health, expect: { status: [200], body: ok } }
+    hold: 1h
+    stepTimeout: 800ms
+`,
+      );
+      daemon = new DaemonProcess(['--config', dir], { CLOSING_TOKEN: 'closing-token' });
+      // At least 5 intervals after the first open.
+      await daemon.waitForMetrics(() => proxy.opens.length > 0 && Date.now() - proxy.opens[0] >= 6000, 20_000);
+      const opens = [...proxy.opens];
+      const span = opens[opens.length - 1] - opens[0];
+      const gaps = opens.slice(1).map((t, i) => t - opens[i]);
+      // Never two opens within one interval (a little slack for when each CONNECT reaches the peer),
+      // so never more opens than intervals started; the backoff grows, so fewer still.
+      expect(opens.length, `opens at ${gaps.join(', ')} ms apart`).toBeGreaterThanOrEqual(3);
+      expect(Math.min(...gaps), `gaps ${gaps.join(', ')} ms`).toBeGreaterThanOrEqual(950);
+      expect(opens.length).toBeLessThanOrEqual(Math.floor(span / 1000) + 1);
+      const failed = await daemon.waitForLog((l) => l.result?.phase === 'hold');
+      expect(failed.result).toMatchObject({ success: false, reason: 'connect', phase: 'hold' });
+      expect(failed.result.message).toMatch(/the device closed the tunnel right after it opened/);
+      const text = await daemon.metrics();
+      expect(value(text, 'fleetprobe_tunnel_interruptions_total')).toBe(0);
+      expect(value(text, 'probe_failures_total', { reason: 'connect' })).toBeGreaterThanOrEqual(2);
+      expect(daemon.raw).not.toMatch(/was interrupted after being held/);
+    } finally {
+      await proxy.close();
+    }
+  }, 30_000);
 });

@@ -1,5 +1,9 @@
+import fs from 'node:fs';
 import type net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { pino } from 'pino';
+import ssh2 from 'ssh2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ProbeSpec } from '../../src/core/kind.js';
 import type { RunResult } from '../../src/core/result.js';
@@ -326,6 +330,31 @@ describe('tunnel kind against raw proxies (plain TCP)', () => {
     const t0 = Date.now();
     expectOutcome(await runTunnel(viaRaw(p)), false, 'protocol', 'proxy_connect', 'not HTTP', 'SSH-2.0-OpenSSH_9.2');
     expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
+  describe('an SSH server that refuses at the identification stage (sshd at MaxStartups)', () => {
+    let keyFile: string;
+    beforeAll(() => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-maxstartups-'));
+      keyFile = path.join(dir, 'id_ed25519');
+      fs.writeFileSync(keyFile, ssh2.utils.generateKeyPairSync('ed25519').private, { mode: 0o600 });
+    });
+    const sshCheck = () => ({ ssh: { sshKey: { file: keyFile }, insecureAcceptAnyHostKey: true, command: 'true' } });
+
+    it("quotes the server's line, redacted", async () => {
+      // What sshd writes before closing; this one echoes a secret it has seen, which never shows.
+      const p = await proxy((s) => s.end(`HTTP/1.0 200 Connection Established\r\n\r\nExceeded MaxStartups (${CANARY})\r\n`));
+      const r = await runTunnel(viaRaw(p, sshCheck()));
+      expectOutcome(r, false, 'protocol', 'target', 'the server said: "Exceeded MaxStartups ([redacted])"');
+    });
+
+    it('bounds what it quotes', async () => {
+      const p = await proxy((s) => s.end(`HTTP/1.0 200 Connection Established\r\n\r\nExceeded MaxStartups ${'x'.repeat(5000)}\r\n`));
+      const r = await runTunnel(viaRaw(p, sshCheck()));
+      expectOutcome(r, false, 'protocol', 'target', 'the server said: "Exceeded MaxStartups xxx');
+      expect(r.message).toMatch(/x…"/);
+      expect(r.message!.length).toBeLessThan(500);
+    });
   });
 
   it('the tunnel closes right after the 200: connect in target', async () => {

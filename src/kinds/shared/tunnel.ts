@@ -50,7 +50,9 @@ export interface Reach {
 
 /**
  * Opens a tunnel to `target` and closes it at once: a `200` is reachable; the proxy's "not
- * connected" answers (503, 500, 502: `device_offline`) are unreachable; anything else throws.
+ * connected" answers (503, 500, 502: `device_offline`, the device or its port) are unreachable.
+ * Anything else throws: a failure of the path (proxy down, TLS, our token, a timeout on the way)
+ * says nothing about the device, so the caller fails with that reason and judges no drift.
  */
 export async function tunnelReach(ctx: ProbeContext, f: TunnelFields, target: string, token: Secret): Promise<Reach> {
   try {
