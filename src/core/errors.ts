@@ -71,8 +71,10 @@ export class UsageError extends FleetprobeError {
 
 export class UnknownProbeError extends FleetprobeError {
   readonly known: string[];
-  constructor(name: string, known: string[]) {
-    super('FP_ERR_UNKNOWN_PROBE', `no probe named "${name}"; known probes: ${known.length ? known.join(', ') : '(none)'}`);
+  /** skippedLabFiles: files left out for want of --lab, where the probe may well be. */
+  constructor(name: string, known: string[], skippedLabFiles: string[] = []) {
+    const skipped = skippedLabFiles.length ? `; skipped ${skippedLabFiles.join(', ')} (lab: true): add --lab to load its probes` : '';
+    super('FP_ERR_UNKNOWN_PROBE', `no probe named "${name}"; known probes: ${known.length ? known.join(', ') : '(none)'}${skipped}`);
     this.known = known;
   }
 }

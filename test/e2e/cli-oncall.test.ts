@@ -1,0 +1,32 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LAB_URL_PROBE, runCli, tempDir, writeLabConfig } from '../helpers/cli.js';
+
+/** Small things an on-call engineer notices in the CLI's output (issue 14, item 6). */
+
+describe('a lab: true file skipped without --lab is named', () => {
+  const dir = tempDir();
+  writeLabConfig(dir, LAB_URL_PROBE('lab-url'));
+  fs.writeFileSync(path.join(dir, 'real.yaml'), 'probes:\n  - name: api\n    kind: http\n    url: https://api.example.com/ping\n    interval: 1m\n');
+  const labFile = path.join(dir, 'lab.yaml');
+
+  it('run NAME of a probe in it: the error says the file was skipped and to add --lab', async () => {
+    const r = await runCli(['run', 'lab-url', '--config', dir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`fleetprobe: no probe named "lab-url"; known probes: api; skipped ${labFile} (lab: true): add --lab to load its probes\n`);
+    const many = await runCli(['run', 'lab-url', 'api', '--config', dir]);
+    expect(many.code).toBe(2);
+    expect(many.stderr).toContain(`skipped ${labFile} (lab: true): add --lab to load its probes`);
+  });
+
+  it('list: a line after the table; with --json on stderr, stdout stays one JSON array', async () => {
+    const r = await runCli(['list', '--config', dir]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe(`${labFile}: skipped (lab: true); list its probes with --lab`);
+    const j = await runCli(['list', '--config', dir, '--json']);
+    expect(j.code).toBe(0);
+    expect((JSON.parse(j.stdout) as { name: string }[]).map((p) => p.name)).toEqual(['api']);
+    expect(j.stderr).toBe(`${labFile}: skipped (lab: true); list its probes with --lab\n`);
+  });
+});
