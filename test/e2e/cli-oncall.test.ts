@@ -30,3 +30,20 @@ describe('a lab: true file skipped without --lab is named', () => {
     expect(j.stderr).toBe(`${labFile}: skipped (lab: true); list its probes with --lab\n`);
   });
 });
+
+describe('the timeline of run', () => {
+  it('a passing run lists only the phases it ran (no `skipped` hold for a tunnel that does not hold)', async () => {
+    const r = await runCli(['run', 'lab-tunnel-http', '--lab']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const rows = r.stdout.split('\n').filter((l) => /^ {2}[✓✗-] /.test(l));
+    expect(rows.map((l) => l.trim().split(/\s+/)[1])).toEqual(['resolve', 'connect', 'tls', 'proxy_connect', 'target']);
+    expect(r.stdout).not.toContain('skipped');
+    expect(r.stdout).not.toContain('hold');
+  });
+
+  it('latency percentiles in whole milliseconds', async () => {
+    const r = await runCli(['run', 'lab-ssh', '--lab']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    for (const p of [50, 90, 99, 100]) expect(r.stdout).toMatch(new RegExp(`^  ssh_session_latency_seconds\\.${p}: \\d+ms$`, 'm'));
+  });
+});
