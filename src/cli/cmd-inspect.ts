@@ -4,7 +4,7 @@ import { createLogger } from '../core/log.js';
 import { ownedBy, shardFrom } from '../daemon/shard.js';
 import { startLab } from '../lab/index.js';
 import { type Args, configPathsFor, EXIT, labFaults, logLevel, maybeLab } from './args.js';
-import { renderList } from './render.js';
+import { probeMode, renderList } from './render.js';
 
 /** The commands that look without probing: check, list and lab. */
 
@@ -37,6 +37,8 @@ export async function cmdList(args: Args): Promise<number> {
       const out = probes.map((s) => ({
         name: s.name,
         kind: s.kind,
+        description: s.description ?? null,
+        mode: probeMode(s),
         interval: s.intervalMs ? s.intervalMs / 1000 : null,
         cron: s.cron ?? null,
         timeoutSeconds: s.timeoutMs / 1000,

@@ -2,7 +2,9 @@ import pc from 'picocolors';
 import type { ProbeSpec } from '../core/kind.js';
 import { formatDuration, formatSeconds } from '../core/duration.js';
 import type { RunResult } from '../core/result.js';
+import { isHeld } from '../daemon/hold.js';
 import { scheduleOf } from '../daemon/status.js';
+import { KINDS } from '../kinds/index.js';
 
 /**
  * The phase timeline an on-call engineer reads at 3 a.m.: every phase with its time, the failing
@@ -58,13 +60,18 @@ function showObservation(key: string, v: number | string): string {
   return String(v);
 }
 
+/** How the daemon runs a probe: on an interval, on a cron pattern, or held open as one long task. */
+export function probeMode(spec: ProbeSpec): 'interval' | 'cron' | 'held' {
+  return isHeld(spec, KINDS) ? 'held' : spec.cron ? 'cron' : 'interval';
+}
+
 export function renderList(specs: ProbeSpec[]): string {
   const rows = [['NAME', 'KIND', 'SCHEDULE', 'TIMEOUT', 'LABELS', 'SOURCE']];
   for (const s of specs) {
     rows.push([
       s.name,
       s.kind,
-      scheduleOf(s),
+      probeMode(s) === 'held' ? 'held' : scheduleOf(s),
       formatDuration(s.timeoutMs),
       Object.entries(s.labels)
         .map(([k, v]) => `${k}=${v}`)

@@ -47,3 +47,17 @@ describe('the timeline of run', () => {
     for (const p of [50, 90, 99, 100]) expect(r.stdout).toMatch(new RegExp(`^  ssh_session_latency_seconds\\.${p}: \\d+ms$`, 'm'));
   });
 });
+
+describe('list', () => {
+  it('shows a held probe as held; --json carries description and mode', async () => {
+    const r = await runCli(['list', '--lab']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^lab-tunnel-held\s+tunnel\s+held\s+/m);
+    expect(r.stdout).toMatch(/^lab-url\s+http\s+every 15s\s+/m);
+    const j = await runCli(['list', '--lab', '--json']);
+    expect(j.code, j.stderr).toBe(0);
+    const probes = JSON.parse(j.stdout) as { name: string; description: string | null; mode: string }[];
+    expect(probes.find((p) => p.name === 'lab-tunnel-held')).toMatchObject({ mode: 'held', description: expect.stringMatching(/./) });
+    expect(probes.find((p) => p.name === 'lab-url')).toMatchObject({ mode: 'interval', description: "device 1's public URL through the platform's URL front" });
+  });
+});
