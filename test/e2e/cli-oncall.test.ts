@@ -61,3 +61,17 @@ describe('list', () => {
     expect(probes.find((p) => p.name === 'lab-url')).toMatchObject({ mode: 'interval', description: "device 1's public URL through the platform's URL front" });
   });
 });
+
+describe('config errors', () => {
+  it('an unknown field suggests the closest known one', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'p.yaml');
+    fs.writeFileSync(file, 'probes:\n  - name: a\n    kind: http\n    url: https://x.example/\n    intervall: 5s\n    Timeout: 2s\n    colour: red\n');
+    const r = await runCli(['check', '--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${file}:5: probes[0].intervall: unknown field; did you mean \`interval\`?`);
+    expect(r.stderr).toContain(`${file}:6: probes[0].Timeout: unknown field; did you mean \`timeout\`?`);
+    // Nothing close: no guess.
+    expect(r.stderr).toContain(`${file}:7: probes[0].colour: unknown field\n`);
+  });
+});
