@@ -135,7 +135,9 @@ function loadOne(f: FileContext, rawProbe: Record<string, unknown>, index: numbe
   if (prev) return void issue('name', `duplicate probe name "${p.name}" (also defined at ${prev})`);
   f.seen.set(p.name, `${f.file}:${line}`);
 
-  const schedule = deriveSchedule({ probe: p, defaults: f.defaults, kindDefaults: kind.defaults });
+  const defaultsLine = f.defaults.timeout !== undefined ? locateLine(f.doc, f.lc, ['defaults', 'timeout']) : undefined;
+  const defaultsTimeoutAt = `defaults.timeout${defaultsLine ? ` at ${f.file}:${defaultsLine}` : ''}`;
+  const schedule = deriveSchedule({ probe: p, defaults: f.defaults, kindDefaults: kind.defaults, defaultsTimeoutAt });
   if ('field' in schedule) return void issue(schedule.field, schedule.message);
   const { intervalMs, cron, timeoutMs } = schedule;
 

@@ -74,4 +74,19 @@ describe('config errors', () => {
     // Nothing close: no guess.
     expect(r.stderr).toContain(`${file}:7: probes[0].colour: unknown field\n`);
   });
+
+  it("a timeout from defaults that is not below a probe's interval names the defaults line", async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'd.yaml');
+    fs.writeFileSync(
+      file,
+      'defaults:\n  interval: 1m\n  timeout: 45s\nprobes:\n  - name: a\n    kind: http\n    url: https://x.example/\n    interval: 30s\n  - name: b\n    kind: http\n    url: https://y.example/\n',
+    );
+    const r = await runCli(['check', '--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `${file}:8: probes[0].interval: timeout 45s (from defaults.timeout at ${file}:3) must be below the interval (30s), so runs never overlap; set a shorter timeout on this probe or in defaults`,
+    );
+    expect(r.stderr).toContain('(1 problem)');
+  });
 });
