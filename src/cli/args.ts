@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { LOG_LEVELS, type LogLevel } from '../core/log.js';
 import { startLab, type Lab } from '../lab/index.js';
 import { PACKAGE_ROOT } from '../core/version.js';
+import { LISTEN_FORMAT, listenAddress } from '../daemon/server.js';
 
 /** 130 and 143 are what a shell reports for a command ended by SIGINT (128 + 2) and SIGTERM (128 + 15). */
 export const EXIT = { ok: 0, fail: 1, usage: 2, interrupted: 130, terminated: 143 } as const;
@@ -107,6 +108,12 @@ export function durationArg(name: string, value: string | undefined, fallback: n
   const ms = parseDurationMs(value);
   if (ms === undefined) throw new UsageError(`--${name} must be a duration such as 10s, got "${value}"`);
   return ms;
+}
+
+/** `--listen`, checked before anything starts (the lab, a probe). */
+export function listenArg(value: string): string {
+  if (!listenAddress(value)) throw new UsageError(`--listen must be ${LISTEN_FORMAT}, got "${value}"`);
+  return value;
 }
 
 /** A share of runs: 0.8, or 80%. */

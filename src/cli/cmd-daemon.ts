@@ -1,27 +1,34 @@
+import fs from 'node:fs';
 import { DEFAULT_MAX_CONNECTIONS } from '../daemon/connection-cap.js';
 import { historyFrom } from '../daemon/history.js';
 import { startDaemon } from '../daemon/daemon.js';
+import { noProbesError } from '../daemon/no-probes.js';
 import { shardFrom } from '../daemon/shard.js';
 import { createLogger } from '../core/log.js';
-import { type Args, configPathsFor, durationArg, EXIT, logLevel, maybeLab, positiveInt } from './args.js';
+import { type Args, configPathsFor, durationArg, EXIT, listenArg, logLevel, maybeLab, positiveInt } from './args.js';
 
 export async function cmdDaemon(args: Args): Promise<number> {
   const log = createLogger({ level: logLevel(args, 'info') });
+  // Every option is checked before the lab or any probe starts: a typo is a usage error, not a
+  // half-started daemon.
+  const listen = listenArg(args.values.listen ?? (process.env.FLEETPROBE_LISTEN || (args.values.lab ? '127.0.0.1:9437' : '0.0.0.0:9437')));
+  const options = {
+    configPaths: configPathsFor(args),
+    listen,
+    concurrency: positiveInt('concurrency', args.values.concurrency, 64),
+    graceMs: durationArg('grace', args.values.grace, 10_000),
+    log,
+    shard: shardFrom(args.values.shard),
+    history: historyFrom(args.values.history),
+    maxConnections: positiveInt('max-connections', args.values['max-connections'], DEFAULT_MAX_CONNECTIONS),
+  };
+  // A missing probes/ (the default) or --config path: refused here, before the lab starts.
+  const missing = options.configPaths.find((p) => !fs.existsSync(p));
+  if (missing !== undefined) throw noProbesError(options.configPaths, { missing });
   const lab = await maybeLab(args, log);
-  const listen = args.values.listen ?? (process.env.FLEETPROBE_LISTEN || (lab ? '127.0.0.1:9437' : '0.0.0.0:9437'));
   let daemon;
   try {
-    daemon = await startDaemon({
-      configPaths: configPathsFor(args),
-      listen,
-      concurrency: positiveInt('concurrency', args.values.concurrency, 64),
-      graceMs: durationArg('grace', args.values.grace, 10_000),
-      log,
-      lab,
-      shard: shardFrom(args.values.shard),
-      history: historyFrom(args.values.history),
-      maxConnections: positiveInt('max-connections', args.values['max-connections'], DEFAULT_MAX_CONNECTIONS),
-    });
+    daemon = await startDaemon({ ...options, lab });
   } catch (err) {
     await lab?.close();
     throw err;

@@ -4,7 +4,7 @@ import { createLogger } from '../core/log.js';
 import { ownedBy, shardFrom } from '../daemon/shard.js';
 import { startLab } from '../lab/index.js';
 import { type Args, configPathsFor, EXIT, labFaults, logLevel, maybeLab } from './args.js';
-import { renderList } from './render.js';
+import { probeMode, renderList } from './render.js';
 
 /** The commands that look without probing: check, list and lab. */
 
@@ -30,10 +30,15 @@ export async function cmdList(args: Args): Promise<number> {
   try {
     const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars, lenient: true });
     const probes = ownedBy(config.probes, shard);
+    // On stderr with --json (stdout is one JSON array); after the table otherwise.
+    const skipped = config.skippedLabFiles.map((f) => `${f}: skipped (lab: true); list its probes with --lab\n`).join('');
     if (args.values.json) {
+      process.stderr.write(skipped);
       const out = probes.map((s) => ({
         name: s.name,
         kind: s.kind,
+        description: s.description ?? null,
+        mode: probeMode(s),
         interval: s.intervalMs ? s.intervalMs / 1000 : null,
         cron: s.cron ?? null,
         timeoutSeconds: s.timeoutMs / 1000,
@@ -44,7 +49,7 @@ export async function cmdList(args: Args): Promise<number> {
       const unresolved = config.deferred.map((d) => ({ name: d.name, loaded: false, unresolved: describeDeferred(d) }));
       process.stdout.write(JSON.stringify([...out, ...unresolved], null, 2) + '\n');
     } else {
-      process.stdout.write(renderList(probes) + '\n');
+      process.stdout.write(renderList(probes) + '\n' + skipped);
       for (const d of config.deferred)
         process.stdout.write(
           `${d.name}: not loaded, unresolved references:\n${describeDeferred(d)

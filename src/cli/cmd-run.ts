@@ -35,7 +35,7 @@ async function runOne(args: Args, name: string): Promise<number> {
     const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars, lenient: true });
     requireResolved([name], config.deferred);
     const spec = config.probes.find((p) => p.name === name);
-    if (!spec) throw new UnknownProbeError(name, [...config.probes.map((p) => p.name), ...config.deferred.map((d) => d.name)]);
+    if (!spec) throw new UnknownProbeError(name, [...config.probes.map((p) => p.name), ...config.deferred.map((d) => d.name)], config.skippedLabFiles);
     requireResolved(
       (KINDS[spec.kind].companions?.(spec.config as never) ?? []).map((c) => c.probe),
       config.deferred,

@@ -23,7 +23,7 @@ const COMMANDS: Record<string, (args: Args) => Promise<number>> = {
 };
 
 /** Errors that are the user's input, not a bug: a message without a stack, exit 2. */
-const INPUT_ERRORS = new Set(['FP_ERR_LAB', 'FP_ERR_LISTEN', 'FP_ERR_EMPTY_SELECTION', 'FP_ERR_REPORT_FILE']);
+const INPUT_ERRORS = new Set(['FP_ERR_LAB', 'FP_ERR_LISTEN', 'FP_ERR_NO_PROBES', 'FP_ERR_EMPTY_SELECTION', 'FP_ERR_REPORT_FILE']);
 
 export async function main(argv: string[]): Promise<number> {
   try {

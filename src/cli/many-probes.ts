@@ -53,7 +53,7 @@ export async function withManyProbes(args: Args, mode: 'run' | 'gate', bar: Bar,
   };
   try {
     const config = loadConfig({ paths: configPathsFor(args), lab: Boolean(lab), vars: lab?.vars });
-    const specs = selectProbes(config.probes, selection);
+    const specs = selectProbes(config.probes, selection, config.skippedLabFiles);
     const junit = args.values.junit ? new JunitFile(args.values.junit) : undefined;
     const report = new Report(specs, { mode, json: Boolean(args.values.json), junit, bar, out: process.stdout });
     process.on('SIGINT', onSignal);

@@ -21,7 +21,8 @@ export interface ProbeRunOptions {
  */
 export async function runWithCompanions(spec: ProbeSpec, all: ProbeSpec[], opts: ProbeRunOptions): Promise<RunResult> {
   const companion = await runCompanions(spec, all, opts);
-  return runProbe(spec, KINDS[spec.kind], { shutdown: opts.shutdown, log: opts.log, onProgress: opts.onProgress, companion });
+  // oneShot: no earlier or later runs of this probe in this process (device-status judges drift now).
+  return runProbe(spec, KINDS[spec.kind], { shutdown: opts.shutdown, log: opts.log, onProgress: opts.onProgress, companion, oneShot: true });
 }
 
 async function runCompanions(spec: ProbeSpec, all: ProbeSpec[], opts: ProbeRunOptions): Promise<(name: string) => CompanionStatus | undefined> {

@@ -3,11 +3,14 @@ import type { ProbeSpec } from '../core/kind.js';
 import { formatDuration, formatSeconds } from '../core/duration.js';
 import { CERT_EXPIRY } from '../core/observations.js';
 import type { RunResult } from '../core/result.js';
+import { isHeld } from '../daemon/hold.js';
 import { scheduleOf } from '../daemon/status.js';
+import { KINDS } from '../kinds/index.js';
 
 /**
  * The phase timeline an on-call engineer reads at 3 a.m.: every phase with its time, the failing
- * one marked with its reason, phases never reached shown as such.
+ * one marked with its reason, phases a failure kept from running shown as not reached (a passing
+ * run lists only the phases it ran).
  *
  *   FAIL canary-url (http)  reason=device_offline  phase=transfer  0.043s
  *     ✓ resolve     0.1ms
@@ -24,7 +27,7 @@ export function renderTimeline(r: RunResult, allPhases: readonly string[], color
   const why = r.success || r.aborted ? '' : `  reason=${c.red(c.bold(r.reason ?? ''))}  phase=${c.bold(r.phase ?? '')}`;
   lines.push(`${head} ${c.bold(r.name)} (${r.kind})${why}  ${formatSeconds(r.durationSeconds)}`);
   const names = [...allPhases, ...Object.keys(r.phases).filter((p) => !allPhases.includes(p))];
-  const width = Math.max(...names.map((n) => n.length));
+  const width = Math.max(...names.filter((n) => n in r.phases || !r.success).map((n) => n.length));
   let failedSeen = false;
   for (const name of names) {
     const reached = name in r.phases;
@@ -35,16 +38,32 @@ export function renderTimeline(r: RunResult, allPhases: readonly string[], color
       lines.push(`  ${c.red('✗')} ${c.red(c.bold(name.padEnd(width)))} ${time}  ${c.red(r.aborted ? 'aborted' : (r.reason ?? ''))}`);
     } else if (reached) {
       lines.push(`  ${c.green('✓')} ${name.padEnd(width)} ${time}`);
-    } else {
-      lines.push(`  ${c.dim('-')} ${c.dim(name.padEnd(width))} ${c.dim(failedSeen || !r.success ? '  not reached' : '  skipped')}`);
+    } else if (failedSeen || !r.success) {
+      lines.push(`  ${c.dim('-')} ${c.dim(name.padEnd(width))} ${c.dim('  not reached')}`);
     }
+    // A passing run shows only the phases it ran: the others belong to modes this probe does not
+    // use (a tunnel probe that does not hold has no `hold`).
   }
   if (r.message) lines.push(`  ${r.success ? '' : c.red('→ ')}${r.message}`);
   for (const [k, v] of Object.entries(r.observations)) {
-    const shown = k === CERT_EXPIRY && typeof v === 'number' ? new Date(v * 1000).toISOString() : String(v);
+    const shown = showObservation(k, v);
     lines.push(c.dim(`  ${k}: ${shown}`));
   }
   return lines.join('\n');
+}
+
+/** An observation as a person reads it: a date for a certificate's expiry, milliseconds for a latency percentile. */
+function showObservation(key: string, v: number | string): string {
+  if (typeof v !== 'number') return v;
+  if (key === CERT_EXPIRY) return new Date(v * 1000).toISOString();
+  // `ssh_session_latency_seconds.95`: a percentile in seconds, with float noise in its last digits.
+  if (/_seconds\.\d+$/.test(key)) return `${Math.round(v * 1000)}ms`;
+  return String(v);
+}
+
+/** How the daemon runs a probe: on an interval, on a cron pattern, or held open as one long task. */
+export function probeMode(spec: ProbeSpec): 'interval' | 'cron' | 'held' {
+  return isHeld(spec, KINDS) ? 'held' : spec.cron ? 'cron' : 'interval';
 }
 
 export function renderList(specs: ProbeSpec[]): string {
@@ -53,7 +72,7 @@ export function renderList(specs: ProbeSpec[]): string {
     rows.push([
       s.name,
       s.kind,
-      scheduleOf(s),
+      probeMode(s) === 'held' ? 'held' : scheduleOf(s),
       formatDuration(s.timeoutMs),
       Object.entries(s.labels)
         .map(([k, v]) => `${k}=${v}`)

@@ -55,7 +55,7 @@ function labelOf(spec: ProbeSpec, key: string): string | undefined {
 }
 
 /** The selected probes, in configuration order (names: in the order given). */
-export function selectProbes(probes: ProbeSpec[], sel: Selection): ProbeSpec[] {
+export function selectProbes(probes: ProbeSpec[], sel: Selection, skippedLabFiles: string[] = []): ProbeSpec[] {
   if (sel.names.length) {
     const byName = new Map(probes.map((p) => [p.name, p]));
     return [...new Set(sel.names)].map((name) => {
@@ -64,6 +64,7 @@ export function selectProbes(probes: ProbeSpec[], sel: Selection): ProbeSpec[] {
         throw new UnknownProbeError(
           name,
           probes.map((p) => p.name),
+          skippedLabFiles,
         );
       return spec;
     });

@@ -20,13 +20,46 @@ function unwrap(issue: z.core.$ZodIssue, at: PropertyKey[]): { path: PropertyKey
   return [{ path: p, issue }];
 }
 
-/** Schema problems as config issues, each located by its path under `prefix` in the document. */
-export function zodIssues(issues: readonly z.core.$ZodIssue[], file: string, doc: Document, lc: LineCounter, prefix: PropertyKey[]): ConfigIssue[] {
+/** Edit distance (insertions, deletions, substitutions), for "did you mean". Names are short. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length];
+}
+
+/** The known field closest to a misspelt one (case aside, at most a third of its letters off), if any. */
+export function closestField(key: string, known: readonly string[]): string | undefined {
+  let best: { name: string; d: number } | undefined;
+  for (const name of known) {
+    const d = distance(key.toLowerCase(), name.toLowerCase());
+    if (d <= Math.max(1, Math.floor(name.length / 3)) && (!best || d < best.d)) best = { name, d };
+  }
+  return best?.name;
+}
+
+/**
+ * Schema problems as config issues, each located by its path under `prefix` in the document.
+ * `knownKeys`: the fields of the object at `prefix`, so an unknown one there suggests the closest.
+ */
+export function zodIssues(
+  issues: readonly z.core.$ZodIssue[],
+  file: string,
+  doc: Document,
+  lc: LineCounter,
+  prefix: PropertyKey[],
+  knownKeys: readonly string[] = [],
+): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   for (const { path: p, issue } of issues.flatMap((i) => unwrap(i, prefix))) {
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) {
-        out.push({ file, line: locateLine(doc, lc, p, key), path: formatPath([...p, key]), message: 'unknown field' });
+        const near = p.length === prefix.length ? closestField(key, knownKeys) : undefined;
+        const message = near ? `unknown field; did you mean \`${near}\`?` : 'unknown field';
+        out.push({ file, line: locateLine(doc, lc, p, key), path: formatPath([...p, key]), message });
       }
       continue;
     }

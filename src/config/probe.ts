@@ -82,8 +82,9 @@ function validate(f: FileContext, kind: ProbeKind, input: Record<string, unknown
   if (!parsed.success) {
     const injected = parsed.error.issues.filter((i) => fromPlatform.includes(String(i.path[0])));
     const own = parsed.error.issues.filter((i) => !injected.includes(i));
-    if (injected.length) f.issues.push(...f.schemaIssues(zodIssues(injected, f.file, f.doc, f.lc, ['platform'])));
-    if (own.length) f.issues.push(...f.schemaIssues(zodIssues(own, f.file, f.doc, f.lc, at)));
+    const known = Object.keys(schema.shape);
+    if (injected.length) f.issues.push(...f.schemaIssues(zodIssues(injected, f.file, f.doc, f.lc, ['platform'], known)));
+    if (own.length) f.issues.push(...f.schemaIssues(zodIssues(own, f.file, f.doc, f.lc, at, known)));
     return undefined;
   }
   const p = parsed.data as z.output<typeof schema> & Record<string, unknown>;
@@ -134,7 +135,9 @@ function loadOne(f: FileContext, rawProbe: Record<string, unknown>, index: numbe
   if (prev) return void issue('name', `duplicate probe name "${p.name}" (also defined at ${prev})`);
   f.seen.set(p.name, `${f.file}:${line}`);
 
-  const schedule = deriveSchedule({ probe: p, defaults: f.defaults, kindDefaults: kind.defaults });
+  const defaultsLine = f.defaults.timeout !== undefined ? locateLine(f.doc, f.lc, ['defaults', 'timeout']) : undefined;
+  const defaultsTimeoutAt = `defaults.timeout${defaultsLine ? ` at ${f.file}:${defaultsLine}` : ''}`;
+  const schedule = deriveSchedule({ probe: p, defaults: f.defaults, kindDefaults: kind.defaults, defaultsTimeoutAt });
   if ('field' in schedule) return void issue(schedule.field, schedule.message);
   const { intervalMs, cron, timeoutMs } = schedule;
 

@@ -45,6 +45,8 @@ export interface ScheduleInput {
   probe: { interval?: number; cron?: string; timeout?: number };
   defaults: { interval?: number; timeout?: number };
   kindDefaults?: { intervalMs?: number; timeoutMs?: number };
+  /** Where the defaults block sets `timeout` (`defaults.timeout at line 3`), named when that timeout is the problem. */
+  defaultsTimeoutAt?: string;
 }
 
 /**
@@ -52,7 +54,7 @@ export interface ScheduleInput {
  * defaults block; the timeout must be below the gap between runs, so runs never overlap. A problem
  * is returned with the field to report it on.
  */
-export function deriveSchedule({ probe: p, defaults, kindDefaults }: ScheduleInput): Schedule | { field: string; message: string } {
+export function deriveSchedule({ probe: p, defaults, kindDefaults, defaultsTimeoutAt }: ScheduleInput): Schedule | { field: string; message: string } {
   if (p.interval !== undefined && p.cron !== undefined) return { field: 'cron', message: 'set either interval or cron, not both' };
   let intervalMs: number | undefined;
   let gapMs: number;
@@ -71,9 +73,13 @@ export function deriveSchedule({ probe: p, defaults, kindDefaults }: ScheduleInp
   const timeoutMs = explicitTimeout ?? Math.min(kindDefaults?.timeoutMs ?? DEFAULT_TIMEOUT_MS, Math.floor(gapMs * DEFAULT_TIMEOUT_SHARE));
   if (timeoutMs <= 0) return { field: 'timeout', message: 'timeout must be above 0' };
   if (timeoutMs >= gapMs) {
+    // A timeout from the defaults block is fixed there or on this probe: say where it was written.
+    const fromDefaults = p.timeout === undefined && defaults.timeout !== undefined;
+    const origin = fromDefaults ? ` (from ${defaultsTimeoutAt ?? 'defaults.timeout'})` : '';
+    const fix = fromDefaults ? '; set a shorter timeout on this probe or in defaults' : '';
     return {
       field: p.timeout !== undefined ? 'timeout' : p.cron !== undefined ? 'cron' : 'interval',
-      message: `timeout ${formatDuration(timeoutMs)} must be below the ${p.cron !== undefined ? 'gap between cron runs' : 'interval'} (${formatDuration(gapMs)}), so runs never overlap`,
+      message: `timeout ${formatDuration(timeoutMs)}${origin} must be below the ${p.cron !== undefined ? 'gap between cron runs' : 'interval'} (${formatDuration(gapMs)}), so runs never overlap${fix}`,
     };
   }
   return { intervalMs, cron: p.cron, timeoutMs };

@@ -91,13 +91,32 @@ export function classifyError(err: unknown): Reason {
 }
 
 /** A one-line description of an error chain: "what failed: why (CODE)". */
+/** RFC 4254 5.1: why a peer refused to open an SSH channel. */
+const CHANNEL_OPEN_FAILURES: Record<number, string> = {
+  1: 'administratively prohibited',
+  2: 'connect failed',
+  3: 'unknown channel type',
+  4: 'resource shortage',
+};
+
+/**
+ * A message that ends on a colon because the peer gave no detail (ssh2's "(SSH) Channel open
+ * failure: " with an empty description) ends with what is known instead: the RFC 4254 reason code.
+ */
+function withoutEmptyTail(msg: string, e: unknown): string {
+  if (!/:\s*$/.test(msg)) return msg;
+  const reason = (e as { reason?: unknown } | null)?.reason;
+  const known = typeof reason === 'number' ? CHANNEL_OPEN_FAILURES[reason] : undefined;
+  return msg.replace(/:\s*$/, '') + (known ? `: ${known} (reason ${reason}), no description given` : ' (no detail given)');
+}
+
 export function describeError(err: unknown): string {
   const parts: string[] = [];
   for (const e of walkErrorChain(err)) {
     if (e instanceof AggregateError && e.errors.length && !e.message) continue;
     // Some libraries reject with plain objects ({ code, message }): use their message, not "[object Object]".
     const objMsg = (e as { message?: unknown } | null)?.message;
-    const msg = e instanceof Error ? e.message : typeof objMsg === 'string' ? objMsg : String(e);
+    const msg = withoutEmptyTail(e instanceof Error ? e.message : typeof objMsg === 'string' ? objMsg : String(e), e);
     const code = errorCode(e)?.startsWith('FP_') ? undefined : errorCode(e);
     const text = code && msg && !msg.includes(code) ? `${msg} (${code})` : msg || code || '';
     if (text && !parts.some((p) => p.includes(text))) parts.push(text);

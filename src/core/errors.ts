@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   FP_ERR_PROBE: 'a probe run failed',
   FP_ERR_LAB: 'the embedded lab could not start or was asked for something it does not have',
   FP_ERR_LISTEN: 'the HTTP server could not listen on the requested address',
+  FP_ERR_NO_PROBES: '`fleetprobe daemon` found no probes to run (no probe files, or none with probes)',
   FP_ERR_DAEMON: '`fleetprobe status` could not read the daemon (unreachable, no answer in time, or not its JSON)',
   FP_RUN_TIMEOUT: "(internal) a run's deadline passed",
   FP_SHUTDOWN: '(internal) the run was aborted by a shutdown, or had already ended',
@@ -70,8 +71,10 @@ export class UsageError extends FleetprobeError {
 
 export class UnknownProbeError extends FleetprobeError {
   readonly known: string[];
-  constructor(name: string, known: string[]) {
-    super('FP_ERR_UNKNOWN_PROBE', `no probe named "${name}"; known probes: ${known.length ? known.join(', ') : '(none)'}`);
+  /** skippedLabFiles: files left out for want of --lab, where the probe may well be. */
+  constructor(name: string, known: string[], skippedLabFiles: string[] = []) {
+    const skipped = skippedLabFiles.length ? `; skipped ${skippedLabFiles.join(', ')} (lab: true): add --lab to load its probes` : '';
+    super('FP_ERR_UNKNOWN_PROBE', `no probe named "${name}"; known probes: ${known.length ? known.join(', ') : '(none)'}${skipped}`);
     this.known = known;
   }
 }

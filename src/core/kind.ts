@@ -47,6 +47,12 @@ export interface ProbeContext<P extends string = string> {
    * outlive a reload and mix up two probes of one name).
    */
   state<T extends object>(init: () => T): T;
+  /**
+   * True for a run from the command line (`fleetprobe run`): it has no earlier runs and no later
+   * ones, so a kind that judges over time (device-status's `maxDrift`) judges what it sees now and
+   * says how the daemon would treat it. Set by the runner's caller (RunOptions.oneShot), never guessed.
+   */
+  readonly oneShot?: boolean;
 }
 
 /** Where the runner keeps one probe's state between runs (see ProbeContext.state). */

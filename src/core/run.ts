@@ -45,6 +45,8 @@ export interface RunOptions {
   companion?: (name: string) => CompanionStatus | undefined;
   /** This probe's state between runs (ProbeContext.state); without it each run starts afresh. */
   state?: ProbeState;
+  /** A single run from the command line (ProbeContext.oneShot). */
+  oneShot?: boolean;
 }
 
 /**
@@ -147,6 +149,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
     },
     companion: (name) => opts.companion?.(name),
     state: <T extends object>(init: () => T): T => (opts.state ? (opts.state.value ??= init()) : init()) as T,
+    oneShot: opts.oneShot ?? false,
     teardown(task) {
       // Its failure is the task's own business (it logs); it must never become the run's.
       teardowns.push(task.catch((err) => runLog().warn({ err }, 'a teardown step of the run failed')));

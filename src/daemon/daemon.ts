@@ -10,6 +10,7 @@ import type { Lab } from '../lab/index.js';
 import { Metrics } from '../metrics/metrics.js';
 import { recordResult } from './recorder.js';
 import { Scheduler } from './scheduler.js';
+import { noProbesError } from './no-probes.js';
 import { NO_SHARD, ownedBy, type Shard } from './shard.js';
 import { createServer, listen } from './server.js';
 import { ProbeStates } from './probe-states.js';
@@ -49,8 +50,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const { log } = opts;
   const shard = opts.shard ?? NO_SHARD;
   // Sharding applies after loading, so every replica validates the whole configuration alike.
+  let total = 0;
   const load = (): LoadedConfig => {
     const all = loadConfig({ paths: opts.configPaths, lab: Boolean(opts.lab), vars: opts.lab?.vars });
+    total = all.probes.length;
     const probes = ownedBy(all.probes, shard);
     if (shard.count > 1)
       log.info(
@@ -61,7 +64,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   };
   const config = load();
   for (const f of config.skippedLabFiles) log.info({ file: f }, `skipped ${f}: it describes the embedded lab (lab: true); start with --lab to use it`);
-  if (config.probes.length === 0) log.warn({ paths: opts.configPaths }, 'no probes configured');
+  if (total === 0) throw noProbesError(opts.configPaths, { skippedLabFiles: config.skippedLabFiles });
+  // Other shards may own them all (a few probes over many replicas).
+  if (config.probes.length === 0) log.warn({ paths: opts.configPaths, shard: `${shard.index}/${shard.count}` }, 'no probes in this shard');
 
   const metrics = new Metrics(VERSION, KINDS);
   metrics.shardIndex.set(shard.index);
@@ -117,8 +122,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     metrics.reloadSuccessful.set(1);
     metrics.reloadTimestamp.set(Date.now() / 1000);
   };
-  apply(config);
-
+  // The port first: a port in use fails the start before any tunnel is held or probe runs (and
+  // /ready says not ready until the scheduler runs).
   const server: http.Server = createServer({
     metrics,
     status,
@@ -127,6 +132,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     state: { ready: () => !shuttingDown && scheduler.isRunning },
   });
   const addr = await listen(server, opts.listen);
+  apply(config);
   const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
   log.info(

@@ -50,11 +50,19 @@ export function createServer(deps: { metrics: Metrics; status: StatusStore; stat
   return server;
 }
 
+/** `HOST:PORT`, `[v6]:PORT` or `:PORT` (every address) as a host and a port, or undefined when it is none of them. */
+export function listenAddress(hostPort: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(hostPort);
+  if (!m || Number(m[3]) > 65535) return undefined;
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) };
+}
+
+export const LISTEN_FORMAT = 'HOST:PORT (e.g. 127.0.0.1:9437, [::1]:9437, :9437; port 0-65535)';
+
 export function listen(server: http.Server, hostPort: string): Promise<{ host: string; port: number }> {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(hostPort);
-  if (!m) throw new FleetprobeError('FP_ERR_LISTEN', `--listen must be HOST:PORT, got "${hostPort}"`);
-  const host = m[1] ?? (m[2] || '0.0.0.0');
-  const port = Number(m[3]);
+  const addr = listenAddress(hostPort);
+  if (!addr) throw new FleetprobeError('FP_ERR_LISTEN', `--listen must be ${LISTEN_FORMAT}, got "${hostPort}"`);
+  const { host, port } = addr;
   return new Promise((resolve, reject) => {
     const fail = (err: NodeJS.ErrnoException) => {
       const why = err.code === 'EADDRINUSE' ? 'the address is already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;

@@ -141,11 +141,23 @@ function judge(ctx: ProbeContext, name: string, cfg: StatusConfig, api: ApiDevic
   const limit = api.is_online ? cfg.maxDrift : cfg.offlineGrace;
   const apiSays = `the API says device ${cfg.device} is ${api.is_online ? 'online' : 'offline'} (${describeApi(api)})`;
   const state = api.is_online ? 'unreachable' : 'reachable';
+  const limitName = api.is_online ? 'maxDrift' : 'offlineGrace';
   // At least the limit: `maxDrift: 0s` makes any disagreement drift at once.
   if (lasted >= limit) {
     throw new ProbeError(
       'status_drift',
-      `${apiSays} but it has been ${state} for ${elapsed(lasted)}, not less than ${api.is_online ? 'maxDrift' : 'offlineGrace'} ${formatDuration(limit)}: ${reach.detail}`,
+      `${apiSays} but it has been ${state} for ${elapsed(lasted)}, not less than ${limitName} ${formatDuration(limit)}: ${reach.detail}`,
+    );
+  }
+  // `fleetprobe run` has no earlier run to time the disagreement from and no later one to see it
+  // last: passing would hide what the engineer asked about, so it fails and says what the daemon does.
+  if (ctx.oneShot) {
+    // The verdict and what the daemon does first: the message is cut at 512 characters.
+    throw new ProbeError(
+      'status_drift',
+      `the API says device ${cfg.device} is ${api.is_online ? 'online' : 'offline'} but it is ${state} now. ` +
+        `One run cannot tell for how long: the daemon alerts (status_drift) once it lasts ${limitName} ${formatDuration(limit)}. ` +
+        `API: ${describeApi(api)}; device: ${reach.detail}`,
     );
   }
   ctx.log.debug(

@@ -47,7 +47,8 @@ export async function startControl(opts: ControlOptions): Promise<LabServer> {
             .join(', ')}`,
         });
       faults.set(name, method === 'PUT');
-      return json(res, 200, faults.list());
+      // One line for the terminal that ran curl; GET /faults lists them all.
+      return line(res, 200, `lab fault ${name}: ${method === 'PUT' ? 'on' : 'off'}`);
     }
     const d = /^\/devices\/([0-9a-fA-F]+)\/offline$/.exec(path);
     if (d && opts.devices && (method === 'PUT' || method === 'DELETE')) {
@@ -73,6 +74,11 @@ function foreignOrigin(req: http.IncomingMessage, port: number): string | undefi
   const origin = req.headers.origin?.toLowerCase();
   if (origin !== undefined && !own.some((h) => origin === `http://${h}`)) return `Origin "${origin}" is not this lab control server`;
   return undefined;
+}
+
+function line(res: http.ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) + 1 });
+  res.end(text + '\n');
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown): void {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Client, ClientChannel } from 'ssh2';
+import { describeError } from '../core/classify.js';
 import { ProbeError } from '../core/errors.js';
 import type { Reason } from '../core/reasons.js';
 import { ChannelWatch, closeChannel, outputExcerpt } from './ssh-channel.js';
@@ -193,7 +194,8 @@ async function runSshCommand(t: PhaseRunner, client: Client, opts: SshCommandOpt
         channel = await openExec(client, mode.execLine, signal, (ch) => w.listen(ch));
       } catch (err) {
         if (err instanceof Error && /unable to exec|failure/i.test(err.message) && !(err as { level?: string }).level) {
-          throw new ProbeError('denied', `${opts.target} refused to run "${mode.execLine}": ${err.message}`, { cause: err });
+          // describeError: ssh2's message ends on an empty description ("Channel open failure: ").
+          throw new ProbeError('denied', `${opts.target} refused to run "${mode.execLine}": ${describeError(err)}`, { cause: err });
         }
         if (err instanceof Error && /no response from server|not connected/i.test(err.message)) throw w.cut('before the command started', mode.awaited);
         throw err;

@@ -372,6 +372,34 @@ describe('non-standard and broken API answers (raw peers)', () => {
     await sleep(1200);
     expectOutcome(await runStatus(fields), false, 'status_drift', 'reachability', 'is offline', 'reachable for 1.', 'a tunnel to');
   });
+  it('fleetprobe run: API offline while the device is reachable fails at once, saying the daemon allows offlineGrace', async () => {
+    answer = send(200, JSON.stringify({ d: [device({ is_online: false, is_connected_to_vpn: false, api_heartbeat_state: 'offline' })] }));
+    const dir = tempDir();
+    const file = path.join(dir, 'status.yaml');
+    fs.writeFileSync(
+      file,
+      `probes:
+  - name: canary-status
+    kind: device-status
+    api: ${api.url}
+    token: { env: FP_TEST_STATUS_TOKEN }
+    tunnel: 127.0.0.1:${lab.vars.LAB_TUNNEL_PORT}
+    tunnelTls: { caFile: "${lab.caFile}", serverName: "${lab.vars.LAB_TUNNEL_HOST}" }
+    tunnelToken: { file: "${lab.vars.LAB_TUNNEL_TOKEN_FILE}" }
+    user: probe-bot
+    device: ${DEVICE3}
+    offlineGrace: 2m
+`,
+    );
+    const r = await runCli(['run', 'canary-status', '--config', file, '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    const out = JSON.parse(r.stdout) as { reason: string; phase: string; message: string };
+    expect(out).toMatchObject({ reason: 'status_drift', phase: 'reachability' });
+    expect(out.message).toContain(`the API says device ${DEVICE3} is offline but it is reachable now.`);
+    expect(out.message).toContain('the daemon alerts (status_drift) once it lasts offlineGrace 2m');
+    expect(out.message).toContain('a tunnel to');
+    expect(r.stdout + r.stderr).not.toContain(CANARY);
+  });
 });
 
 describe('fleet sample mode against the lab fleet', () => {
@@ -558,6 +586,24 @@ describe('CLI and daemon', () => {
     const r = await runCli(['run', 'lab-device-status-companion', '--lab', '--lab-fault', 'status-stale,device-3-offline']);
     expect(r.stdout).toContain('companion lab-tunnel-ssh-banner: failed (device_offline in proxy_connect');
     expect(r.stdout).toContain('device_api_online: 1');
+  });
+
+  // A one-shot run has no earlier run to time a drift from: it fails on what it sees now, naming
+  // both views and how long the daemon waits (maxDrift) before it alerts.
+  it('fleetprobe run lab-device-status with status-stale + device-3-offline: status_drift at once, both views named', async () => {
+    const r = await runCli(['run', 'lab-device-status', '--lab', '--lab-fault', 'status-stale,device-3-offline', '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    const out = JSON.parse(r.stdout) as { reason: string; phase: string; message: string };
+    expect(out).toMatchObject({ name: 'lab-device-status', success: false, reason: 'status_drift', phase: 'reachability' });
+    expect(out.message).toMatch(new RegExp(`^the API says device ${DEVICE3} is online but it is unreachable now\\. `));
+    expect(out.message).toContain('the daemon alerts (status_drift) once it lasts maxDrift 30s');
+    expect(out.message).toContain('API: is_online true');
+    expect(out.message).toContain('device: CONNECT');
+    expect(out.message).toContain('not connected');
+    const human = await runCli(['run', 'lab-device-status-companion', '--lab', '--lab-fault', 'status-stale,device-3-offline']);
+    expect(human.code, human.stdout + human.stderr).toBe(1);
+    expect(human.stdout).toContain('is online but it is unreachable now');
+    expect(human.stdout).toContain('device: companion probe "lab-tunnel-ssh-banner" failed');
   });
 
   it('a daemon: status-stale plus an offline device fails with status_drift once past maxDrift, with both modes', async () => {

@@ -101,13 +101,17 @@ describe('embedded lab: public device URLs', () => {
   it('device-offline: 502 with the platform error page, then recovers', async () => {
     const on = await setFault(lab, 'device-offline', true);
     expect(on.status).toBe(200);
-    const afterOn = (await on.json()) as { name: string; on: boolean }[];
-    expect(afterOn.find((f) => f.name === 'device-offline')?.on).toBe(true);
+    // One short line for the terminal that ran curl, not the whole list.
+    expect(await on.text()).toBe('lab fault device-offline: on\n');
+    const list = (await (await fetch(`${lab.controlUrl}/faults`)).json()) as { name: string; on: boolean }[];
+    expect(list.find((f) => f.name === 'device-offline')?.on).toBe(true);
     const r = await get(lab, lab.vars.LAB_DEVICE_UUID, '/health');
     expect(r.status).toBe(502);
     expect(r.headers['content-type']).toBe('text/html');
     expect(r.body).toContain('We encountered an error when reaching this balena.io device: tunneling socket could not be established: 500');
-    expect((await setFault(lab, 'device-offline', false)).status).toBe(200);
+    const off = await setFault(lab, 'device-offline', false);
+    expect(off.status).toBe(200);
+    expect(await off.text()).toBe('lab fault device-offline: off\n');
     expect((await get(lab, lab.vars.LAB_DEVICE_UUID, '/health')).status).toBe(200);
   });
 

@@ -272,6 +272,14 @@ describe('ssh kind against non-standard proxies', () => {
     const r = await viaPeer((_c, s) => exit0(s, '', 'the frobnicator is on fire\n'));
     expectOutcome(r, fail('proxy', 'session', 'without the begin marker', 'the frobnicator is on fire', 'exit status 0'));
   });
+  it('a proxy that refuses the session with no description: the message ends with the RFC 4254 reason, not an empty "failure:"', async () => {
+    const p = await sshPeer(userKey, () => undefined, { rejectSessions: true });
+    peers.push(p);
+    const r = await runSsh({ sshProxy: `127.0.0.1:${p.port}`, user: 'u', sshKey: { file: keyFile }, hostKeys: p.fingerprint, device: 'abc1234' }, 2000);
+    expect(r.success).toBe(false);
+    expect(r.message).toBe('device abc1234 refused to run "host abc1234": (SSH) Channel open failure: connect failed (reason 2), no description given');
+    expect(r.message).not.toMatch(/:\s*$/);
+  });
   it('silence and exit 0: proxy, never a pass', async () => {
     expectOutcome(await viaPeer((_c, s) => exit0(s)), fail('proxy', 'session', 'nothing on stderr'));
   });

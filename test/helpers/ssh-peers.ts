@@ -12,12 +12,18 @@ export interface SshPeer extends LabServer {
   hostKey: LabKeyPair;
 }
 
-export async function sshPeer(userKey: LabKeyPair, onExec: (command: string, stream: ServerChannel) => void): Promise<SshPeer> {
+/** `rejectSessions`: refuse every session channel (a CHANNEL_OPEN_FAILURE with an empty description, as ssh2 sends). */
+export async function sshPeer(
+  userKey: LabKeyPair,
+  onExec: (command: string, stream: ServerChannel) => void,
+  opts: { rejectSessions?: boolean } = {},
+): Promise<SshPeer> {
   const hostKey = generateLabKey('peer-host');
   const server = sshServer(hostKey, (client) => {
     client.on('authentication', (ctx) => authenticateByKey(ctx, [publicBlob(userKey)]));
     client.on('ready', () =>
-      client.on('session', (accept) => {
+      client.on('session', (accept, reject) => {
+        if (opts.rejectSessions) return reject();
         const session = accept();
         session.on('exec', (ok, _reject, info) => onExec(info.command, ok()));
       }),

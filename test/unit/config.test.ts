@@ -330,7 +330,7 @@ describe('loadConfig: valid configurations', () => {
     const dir = tree({ 'p.yaml': yaml('probes:', probe('on'), probe('off', ['enabled: false'])) });
     expect(loadConfig({ paths: [dir] }).probes.map((p) => p.name)).toEqual(['on']);
     const bad = tree({ 'p.yaml': yaml('probes:', probe('off', ['enabled: false', 'url2: x'])) });
-    expect(issueLines({ paths: [bad] }, bad)).toEqual(['p.yaml:6: probes[0].url2: unknown field']);
+    expect(issueLines({ paths: [bad] }, bad)).toEqual(['p.yaml:6: probes[0].url2: unknown field; did you mean `url`?']);
   });
 
   it("loads a directory's *.yaml and *.yml files in name order, not recursively", () => {

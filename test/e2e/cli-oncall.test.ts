@@ -1,0 +1,92 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LAB_URL_PROBE, runCli, tempDir, writeLabConfig } from '../helpers/cli.js';
+
+/** Small things an on-call engineer notices in the CLI's output (issue 14, item 6). */
+
+describe('a lab: true file skipped without --lab is named', () => {
+  const dir = tempDir();
+  writeLabConfig(dir, LAB_URL_PROBE('lab-url'));
+  fs.writeFileSync(path.join(dir, 'real.yaml'), 'probes:\n  - name: api\n    kind: http\n    url: https://api.example.com/ping\n    interval: 1m\n');
+  const labFile = path.join(dir, 'lab.yaml');
+
+  it('run NAME of a probe in it: the error says the file was skipped and to add --lab', async () => {
+    const r = await runCli(['run', 'lab-url', '--config', dir]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`fleetprobe: no probe named "lab-url"; known probes: api; skipped ${labFile} (lab: true): add --lab to load its probes\n`);
+    const many = await runCli(['run', 'lab-url', 'api', '--config', dir]);
+    expect(many.code).toBe(2);
+    expect(many.stderr).toContain(`skipped ${labFile} (lab: true): add --lab to load its probes`);
+  });
+
+  it('list: a line after the table; with --json on stderr, stdout stays one JSON array', async () => {
+    const r = await runCli(['list', '--config', dir]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trimEnd().split('\n').at(-1)).toBe(`${labFile}: skipped (lab: true); list its probes with --lab`);
+    const j = await runCli(['list', '--config', dir, '--json']);
+    expect(j.code).toBe(0);
+    expect((JSON.parse(j.stdout) as { name: string }[]).map((p) => p.name)).toEqual(['api']);
+    expect(j.stderr).toBe(`${labFile}: skipped (lab: true); list its probes with --lab\n`);
+  });
+});
+
+describe('the timeline of run', () => {
+  it('a passing run lists only the phases it ran (no `skipped` hold for a tunnel that does not hold)', async () => {
+    const r = await runCli(['run', 'lab-tunnel-http', '--lab']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const rows = r.stdout.split('\n').filter((l) => /^ {2}[✓✗-] /.test(l));
+    expect(rows.map((l) => l.trim().split(/\s+/)[1])).toEqual(['resolve', 'connect', 'tls', 'proxy_connect', 'target']);
+    expect(r.stdout).not.toContain('skipped');
+    expect(r.stdout).not.toContain('hold');
+  });
+
+  it('latency percentiles in whole milliseconds', async () => {
+    const r = await runCli(['run', 'lab-ssh', '--lab']);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    for (const p of [50, 90, 99, 100]) expect(r.stdout).toMatch(new RegExp(`^  ssh_session_latency_seconds\\.${p}: \\d+ms$`, 'm'));
+  });
+});
+
+describe('list', () => {
+  it('shows a held probe as held; --json carries description and mode', async () => {
+    const r = await runCli(['list', '--lab']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^lab-tunnel-held\s+tunnel\s+held\s+/m);
+    expect(r.stdout).toMatch(/^lab-url\s+http\s+every 15s\s+/m);
+    const j = await runCli(['list', '--lab', '--json']);
+    expect(j.code, j.stderr).toBe(0);
+    const probes = JSON.parse(j.stdout) as { name: string; description: string | null; mode: string }[];
+    expect(probes.find((p) => p.name === 'lab-tunnel-held')).toMatchObject({ mode: 'held', description: expect.stringMatching(/./) });
+    expect(probes.find((p) => p.name === 'lab-url')).toMatchObject({ mode: 'interval', description: "device 1's public URL through the platform's URL front" });
+  });
+});
+
+describe('config errors', () => {
+  it('an unknown field suggests the closest known one', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'p.yaml');
+    fs.writeFileSync(file, 'probes:\n  - name: a\n    kind: http\n    url: https://x.example/\n    intervall: 5s\n    Timeout: 2s\n    colour: red\n');
+    const r = await runCli(['check', '--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${file}:5: probes[0].intervall: unknown field; did you mean \`interval\`?`);
+    expect(r.stderr).toContain(`${file}:6: probes[0].Timeout: unknown field; did you mean \`timeout\`?`);
+    // Nothing close: no guess.
+    expect(r.stderr).toContain(`${file}:7: probes[0].colour: unknown field\n`);
+  });
+
+  it("a timeout from defaults that is not below a probe's interval names the defaults line", async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'd.yaml');
+    fs.writeFileSync(
+      file,
+      'defaults:\n  interval: 1m\n  timeout: 45s\nprobes:\n  - name: a\n    kind: http\n    url: https://x.example/\n    interval: 30s\n  - name: b\n    kind: http\n    url: https://y.example/\n',
+    );
+    const r = await runCli(['check', '--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `${file}:8: probes[0].interval: timeout 45s (from defaults.timeout at ${file}:3) must be below the interval (30s), so runs never overlap; set a shorter timeout on this probe or in defaults`,
+    );
+    expect(r.stderr).toContain('(1 problem)');
+  });
+});
