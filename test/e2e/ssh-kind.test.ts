@@ -81,6 +81,15 @@ const proxyProbe = (extra: Fields = {}): Fields => ({
   expect: { stdout: 'balenaOS' },
   ...extra,
 });
+/** proxyProbe with a second path for a bare "host error": the lab's tunnel and/or API, one token for both. */
+const corroborated = (paths: { tunnel?: boolean; api?: boolean }, extra: Fields = {}): Fields =>
+  proxyProbe({
+    token: { file: v('LAB_BUILDER_TOKEN_FILE') },
+    ...(paths.tunnel ? { tunnel: `127.0.0.1:${v('LAB_TUNNEL_PORT')}`, tunnelTls: { caFile: v('LAB_CA_FILE'), serverName: v('LAB_TUNNEL_HOST') } } : {}),
+    ...(paths.api ? { api: v('LAB_API_URL') } : {}),
+    corroborate: { timeout: '2s', tls: { caFile: v('LAB_CA_FILE') } },
+    ...extra,
+  });
 const jumpProbe = (extra: Fields = {}): Fields => ({
   mode: 'jump',
   bastion: `127.0.0.1:${v('LAB_SSH_PROXY_PORT')}`,
@@ -122,6 +131,55 @@ const cases: Case[] = [
     faults: ['proxy-agent-empty'],
     fields: () => proxyProbe(),
     want: fail('device_auth', 'session', 'could not authenticate to the device', 'host error', 'proxy exit status 0'),
+  },
+  // A bare "host error" (2026-02-26): the text cannot decide, a second path does (phase corroborate).
+  {
+    name: 'bare host error, device 1 reachable through the tunnel: device_auth, decided by its SSH banner',
+    faults: ['proxy-host-error'],
+    fields: () => corroborated({ tunnel: true }),
+    want: fail('device_auth', 'session', 'bare host error', 'the device is up', 'its SSH banner came through the tunnel (SSH-2.0-', 'could not log in'),
+  },
+  {
+    name: 'bare host error, the tunnel says the device is not connected: device_offline (the tunnel wins over an API that says online)',
+    faults: ['proxy-host-error', 'tunnel-device-offline'],
+    fields: () => corroborated({ tunnel: true, api: true }),
+    want: fail('device_offline', 'session', 'the device is down', 'the tunnel says it is not reachable', '503', 'the API says it is online'),
+  },
+  {
+    name: 'bare host error, tunnel refused and API failing: proxy, quoting what each path said',
+    faults: ['proxy-host-error', 'tunnel-token-revoked', 'api-errors'],
+    fields: () => corroborated({ tunnel: true, api: true }),
+    want: fail('proxy', 'session', 'neither path could tell', 'the tunnel could not tell (auth', 'the API could not tell (proxy'),
+  },
+  {
+    name: 'bare host error, API only: device_auth because the API says online',
+    faults: ['proxy-host-error'],
+    fields: () => corroborated({ api: true }),
+    want: fail('device_auth', 'session', 'the API says it is online'),
+  },
+  {
+    name: 'bare host error, nothing to corroborate with: proxy, never device_auth',
+    faults: ['proxy-host-error'],
+    fields: () => proxyProbe(),
+    want: fail('proxy', 'session', 'bare host error', 'nothing corroborated it'),
+  },
+  {
+    name: 'bare host error, corroborate switched off although a tunnel is configured: proxy',
+    faults: ['proxy-host-error'],
+    fields: () => corroborated({ tunnel: true }, { corroborate: { tunnel: false } }),
+    want: fail('proxy', 'session', 'nothing corroborated it'),
+  },
+  {
+    name: 'proxy-device-refused: "Connection refused" towards the device is device_offline, whatever the tunnel says',
+    faults: ['proxy-device-refused'],
+    fields: () => corroborated({ tunnel: true }),
+    want: fail('device_offline', 'session', 'the proxy could not connect to the device', 'Connection refused'),
+  },
+  {
+    name: 'proxy-device-auth-failed: "unable to authenticate" towards the device is device_auth',
+    faults: ['proxy-device-auth-failed'],
+    fields: () => proxyProbe(),
+    want: fail('device_auth', 'session', 'could not authenticate to the device', 'no supported methods remain'),
   },
   {
     name: 'proxy-reject-key: our key refused',
@@ -238,6 +296,23 @@ describe('ssh kind against the embedded lab', () => {
     });
   }
 
+  it('corroboration shows as its own phase, between session and the verdict charged to session', async () => {
+    lab.faults.set('proxy-host-error', true);
+    try {
+      const r = await runSsh(corroborated({ tunnel: true }));
+      expect(Object.keys(r.phases)).toEqual(['resolve', 'connect', 'handshake', 'auth', 'session', 'corroborate']);
+      expect(r.phases.corroborate).toBeGreaterThan(0);
+    } finally {
+      lab.faults.set('proxy-host-error', false);
+    }
+  });
+
+  it('a healthy run with corroboration configured never enters corroborate', async () => {
+    const r = await runSsh(corroborated({ tunnel: true, api: true }));
+    expectOutcome(r, PASS);
+    expect(Object.keys(r.phases)).not.toContain('corroborate');
+  });
+
   it('phases are the declared ones, in order, and the run is fast', async () => {
     const r = await runSsh(proxyProbe());
     expect(Object.keys(r.phases)).toEqual(['resolve', 'connect', 'handshake', 'auth', 'session', 'command']);
@@ -272,6 +347,27 @@ describe('ssh kind against non-standard proxies', () => {
     const r = await viaPeer((_c, s) => exit0(s, '', 'the frobnicator is on fire\n'));
     expectOutcome(r, fail('proxy', 'session', 'without the begin marker', 'the frobnicator is on fire', 'exit status 0'));
   });
+  // What a proxy says about its own connection to the device, exit 0 each time (issue 13 item 1).
+  const wordings: [string, string, string][] = [
+    ['error: host error: ssh: connect to host abc1234.vpn port 22222: Connection refused', 'device_offline', 'could not connect to the device'],
+    ['error: host error: ssh: connect to host abc1234.vpn port 22222: Connection timed out', 'device_offline', 'could not connect to the device'],
+    ['error: host error: dial tcp 10.240.3.7:22222: i/o timeout', 'device_offline', 'could not connect to the device'],
+    ['error: host error: ssh: connect to host abc1234.vpn port 22222: No route to host', 'device_offline', 'could not connect to the device'],
+    ['error: host error: read tcp 10.0.0.2:51000->10.240.3.7:22222: read: connection reset by peer', 'device_offline', 'could not connect to the device'],
+    ['error: host error: root@abc1234.vpn: Permission denied (publickey).', 'device_auth', 'could not authenticate to the device'],
+    [
+      'error: host error: ssh: handshake failed: ssh: unable to authenticate, attempted methods [none], no supported methods remain',
+      'device_auth',
+      'could not authenticate',
+    ],
+    ['error: host error', 'proxy', 'nothing corroborated it'],
+    ['error: host error: something odd happened', 'proxy', 'nothing corroborated it'],
+  ];
+  for (const [stderr, reason, meaning] of wordings) {
+    it(`"${stderr.slice(18)}" → ${reason}`, async () => {
+      expectOutcome(await viaPeer((_c, s) => exit0(s, '', `${stderr}\n`)), fail(reason, 'session', meaning, stderr));
+    });
+  }
   it('silence and exit 0: proxy, never a pass', async () => {
     expectOutcome(await viaPeer((_c, s) => exit0(s)), fail('proxy', 'session', 'nothing on stderr'));
   });
