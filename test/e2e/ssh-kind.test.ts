@@ -313,6 +313,25 @@ describe('ssh kind against the embedded lab', () => {
     expect(Object.keys(r.phases)).not.toContain('corroborate');
   });
 
+  it("corroboration is on by default where the file's platform block gives a tunnel, off where it gives none", async () => {
+    const dir = tempDir();
+    const probe = `  - name: s\n    kind: ssh\n    sshProxy: 127.0.0.1:${v('LAB_SSH_PROXY_PORT')}\n    device: ${v('LAB_DEVICE_UUID')}\n`;
+    const common = `  user: ${v('LAB_SSH_USER')}\n  sshKey: { file: "${v('LAB_SSH_KEY_FILE')}" }\n  hostKeys: { file: "${v('LAB_SSH_KNOWN_HOSTS')}" }\n`;
+    const tunnel = `  tunnel: 127.0.0.1:${v('LAB_TUNNEL_PORT')}\n  tunnelTls: { caFile: "${v('LAB_CA_FILE')}", serverName: "${v('LAB_TUNNEL_HOST')}" }\n  token: { file: "${v('LAB_BUILDER_TOKEN_FILE')}" }\n`;
+    fs.writeFileSync(path.join(dir, 'with.yaml'), `platform:\n${common}${tunnel}probes:\n${probe}`);
+    fs.writeFileSync(path.join(dir, 'without.yaml'), `platform:\n${common}probes:\n${probe.replace('name: s', 'name: s2')}`);
+    const { probes } = loadConfig({ paths: [path.join(dir, 'with.yaml'), path.join(dir, 'without.yaml')] });
+    lab.faults.set('proxy-host-error', true);
+    try {
+      const on = await runProbe(probes[0], sshKind as never, { log });
+      expectOutcome(on, fail('device_auth', 'session', 'its SSH banner came through the tunnel'));
+      expect(JSON.stringify(resultToJson(on))).not.toContain(v('LAB_BUILDER_TOKEN'));
+      expectOutcome(await runProbe(probes[1], sshKind as never, { log }), fail('proxy', 'session', 'nothing corroborated it'));
+    } finally {
+      lab.faults.set('proxy-host-error', false);
+    }
+  });
+
   it('phases are the declared ones, in order, and the run is fast', async () => {
     const r = await runSsh(proxyProbe());
     expect(Object.keys(r.phases)).toEqual(['resolve', 'connect', 'handshake', 'auth', 'session', 'command']);
@@ -526,7 +545,8 @@ describe('CLI', () => {
     const cfg = path.join(dir, 'p.yaml');
     fs.writeFileSync(
       cfg,
-      'probes:\n  - name: s\n    kind: ssh\n    user: u\n    sshKey: { env: NOPE_UNSET_FP }\n    hostKeys: SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n  - name: t\n    kind: ssh\n    mode: jump\n    user: u\n    insecureAcceptAnyHostKey: true\n',
+      'probes:\n  - name: s\n    kind: ssh\n    user: u\n    sshKey: { env: NOPE_UNSET_FP }\n    hostKeys: SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n  - name: t\n    kind: ssh\n    mode: jump\n    user: u\n    insecureAcceptAnyHostKey: true\n' +
+        '  - name: c\n    kind: ssh\n    device: abc1234\n    user: u\n    insecureAcceptAnyHostKey: true\n    corroborate: { tunnel: true, api: true }\n',
     );
     const r = await runCli(['check', '--config', cfg], { env: { SSH_AUTH_SOCK: '' } });
     expect(r.code).not.toBe(0);
@@ -534,5 +554,7 @@ describe('CLI', () => {
     expect(out).toContain('NOPE_UNSET_FP');
     expect(out).toContain('probes[1].host: is required in jump mode');
     expect(out).toContain('probes[1].bastion: is required in jump mode');
+    expect(out).toContain('probes[2].corroborate.tunnel: needs `tunnel` and `token`');
+    expect(out).toContain('probes[2].corroborate.api: needs `api` and `token`');
   });
 });
