@@ -6,6 +6,7 @@ import type { ProbeContext } from '../core/kind.js';
 import type { Secret } from '../core/redact.js';
 import { deviceAuthority } from '../net/connect-tunnel.js';
 import { withStepTimeout } from '../net/dial.js';
+import { outputExcerpt } from '../net/ssh-channel.js';
 import type { UnexplainedHostError } from '../net/ssh-session.js';
 import { withoutPhases } from './shared/context.js';
 import type { HostPort } from './shared/host-port.js';
@@ -36,7 +37,7 @@ export const corroborateField = z
     tunnel: z.boolean().optional(),
     /** Default: on when the probe has `api` and `token`. */
     api: z.boolean().optional(),
-    /** The whole second opinion's budget (both paths at once), inside the run's timeout. */
+    /** The whole second opinion's budget (both paths at once); cut to what the run's timeout leaves. */
     timeout: duration.default(5000),
     /** TLS to the API. */
     tls: tlsField,
@@ -82,9 +83,9 @@ interface Evidence {
 }
 
 /** Reads the first line the device sends through the tunnel; an `SSH-` banner means it is up. */
-async function tunnelEvidence(ctx: ProbeContext, c: CorroborateConfig, token: Secret): Promise<Evidence> {
+async function tunnelEvidence(ctx: ProbeContext, c: CorroborateConfig, token: Secret, budgetMs: number): Promise<Evidence> {
   const target = deviceAuthority(c.device!, DEVICE_SSH_PORT);
-  const fields: TunnelFields = { tunnel: c.tunnel!, tunnelTls: c.tunnelTls, user: c.user, stepTimeout: c.corroborate.timeout };
+  const fields: TunnelFields = { tunnel: c.tunnel!, tunnelTls: c.tunnelTls, user: c.user, stepTimeout: budgetMs };
   try {
     const { socket } = await openTunnel(ctx, fields, target, token);
     try {
@@ -129,9 +130,9 @@ function firstLine(socket: NodeJS.ReadableStream & { destroy(): void }, signal: 
 }
 
 /** The API's `is_online` for the device. */
-async function apiEvidence(ctx: ProbeContext, c: CorroborateConfig, token: Secret): Promise<Evidence> {
+async function apiEvidence(ctx: ProbeContext, c: CorroborateConfig, token: Secret, budgetMs: number): Promise<Evidence> {
   try {
-    const ep = { url: new URL(c.api!), token, tls: c.corroborate.tls, stepTimeoutMs: c.corroborate.timeout };
+    const ep = { url: new URL(c.api!), token, tls: c.corroborate.tls, stepTimeoutMs: budgetMs };
     const d = await readDevice(ctx, ep, c.device!);
     return d.is_online ? { verdict: 'up', detail: 'the API says it is online' } : { verdict: 'down', detail: 'the API says it is offline' };
   } catch (err) {
@@ -140,6 +141,9 @@ async function apiEvidence(ctx: ProbeContext, c: CorroborateConfig, token: Secre
 }
 
 const OFF: Evidence = { verdict: 'unknown', detail: '' };
+/** Kept back from the run's deadline so the verdict is still given (not a run timeout in corroborate). */
+const VERDICT_MARGIN_MS = 200;
+const STEP_INSIDE_BUDGET_MS = 50;
 
 /**
  * Phase `corroborate`: asks the enabled paths at once within the budget and returns the error the
@@ -147,19 +151,20 @@ const OFF: Evidence = { verdict: 'unknown', detail: '' };
  */
 export async function corroborate(ctx: ProbeContext, c: CorroborateConfig, hostError: UnexplainedHostError): Promise<ProbeError> {
   const paths = corroborationPaths(c);
-  const said = `the proxy reported a bare host error for ${hostError.target} (stderr: ${hostError.stderr.trim().slice(0, 200)}; proxy ${hostError.proxyExit})`;
+  const said = `the proxy reported a bare host error for ${hostError.target} (stderr: ${outputExcerpt(hostError.stderr)}; proxy ${hostError.proxyExit})`;
   if (!paths.tunnel && !paths.api) {
     return new ProbeError('proxy', `${said}; nothing corroborated it (no tunnel or API configured for \`corroborate\`), so the device's state is unknown`);
   }
   const token = c.token!;
+  const budget = Math.min(c.corroborate.timeout, ctx.remainingMs() - VERDICT_MARGIN_MS);
+  if (budget <= 0) return new ProbeError('proxy', `${said}; no time was left in the run to corroborate it`);
+  const stepMs = Math.max(1, budget - STEP_INSIDE_BUDGET_MS);
+  const what = [paths.tunnel && 'the tunnel', paths.api && 'the API'].filter(Boolean).join(' and ');
   const [tunnel, api] = await ctx.phase('corroborate', () =>
-    withStepTimeout(
-      withoutPhases(ctx),
-      c.corroborate.timeout,
-      `corroborating through ${[paths.tunnel && 'the tunnel', paths.api && 'the API'].filter(Boolean).join(' and ')}`,
-      (step) =>
-        // The dialers' own phases (resolve, connect, tls, proxy_connect) are corroborate's time here.
-        Promise.all([paths.tunnel ? tunnelEvidence(step, c, token) : OFF, paths.api ? apiEvidence(step, c, token) : OFF]),
+    // The dialers' own phases (resolve, connect, tls, proxy_connect) are corroborate's time here.
+    withStepTimeout(withoutPhases(ctx), budget, `corroborating through ${what}`, (step) =>
+      // Each step's own limit ends just inside the budget, so a hanging step reports as its timeout.
+      Promise.all([paths.tunnel ? tunnelEvidence(step, c, token, stepMs) : OFF, paths.api ? apiEvidence(step, c, token, stepMs) : OFF]),
     ),
   );
   const heard = [tunnel, api].filter((e) => e.detail).map((e) => e.detail);

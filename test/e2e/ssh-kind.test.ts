@@ -57,7 +57,7 @@ function expectOutcome(r: RunResult, want: Outcome): void {
   });
   if (want.success) expect(r.message).toBeNull();
   for (const m of want.message ?? []) {
-    if (typeof m === 'string') expect(r.message).toContain(m);
+    if (typeof m === 'string') expect(r.message, r.message ?? '').toContain(m);
     else expect(r.message).toMatch(m);
   }
 }
@@ -150,6 +150,13 @@ const cases: Case[] = [
     faults: ['proxy-host-error', 'tunnel-token-revoked', 'api-errors'],
     fields: () => corroborated({ tunnel: true, api: true }),
     want: fail('proxy', 'session', 'neither path could tell', 'the tunnel could not tell (auth', 'the API could not tell (proxy'),
+  },
+  {
+    name: "bare host error, the tunnel hangs: the budget ends in proxy, given before the run's own deadline",
+    faults: ['proxy-host-error', 'tunnel-slow-connect'],
+    fields: () => corroborated({ tunnel: true }, { corroborate: { timeout: '20s' } }),
+    timeoutMs: 1500,
+    want: fail('proxy', 'session', 'neither path could tell', 'the tunnel could not tell (timeout'),
   },
   {
     name: 'bare host error, API only: device_auth because the API says online',
