@@ -547,6 +547,17 @@ describe('CLI', () => {
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout)).toMatchObject({ success: false, reason: 'device_auth', phase: 'session' });
   });
+  it('--fault proxy-host-error: lab-ssh corroborates through the lab tunnel and fails device_auth, the phase in the timeline', async () => {
+    const r = await runCli(['run', 'lab-ssh', '--lab', '--json', '--lab-fault', 'proxy-host-error']);
+    expect(r.code).toBe(1);
+    const out = JSON.parse(r.stdout) as { reason: string; phase: string; message: string; phases: Record<string, number> };
+    expect(out).toMatchObject({ success: false, reason: 'device_auth', phase: 'session' });
+    expect(out.message).toContain('its SSH banner came through the tunnel');
+    expect(out.message).toContain('the API says it is online');
+    expect(Object.keys(out.phases)).toContain('corroborate');
+    const offline = await runCli(['run', 'lab-ssh', '--lab', '--json', '--lab-fault', 'proxy-host-error,tunnel-device-offline']);
+    expect(JSON.parse(offline.stdout)).toMatchObject({ success: false, reason: 'device_offline', phase: 'session' });
+  });
   it('cross-field rules are config errors at load', async () => {
     const dir = tempDir();
     const cfg = path.join(dir, 'p.yaml');
