@@ -7,7 +7,7 @@ import { defineKind, type ProbeContext } from '../core/kind.js';
 import { isReason, type Reason } from '../core/reasons.js';
 import type { Secret } from '../core/redact.js';
 import { deviceAuthority } from '../net/connect-tunnel.js';
-import { listOnlineDevices, readDevice, type ApiDevice, type ApiEndpoint } from './device-status-api.js';
+import { listOnlineDevices, readDevice, type ApiDevice, type ApiEndpoint } from './shared/platform-api.js';
 import { withoutPhases } from './shared/context.js';
 import { deviceUuid, fleetSlug } from './shared/device.js';
 import { portNumber } from './shared/host-port.js';

@@ -8,10 +8,13 @@ import { defineKind, type ProbeContext } from '../core/kind.js';
 import { REASONS, type Reason } from '../core/reasons.js';
 import { connectTcp, resolveHost, withStepTimeout } from '../net/dial.js';
 import { closeClient, inPhase, openSshClient, type SshConnectOptions } from '../net/ssh-client.js';
-import { runSshSession, type SshCommandOptions } from '../net/ssh-session.js';
+import { runSshSession, UnexplainedHostError, type SshCommandOptions } from '../net/ssh-session.js';
+import { corroborate, corroborateField, corroborateProblems } from './ssh-corroborate.js';
 import { quantile, runLockstep } from './ssh-session-batch.js';
 import { deviceUuid } from './shared/device.js';
 import { hostPortField, ipAddress } from './shared/host-port.js';
+import { httpUrl } from './shared/http-expect.js';
+import { tunnelTlsField } from './shared/tunnel.js';
 import { credentialProblems, credentialsOf, hostKeys, maxOutputBytes, parsedKey, policyOf, privateKeyRef, sshCommand, sshExpect } from './shared/ssh.js';
 
 /**
@@ -65,6 +68,13 @@ const schema = z.object({
   keepalive: duration.default(5000),
   maxOutputBytes,
   sessions: z.number().int().min(1).max(256).default(1),
+  /** proxy mode: where a bare "host error" is corroborated (ssh-corroborate.ts); usually from the platform block. */
+  tunnel: hostPortField().optional(),
+  tunnelTls: tunnelTlsField,
+  api: httpUrl.optional(),
+  /** The tunnel's and the API's token. */
+  token: secretRef.optional(),
+  corroborate: corroborateField,
   minSuccessRatio: z.number().min(0).max(1).default(1),
 });
 type SshConfig = z.output<typeof schema>;
@@ -81,6 +91,7 @@ function check(c: SshConfig): { field: string; message: string }[] {
   if (c.mode === 'jump' && !c.bastion) out.push({ field: 'bastion', message: 'is required in jump mode' });
   if (c.mode !== 'proxy' && c.container) out.push({ field: 'container', message: 'is for proxy mode only' });
   out.push(...credentialProblems(c));
+  out.push(...corroborateProblems(c));
   if (c.sshKeyPassphrase && !c.sshKey) out.push({ field: 'sshKeyPassphrase', message: 'is only used with sshKey' });
   if (c.sshKey) {
     try {
@@ -141,7 +152,16 @@ async function runOne(ctx: ProbeContext, c: SshConfig): Promise<void> {
 
   if (c.mode === 'proxy') {
     const proxyCommand = c.container ? `enter ${c.device} ${c.container}` : `host ${c.device}`;
-    await runSshSession(ctx, socket, firstHop, { ...command, proxyCommand, target: `device ${c.device}${c.container ? ` container ${c.container}` : ''}` });
+    try {
+      await runSshSession(ctx, socket, firstHop, { ...command, proxyCommand, target: `device ${c.device}${c.container ? ` container ${c.container}` : ''}` });
+    } catch (err) {
+      if (!(err instanceof UnexplainedHostError)) throw err;
+      const verdict = await corroborate(ctx, c, err);
+      // The session is what failed: the verdict is charged to it, after `corroborate` in the timeline.
+      await ctx.phase('session', () => {
+        throw verdict;
+      });
+    }
     return;
   }
   if (c.mode === 'direct') {
@@ -180,9 +200,9 @@ const PERCENTILES = ['50', '90', '99', '100'] as const;
 export const sshKind = defineKind({
   kind: 'ssh',
   description: 'an SSH session through the platform proxy (or a bastion, or direct) to a command on the device, checked by markers, exit status and output',
-  phases: ['resolve', 'connect', 'handshake', 'auth', 'session', 'command'],
+  phases: ['resolve', 'connect', 'handshake', 'auth', 'session', 'corroborate', 'command'],
   schema,
-  platformFields: ['sshProxy', 'bastion', 'user', 'sshKey', 'sshKeyPassphrase', 'hostKeys'],
+  platformFields: ['sshProxy', 'bastion', 'user', 'sshKey', 'sshKeyPassphrase', 'hostKeys', 'tunnel', 'tunnelTls', 'api', 'token'],
   check,
   metrics: [
     {

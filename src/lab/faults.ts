@@ -11,6 +11,12 @@ export const LAB_FAULTS = {
   'expired-cert': 'the public URL front presents an expired certificate (same CA)',
   'proxy-agent-empty':
     'the SSH proxy\'s keystore holds no identity: every `host`/`enter` ends with "error: host error: ..." on stderr and exit status 0 (the 2026-02-26 incident)',
+  'proxy-host-error':
+    'the SSH proxy ends every `host`/`enter` with a bare "error: host error" on stderr (exit 0), whatever the device\'s state: all users saw on 2026-02-26',
+  'proxy-device-refused':
+    'the SSH proxy says "error: host error: ssh: connect to host <uuid>.vpn port 22222: Connection refused" (exit 0): its connection to the device was refused',
+  'proxy-device-auth-failed':
+    'the SSH proxy says "error: host error: ssh: handshake failed: ssh: unable to authenticate, attempted methods [none publickey], no supported methods remain" (exit 0)',
   'proxy-reject-key': 'the SSH proxy refuses every user key',
   'proxy-hostkey-changed': 'the SSH proxy presents a different host key',
   'device-slow': 'lab devices wait 30 s before starting an SSH session (exec or shell)',

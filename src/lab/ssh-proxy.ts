@@ -59,6 +59,16 @@ export interface SshProxyOptions {
 
 const ONWARD_TIMEOUT_MS = 10_000;
 
+/** The detail after "host error" that a wording fault makes the proxy print ("" for the bare one), if one is on. */
+function hostErrorFault(faults: FaultSwitchboard, uuid: string): string | undefined {
+  if (faults.isOn('proxy-host-error')) return '';
+  if (faults.isOn('proxy-device-refused')) return `: ssh: connect to host ${uuid}.vpn port 22222: Connection refused`;
+  if (faults.isOn('proxy-device-auth-failed')) {
+    return ': ssh: handshake failed: ssh: unable to authenticate, attempted methods [none publickey], no supported methods remain';
+  }
+  return undefined;
+}
+
 // long: one lab server: its handlers share the server's state and faults in one closure, the way a test peer reads best.
 export async function startSshProxy(opts: SshProxyOptions): Promise<LabServer> {
   const { faults, log } = opts;
@@ -85,6 +95,8 @@ export async function startSshProxy(opts: SshProxyOptions): Promise<LabServer> {
     if (faults.isOn('device-offline')) {
       return finish(stream, `error: host error: Could not connect to device ${uuid}: HTTP/1.0 503 Service Unavailable\n`);
     }
+    const wording = hostErrorFault(faults, uuid);
+    if (wording !== undefined) return finish(stream, `error: host error${wording}\n`);
     const onward = new ssh2.Client();
     let up = false;
     const hostError = (why: string) => {

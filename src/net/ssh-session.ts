@@ -38,7 +38,8 @@ export interface SshCommandResult {
 }
 
 // What the balena proxy writes on stderr when it cannot take us to the device (docs/protocols.md "SSH proxy"), by
-// meaning. Order matters: the offline text itself starts with "host error".
+// meaning. Every line starts with "host error", so only the detail after it decides, offline wordings first:
+// a refused or timed-out connection to the device says nothing about keys.
 const PROXY_STDERR: readonly [RegExp, Reason, string][] = [
   [
     /could not connect to device[\s\S]*\b503\b|\b503 service unavailable|device is offline|not connected to the vpn|\boffline\b/i,
@@ -46,7 +47,12 @@ const PROXY_STDERR: readonly [RegExp, Reason, string][] = [
     'the proxy says the device is offline',
   ],
   [
-    /host error|authenticat|permission denied|no (more )?(identities|authentication methods)|agent/i,
+    /connection refused|timed? ?out\b|no route to host|(host|network) is unreachable|connection reset|reset by peer|\bE(CONNREFUSED|TIMEDOUT|HOSTUNREACH|NETUNREACH|CONNRESET)\b/i,
+    'device_offline',
+    'the proxy could not connect to the device',
+  ],
+  [
+    /unable to authenticate|no supported methods remain|permission denied|authenticat|no (more )?(identities|authentication methods)|agent/i,
     'device_auth',
     'the proxy could not authenticate to the device',
   ],
@@ -57,6 +63,21 @@ const PROXY_STDERR: readonly [RegExp, Reason, string][] = [
 function classifyProxyStderr(stderr: string): { reason: Reason; meaning: string } | undefined {
   for (const [re, reason, meaning] of PROXY_STDERR) if (re.test(stderr)) return { reason, meaning };
   return undefined;
+}
+
+/**
+ * A "host error" whose detail names no cause (the 2026-02-26 incident showed users only that):
+ * the text cannot tell an offline device from the proxy's failed authentication. Reason `proxy`
+ * until a second path decides (the ssh kind's `corroborate`, src/kinds/ssh-corroborate.ts).
+ */
+export class UnexplainedHostError extends ProbeError {
+  constructor(
+    readonly target: string,
+    readonly stderr: string,
+    readonly proxyExit: string,
+  ) {
+    super('proxy', `the proxy reported a host error that does not say why (${target}); stderr: ${outputExcerpt(stderr)}; proxy ${proxyExit}`);
+  }
 }
 
 /** The stdin script of proxy mode. printf splits each marker in the script so echoed input never matches. */
@@ -153,6 +174,7 @@ function proxyMode(opts: SshCommandOptions, proxyCommand: string, w: ChannelWatc
         const exit = w.exit?.code !== undefined ? `exit status ${w.exit.code}` : 'no exit status';
         const stderr = w.stderr ? `stderr: ${outputExcerpt(w.stderr)}` : 'nothing on stderr';
         if (known) throw new ProbeError(known.reason, `${known.meaning} (${opts.target}); ${stderr}; proxy ${exit}`);
+        if (/host error/i.test(w.stderr)) throw new UnexplainedHostError(opts.target, w.stderr, exit);
         if (w.error !== undefined) throw w.cut('before the device answered', 'end marker');
         throw new ProbeError(
           'proxy',

@@ -57,7 +57,7 @@ function expectOutcome(r: RunResult, want: Outcome): void {
   });
   if (want.success) expect(r.message).toBeNull();
   for (const m of want.message ?? []) {
-    if (typeof m === 'string') expect(r.message).toContain(m);
+    if (typeof m === 'string') expect(r.message, r.message ?? '').toContain(m);
     else expect(r.message).toMatch(m);
   }
 }
@@ -81,6 +81,15 @@ const proxyProbe = (extra: Fields = {}): Fields => ({
   expect: { stdout: 'balenaOS' },
   ...extra,
 });
+/** proxyProbe with a second path for a bare "host error": the lab's tunnel and/or API, one token for both. */
+const corroborated = (paths: { tunnel?: boolean; api?: boolean }, extra: Fields = {}): Fields =>
+  proxyProbe({
+    token: { file: v('LAB_BUILDER_TOKEN_FILE') },
+    ...(paths.tunnel ? { tunnel: `127.0.0.1:${v('LAB_TUNNEL_PORT')}`, tunnelTls: { caFile: v('LAB_CA_FILE'), serverName: v('LAB_TUNNEL_HOST') } } : {}),
+    ...(paths.api ? { api: v('LAB_API_URL') } : {}),
+    corroborate: { timeout: '2s', tls: { caFile: v('LAB_CA_FILE') } },
+    ...extra,
+  });
 const jumpProbe = (extra: Fields = {}): Fields => ({
   mode: 'jump',
   bastion: `127.0.0.1:${v('LAB_SSH_PROXY_PORT')}`,
@@ -122,6 +131,62 @@ const cases: Case[] = [
     faults: ['proxy-agent-empty'],
     fields: () => proxyProbe(),
     want: fail('device_auth', 'session', 'could not authenticate to the device', 'host error', 'proxy exit status 0'),
+  },
+  // A bare "host error" (2026-02-26): the text cannot decide, a second path does (phase corroborate).
+  {
+    name: 'bare host error, device 1 reachable through the tunnel: device_auth, decided by its SSH banner',
+    faults: ['proxy-host-error'],
+    fields: () => corroborated({ tunnel: true }),
+    want: fail('device_auth', 'session', 'bare host error', 'the device is up', 'its SSH banner came through the tunnel (SSH-2.0-', 'could not log in'),
+  },
+  {
+    name: 'bare host error, the tunnel says the device is not connected: device_offline (the tunnel wins over an API that says online)',
+    faults: ['proxy-host-error', 'tunnel-device-offline'],
+    fields: () => corroborated({ tunnel: true, api: true }),
+    want: fail('device_offline', 'session', 'the device is down', 'the tunnel says it is not reachable', '503', 'the API says it is online'),
+  },
+  {
+    name: 'bare host error, tunnel refused and API failing: proxy, quoting what each path said',
+    faults: ['proxy-host-error', 'tunnel-token-revoked', 'api-errors'],
+    fields: () => corroborated({ tunnel: true, api: true }),
+    want: fail('proxy', 'session', 'neither path could tell', 'the tunnel could not tell (auth', 'the API could not tell (proxy'),
+  },
+  {
+    name: "bare host error, the tunnel hangs: the budget ends in proxy, given before the run's own deadline",
+    faults: ['proxy-host-error', 'tunnel-slow-connect'],
+    fields: () => corroborated({ tunnel: true }, { corroborate: { timeout: '20s' } }),
+    timeoutMs: 1500,
+    want: fail('proxy', 'session', 'neither path could tell', 'the tunnel could not tell (timeout'),
+  },
+  {
+    name: 'bare host error, API only: device_auth because the API says online',
+    faults: ['proxy-host-error'],
+    fields: () => corroborated({ api: true }),
+    want: fail('device_auth', 'session', 'the API says it is online'),
+  },
+  {
+    name: 'bare host error, nothing to corroborate with: proxy, never device_auth',
+    faults: ['proxy-host-error'],
+    fields: () => proxyProbe(),
+    want: fail('proxy', 'session', 'bare host error', 'nothing corroborated it'),
+  },
+  {
+    name: 'bare host error, corroborate switched off although a tunnel is configured: proxy',
+    faults: ['proxy-host-error'],
+    fields: () => corroborated({ tunnel: true }, { corroborate: { tunnel: false } }),
+    want: fail('proxy', 'session', 'nothing corroborated it'),
+  },
+  {
+    name: 'proxy-device-refused: "Connection refused" towards the device is device_offline, whatever the tunnel says',
+    faults: ['proxy-device-refused'],
+    fields: () => corroborated({ tunnel: true }),
+    want: fail('device_offline', 'session', 'the proxy could not connect to the device', 'Connection refused'),
+  },
+  {
+    name: 'proxy-device-auth-failed: "unable to authenticate" towards the device is device_auth',
+    faults: ['proxy-device-auth-failed'],
+    fields: () => proxyProbe(),
+    want: fail('device_auth', 'session', 'could not authenticate to the device', 'no supported methods remain'),
   },
   {
     name: 'proxy-reject-key: our key refused',
@@ -238,6 +303,42 @@ describe('ssh kind against the embedded lab', () => {
     });
   }
 
+  it('corroboration shows as its own phase, between session and the verdict charged to session', async () => {
+    lab.faults.set('proxy-host-error', true);
+    try {
+      const r = await runSsh(corroborated({ tunnel: true }));
+      expect(Object.keys(r.phases)).toEqual(['resolve', 'connect', 'handshake', 'auth', 'session', 'corroborate']);
+      expect(r.phases.corroborate).toBeGreaterThan(0);
+    } finally {
+      lab.faults.set('proxy-host-error', false);
+    }
+  });
+
+  it('a healthy run with corroboration configured never enters corroborate', async () => {
+    const r = await runSsh(corroborated({ tunnel: true, api: true }));
+    expectOutcome(r, PASS);
+    expect(Object.keys(r.phases)).not.toContain('corroborate');
+  });
+
+  it("corroboration is on by default where the file's platform block gives a tunnel, off where it gives none", async () => {
+    const dir = tempDir();
+    const probe = `  - name: s\n    kind: ssh\n    sshProxy: 127.0.0.1:${v('LAB_SSH_PROXY_PORT')}\n    device: ${v('LAB_DEVICE_UUID')}\n`;
+    const common = `  user: ${v('LAB_SSH_USER')}\n  sshKey: { file: "${v('LAB_SSH_KEY_FILE')}" }\n  hostKeys: { file: "${v('LAB_SSH_KNOWN_HOSTS')}" }\n`;
+    const tunnel = `  tunnel: 127.0.0.1:${v('LAB_TUNNEL_PORT')}\n  tunnelTls: { caFile: "${v('LAB_CA_FILE')}", serverName: "${v('LAB_TUNNEL_HOST')}" }\n  token: { file: "${v('LAB_BUILDER_TOKEN_FILE')}" }\n`;
+    fs.writeFileSync(path.join(dir, 'with.yaml'), `platform:\n${common}${tunnel}probes:\n${probe}`);
+    fs.writeFileSync(path.join(dir, 'without.yaml'), `platform:\n${common}probes:\n${probe.replace('name: s', 'name: s2')}`);
+    const { probes } = loadConfig({ paths: [path.join(dir, 'with.yaml'), path.join(dir, 'without.yaml')] });
+    lab.faults.set('proxy-host-error', true);
+    try {
+      const on = await runProbe(probes[0], sshKind as never, { log });
+      expectOutcome(on, fail('device_auth', 'session', 'its SSH banner came through the tunnel'));
+      expect(JSON.stringify(resultToJson(on))).not.toContain(v('LAB_BUILDER_TOKEN'));
+      expectOutcome(await runProbe(probes[1], sshKind as never, { log }), fail('proxy', 'session', 'nothing corroborated it'));
+    } finally {
+      lab.faults.set('proxy-host-error', false);
+    }
+  });
+
   it('phases are the declared ones, in order, and the run is fast', async () => {
     const r = await runSsh(proxyProbe());
     expect(Object.keys(r.phases)).toEqual(['resolve', 'connect', 'handshake', 'auth', 'session', 'command']);
@@ -280,6 +381,28 @@ describe('ssh kind against non-standard proxies', () => {
     expect(r.message).toBe('device abc1234 refused to run "host abc1234": (SSH) Channel open failure: connect failed (reason 2), no description given');
     expect(r.message).not.toMatch(/:\s*$/);
   });
+
+  // What a proxy says about its own connection to the device, exit 0 each time (issue 13 item 1).
+  const wordings: [string, string, string][] = [
+    ['error: host error: ssh: connect to host abc1234.vpn port 22222: Connection refused', 'device_offline', 'could not connect to the device'],
+    ['error: host error: ssh: connect to host abc1234.vpn port 22222: Connection timed out', 'device_offline', 'could not connect to the device'],
+    ['error: host error: dial tcp 10.240.3.7:22222: i/o timeout', 'device_offline', 'could not connect to the device'],
+    ['error: host error: ssh: connect to host abc1234.vpn port 22222: No route to host', 'device_offline', 'could not connect to the device'],
+    ['error: host error: read tcp 10.0.0.2:51000->10.240.3.7:22222: read: connection reset by peer', 'device_offline', 'could not connect to the device'],
+    ['error: host error: root@abc1234.vpn: Permission denied (publickey).', 'device_auth', 'could not authenticate to the device'],
+    [
+      'error: host error: ssh: handshake failed: ssh: unable to authenticate, attempted methods [none], no supported methods remain',
+      'device_auth',
+      'could not authenticate',
+    ],
+    ['error: host error', 'proxy', 'nothing corroborated it'],
+    ['error: host error: something odd happened', 'proxy', 'nothing corroborated it'],
+  ];
+  for (const [stderr, reason, meaning] of wordings) {
+    it(`"${stderr.slice(18)}" → ${reason}`, async () => {
+      expectOutcome(await viaPeer((_c, s) => exit0(s, '', `${stderr}\n`)), fail(reason, 'session', meaning, stderr));
+    });
+  }
   it('silence and exit 0: proxy, never a pass', async () => {
     expectOutcome(await viaPeer((_c, s) => exit0(s)), fail('proxy', 'session', 'nothing on stderr'));
   });
@@ -433,12 +556,24 @@ describe('CLI', () => {
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout)).toMatchObject({ success: false, reason: 'device_auth', phase: 'session' });
   });
+  it('--fault proxy-host-error: lab-ssh corroborates through the lab tunnel and fails device_auth, the phase in the timeline', async () => {
+    const r = await runCli(['run', 'lab-ssh', '--lab', '--json', '--lab-fault', 'proxy-host-error']);
+    expect(r.code).toBe(1);
+    const out = JSON.parse(r.stdout) as { reason: string; phase: string; message: string; phases: Record<string, number> };
+    expect(out).toMatchObject({ success: false, reason: 'device_auth', phase: 'session' });
+    expect(out.message).toContain('its SSH banner came through the tunnel');
+    expect(out.message).toContain('the API says it is online');
+    expect(Object.keys(out.phases)).toContain('corroborate');
+    const offline = await runCli(['run', 'lab-ssh', '--lab', '--json', '--lab-fault', 'proxy-host-error,tunnel-device-offline']);
+    expect(JSON.parse(offline.stdout)).toMatchObject({ success: false, reason: 'device_offline', phase: 'session' });
+  });
   it('cross-field rules are config errors at load', async () => {
     const dir = tempDir();
     const cfg = path.join(dir, 'p.yaml');
     fs.writeFileSync(
       cfg,
-      'probes:\n  - name: s\n    kind: ssh\n    user: u\n    sshKey: { env: NOPE_UNSET_FP }\n    hostKeys: SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n  - name: t\n    kind: ssh\n    mode: jump\n    user: u\n    insecureAcceptAnyHostKey: true\n',
+      'probes:\n  - name: s\n    kind: ssh\n    user: u\n    sshKey: { env: NOPE_UNSET_FP }\n    hostKeys: SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n  - name: t\n    kind: ssh\n    mode: jump\n    user: u\n    insecureAcceptAnyHostKey: true\n' +
+        '  - name: c\n    kind: ssh\n    device: abc1234\n    user: u\n    insecureAcceptAnyHostKey: true\n    corroborate: { tunnel: true, api: true }\n',
     );
     const r = await runCli(['check', '--config', cfg], { env: { SSH_AUTH_SOCK: '' } });
     expect(r.code).not.toBe(0);
@@ -446,5 +581,7 @@ describe('CLI', () => {
     expect(out).toContain('NOPE_UNSET_FP');
     expect(out).toContain('probes[1].host: is required in jump mode');
     expect(out).toContain('probes[1].bastion: is required in jump mode');
+    expect(out).toContain('probes[2].corroborate.tunnel: needs `tunnel` and `token`');
+    expect(out).toContain('probes[2].corroborate.api: needs `api` and `token`');
   });
 });

@@ -46,9 +46,10 @@ async function waitForBanner(port: number, child: ChildProcess, stderr: () => st
 
 /**
  * Starts sshd in `dir` with a host key of each of `hostKeyTypes` (made here as `host_<type>`) and
- * `dir/authorized_keys` for every user. Stop it with `stop()`.
+ * `dir/authorized_keys` for every user, plus `extraConfig` lines (e.g. a `ForceCommand`). Stop it
+ * with `stop()`.
  */
-export async function startSshd(dir: string, hostKeyTypes: string[] = ['ed25519']): Promise<Sshd> {
+export async function startSshd(dir: string, hostKeyTypes: string[] = ['ed25519'], extraConfig: string[] = []): Promise<Sshd> {
   const hostKeys = hostKeyTypes.map((t) => path.join(dir, `host_${t}`));
   hostKeys.forEach((file, i) => keygen(file, hostKeyTypes[i]));
   if (!fs.existsSync(path.join(dir, 'authorized_keys'))) fs.writeFileSync(path.join(dir, 'authorized_keys'), '');
@@ -68,6 +69,7 @@ export async function startSshd(dir: string, hostKeyTypes: string[] = ['ed25519'
       'PermitRootLogin prohibit-password',
       'AllowTcpForwarding yes',
       'LogLevel ERROR',
+      ...extraConfig,
       '',
     ].join('\n'),
   );

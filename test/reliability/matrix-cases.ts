@@ -448,6 +448,12 @@ const startSshEnv = (lab: MatrixLab, log: Logger) =>
       device: lab.vars.LAB_DEVICE_UUID,
       command: 'cat /etc/os-release',
       expect: { stdout: 'balenaOS' },
+      // A bare "host error" is corroborated through the lab's tunnel and API (as lab-ssh does).
+      tunnel: `127.0.0.1:${lab.vars.LAB_TUNNEL_PORT}`,
+      tunnelTls: { caFile: lab.vars.LAB_CA_FILE, serverName: lab.vars.LAB_TUNNEL_HOST },
+      api: lab.vars.LAB_API_URL,
+      token: { file: lab.vars.LAB_BUILDER_TOKEN_FILE },
+      corroborate: { timeout: '2s', tls: { caFile: lab.vars.LAB_CA_FILE } },
     },
   }));
 
@@ -476,6 +482,41 @@ const SSH_CASES: MatrixCase[] = [
     expect: fails('device_auth', 'session'),
   },
   { kind: 'ssh', fault: 'device offline', how: 'lab fault `device-offline`', labFaults: ['device-offline'], expect: fails('device_offline', 'session') },
+  {
+    kind: 'ssh',
+    fault: 'proxy refused by the device',
+    how: 'lab fault `proxy-device-refused` ("Connection refused")',
+    labFaults: ['proxy-device-refused'],
+    expect: fails('device_offline', 'session'),
+  },
+  {
+    kind: 'ssh',
+    fault: 'proxy cannot authenticate, said in words',
+    how: 'lab fault `proxy-device-auth-failed` ("unable to authenticate")',
+    labFaults: ['proxy-device-auth-failed'],
+    expect: fails('device_auth', 'session'),
+  },
+  {
+    kind: 'ssh',
+    fault: 'bare host error, device up through the tunnel',
+    how: 'lab fault `proxy-host-error`',
+    labFaults: ['proxy-host-error'],
+    expect: fails('device_auth', 'session'),
+  },
+  {
+    kind: 'ssh',
+    fault: 'bare host error, device off the VPN',
+    how: 'lab faults `proxy-host-error`, `tunnel-device-offline`',
+    labFaults: ['proxy-host-error', 'tunnel-device-offline'],
+    expect: fails('device_offline', 'session'),
+  },
+  {
+    kind: 'ssh',
+    fault: 'bare host error, no second path can tell',
+    how: 'lab faults `proxy-host-error`, `tunnel-token-revoked`, `api-errors`',
+    labFaults: ['proxy-host-error', 'tunnel-token-revoked', 'api-errors'],
+    expect: fails('proxy', 'session'),
+  },
   { kind: 'ssh', fault: 'device too slow to start a session', how: 'lab fault `device-slow`', labFaults: ['device-slow'], expect: fails('timeout', 'session') },
   { kind: 'ssh', fault: 'session cut mid-output', how: 'lab fault `session-drop`', labFaults: ['session-drop'], expect: fails('connect', 'command') },
 ];

@@ -1,14 +1,14 @@
-import { ProbeError } from '../core/errors.js';
-import type { ProbeContext } from '../core/kind.js';
-import type { Secret } from '../core/redact.js';
-import { withStepTimeout } from '../net/dial.js';
-import { isDeviceUuid } from './shared/device.js';
-import { dialHttp, HttpExchange, readBody } from './shared/http-exchange.js';
-import { bodyExcerpt, jsonExcerpt } from './shared/http-expect.js';
-import type { TlsBlock } from './shared/tls.js';
+import { ProbeError } from '../../core/errors.js';
+import type { ProbeContext } from '../../core/kind.js';
+import type { Secret } from '../../core/redact.js';
+import { withStepTimeout } from '../../net/dial.js';
+import { isDeviceUuid } from './device.js';
+import { dialHttp, HttpExchange, readBody } from './http-exchange.js';
+import { bodyExcerpt, jsonExcerpt } from './http-expect.js';
+import type { TlsBlock } from './tls.js';
 
 /**
- * The platform API as the `device-status` kind reads it (docs/protocols.md "API device status"):
+ * The platform API as the kinds read it (`device-status`, and the `ssh` kind corroborating a bare "host error") (docs/protocols.md "API device status"):
  * one device by uuid, and the devices of a fleet the API marks online, paged. Each request is on a
  * fresh connection of its own, limited by the step timeout, and its answer is checked field by
  * field: a real API sends extra fields and nulls, a broken one sends anything.
