@@ -23,26 +23,45 @@ function cliCommand(args: string[], fdLimit?: number): [string, string[]] {
   return ['/bin/sh', ['-c', `ulimit -n ${fdLimit} && exec "$@"`, 'sh', process.execPath, CLI, ...args]];
 }
 
-/** Runs the built CLI to completion, as a user would (the tests run after `npm run build`). */
-export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number; fdLimit?: number } = {}): Promise<CliResult> {
+/**
+ * Runs a command to completion, killing it after timeoutMs (then the error quotes the end of its
+ * output). A command that cannot be started rejects at once.
+ */
+export function runCommand(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; label?: string } = {},
+): Promise<CliResult> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(...cliCommand(args, opts.fdLimit), {
-      cwd: opts.cwd ?? ROOT,
-      env: { ...process.env, FLEETPROBE_LOG_LEVEL: '', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`fleetprobe ${args.join(' ')} did not exit within ${opts.timeoutMs ?? 20_000}ms\n${stdout}\n${stderr}`));
-    }, opts.timeoutMs ?? 20_000);
+      const label = opts.label ?? `${path.basename(cmd)} ${args.join(' ')}`;
+      reject(new Error(`${label} did not end within ${timeoutMs}ms\n${stdout.slice(-2000)}\n${stderr.slice(-2000)}`));
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+  });
+}
+
+/** Runs the built CLI to completion, as a user would (the tests run after `npm run build`). */
+export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; timeoutMs?: number; fdLimit?: number } = {}): Promise<CliResult> {
+  return runCommand(...cliCommand(args, opts.fdLimit), {
+    cwd: opts.cwd ?? ROOT,
+    env: { ...process.env, FLEETPROBE_LOG_LEVEL: '', ...opts.env },
+    timeoutMs: opts.timeoutMs ?? 20_000,
+    label: `fleetprobe ${args.join(' ')}`,
   });
 }
 

@@ -2,7 +2,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { toolPath } from './cli.js';
+import { runCommand, toolPath, type CliResult } from './cli.js';
+
+export { runCommand };
 
 /**
  * A real Docker engine (Debian `docker.io`) for interop tests, started by the test as root on a
@@ -22,11 +24,8 @@ export const dockerdPath = () => toolPath('dockerd', 'docker.io');
  */
 export const dockerCliPath = () => (fs.existsSync('/usr/bin/docker') ? '/usr/bin/docker' : toolPath('docker', 'docker.io'));
 
-export interface CommandResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+/** What a finished command left: its exit code and output. */
+export type CommandResult = CliResult;
 
 export interface Dockerd {
   socketPath: string;
@@ -51,30 +50,6 @@ export function engineRequest(socketPath: string, method: string, urlPath: strin
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
     req.end();
-  });
-}
-
-/** Runs a command to completion, killing it after timeoutMs (then the error quotes its output). */
-export function runCommand(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CommandResult> {
-  const timeoutMs = opts.timeoutMs ?? 60_000;
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${path.basename(cmd)} ${args.join(' ')} did not end within ${timeoutMs}ms\n${stdout.slice(-2000)}\n${stderr.slice(-2000)}`));
-    }, timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
   });
 }
 
