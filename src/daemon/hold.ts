@@ -16,7 +16,7 @@ export interface HeldProbesOptions {
   /** Where results go (metrics, status store, log): the scheduler's path. */
   record(result: RunResult): void;
   /** Kind metrics outside a run. */
-  observe(spec: ProbeSpec, observations: Record<string, number>): void;
+  observe(spec: ProbeSpec, observations: Readonly<Record<string, number | string | undefined>>): void;
 }
 
 interface Task {
@@ -87,7 +87,7 @@ export class HeldProbes {
         });
       },
       observe: (observations) => {
-        if (!signal.aborted) this.opts.observe(spec, observations as Record<string, number>);
+        if (!signal.aborted) this.opts.observe(spec, observations);
       },
     };
     const done = Promise.resolve()

@@ -112,7 +112,7 @@ export class Metrics {
   }
 
   /** Feeds a kind's own series from observations, outside a run (a held probe's state between runs). */
-  observe(name: string, observations: Record<string, number | string>): void {
+  observe(name: string, observations: Readonly<Record<string, number | string | undefined>>): void {
     this.probes.observe(name, observations);
   }
 

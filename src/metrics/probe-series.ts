@@ -185,7 +185,7 @@ export class ProbeSeries {
   }
 
   /** Feeds the kind's own series (KindMetric): a gauge is set, a counter increased. */
-  observe(name: string, observations: Record<string, number | string>): void {
+  observe(name: string, observations: Readonly<Record<string, number | string | undefined>>): void {
     const e = this.entries.get(name);
     if (!e) return;
     for (const { metric, slot } of e.layout.extra.values()) {
