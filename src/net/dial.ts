@@ -167,10 +167,31 @@ const leafOnly = function (this: tls.TLSSocket) {
   return tls.TLSSocket.prototype.getPeerCertificate.call(this, false);
 };
 const peerLeaves = new WeakMap<tls.TLSSocket, tls.PeerCertificate>();
+/**
+ * The CA file's context, read asynchronously: meanwhile the connected socket has no listener of
+ * ours, and a peer that resets it then would raise an unhandled 'error' and stop the process.
+ * Its error is held and thrown here instead, as the TLS step's own.
+ */
+async function contextWhileHolding(socket: net.Socket, caFile: string): Promise<tls.SecureContext> {
+  let early: Error | undefined;
+  const hold = (err: Error) => (early ??= err);
+  socket.on('error', hold);
+  try {
+    const sc = await secureContextFor(caFile);
+    if (early) throw early;
+    return sc;
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  } finally {
+    socket.off('error', hold);
+  }
+}
+
 export async function upgradeTls(ctx: ProbeContext, socket: net.Socket, opts: TlsOptions): Promise<tls.TLSSocket> {
   return ctx.phase('tls', async () => {
     const servername = opts.servername && !net.isIP(opts.servername) ? opts.servername : undefined;
-    const secureContext = opts.caFile ? await secureContextFor(opts.caFile) : undefined;
+    const secureContext = opts.caFile ? await contextWhileHolding(socket, opts.caFile) : undefined;
     const secure: tls.TLSSocket = tls.connect({
       socket,
       // The name the certificate is checked against; without it an IP target (no SNI) would be
