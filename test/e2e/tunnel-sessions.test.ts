@@ -106,6 +106,13 @@ describe('maxLatency: a proxy that queues instead of refusing (lab fault tunnel-
     expect(r.phases.proxy_connect).toBeGreaterThanOrEqual(0.2);
   });
 
+  it('one tunnel over a tighter bound fails as timeout with its own time (no percentile for one)', async () => {
+    lab.faults.set('tunnel-queue', true);
+    const r = await run({ maxLatency: { proxy_connect: '100ms' } });
+    expect(outcome(r), JSON.stringify(r)).toEqual({ success: false, reason: 'timeout', phase: 'proxy_connect' });
+    expect(r.message).toMatch(/^proxy_connect \d+\.\dms > maxLatency 100ms$/);
+  });
+
   it('eight at once: every tunnel opens, but proxy_connect p95 is past the bound: timeout with the percentile', async () => {
     lab.faults.set('tunnel-queue', true);
     const r = await run({ sessions: 8, maxLatency: { proxy_connect: '1s' } });

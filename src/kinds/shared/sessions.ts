@@ -65,7 +65,16 @@ const bound = duration.refine((ms) => ms > 0, 'must be more than 0');
  */
 function maxLatencyField<const P extends string>(phases: readonly P[]) {
   const bounds = Object.fromEntries([...phases, TOTAL].map((p) => [p, bound.optional()])) as Record<P | typeof TOTAL, z.ZodOptional<typeof bound>>;
-  return z.strictObject({ ...bounds, percentile: z.number().gt(0).max(100).default(95) });
+  const known = new Set<string>([...phases, TOTAL, 'percentile']);
+  return z
+    .object({ ...bounds, percentile: z.number().gt(0).max(100).default(95) })
+    .catchall(z.unknown())
+    .superRefine((v, ctx) => {
+      // An unknown key is most often another kind's phase or a typo: say which this kind has.
+      for (const key of Object.keys(v).filter((k) => !known.has(k)))
+        ctx.addIssue({ code: 'custom', path: [key], message: `is not a phase maxLatency can bound here: use ${phases.join(', ')} or \`${TOTAL}\`` });
+    })
+    .transform((v) => Object.fromEntries(Object.entries(v).filter(([k]) => known.has(k))) as { [K in P | typeof TOTAL]?: number } & { percentile: number });
 }
 
 /** The fields of the mode, to spread into a kind's schema. */
