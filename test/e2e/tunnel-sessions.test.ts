@@ -9,6 +9,7 @@ import { tunnelKind } from '../../src/kinds/tunnel.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { metricValue, promtoolPath } from '../helpers/cli.js';
+import { kindSpec } from '../helpers/run-kind.js';
 
 /**
  * The tunnel kind's concurrency mode (`sessions: N`, shared with the ssh kind) through runProbe
@@ -30,15 +31,10 @@ afterEach(() => {
   for (const f of lab.faults.active()) lab.faults.set(f, false);
 });
 
-function spec(fields: Fields, timeoutMs: number): ProbeSpec {
-  return {
-    name: 'tunnel-sessions',
-    kind: 'tunnel',
-    intervalMs: 60_000,
-    timeoutMs,
-    labels: {},
-    source: { file: 'test/e2e/tunnel-sessions.test.ts' },
-    config: tunnelKind.schema.parse({
+const spec = (fields: Fields, timeoutMs: number): ProbeSpec =>
+  kindSpec(
+    tunnelKind,
+    {
       tunnel: `127.0.0.1:${lab.vars.LAB_TUNNEL_PORT}`,
       tunnelTls: { caFile: lab.caFile, serverName: lab.vars.LAB_TUNNEL_HOST },
       token: { file: lab.vars.LAB_TUNNEL_TOKEN_FILE },
@@ -46,10 +42,9 @@ function spec(fields: Fields, timeoutMs: number): ProbeSpec {
       port: 80,
       http: { path: '/health', expect: { status: [200] } },
       ...fields,
-    }),
-    digest: 'test',
-  };
-}
+    },
+    { name: 'tunnel-sessions', timeoutMs },
+  );
 const run = (fields: Fields, timeoutMs = 5000): Promise<RunResult> => runProbe(spec(fields, timeoutMs), tunnelKind, { log });
 
 function outcome(r: RunResult) {

@@ -1,15 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProbeSpec } from '../../src/core/kind.js';
 import type { RunResult } from '../../src/core/result.js';
-import { runProbe } from '../../src/core/run.js';
 import { tunnelKind } from '../../src/kinds/tunnel.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { tempDir } from '../helpers/cli.js';
 import { closedPort } from '../helpers/http-peers.js';
+import { runKindOnce } from '../helpers/run-kind.js';
 
 /**
  * The tunnel kind against stock Debian tinyproxy (BasicAuth, ConnectPort), plain TCP on loopback,
@@ -28,7 +26,6 @@ function tinyproxyPath(): string | undefined {
 }
 
 const TINYPROXY = tinyproxyPath();
-const log = pino({ level: 'silent' });
 const USER = 'probe-bot';
 const PASSWORD = 'tinyproxy-pass-7c1e0b';
 process.env.FP_INTEROP_TINYPROXY_GOOD = PASSWORD;
@@ -84,23 +81,8 @@ async function startTinyproxy(extra: string[]): Promise<{ port: number; stop(): 
 
 /** One tunnel probe run through tinyproxy on `port`, with the good password unless `fields` say otherwise. */
 function runVia(port: number, fields: Record<string, unknown>, timeoutMs = 5000): Promise<RunResult> {
-  const spec: ProbeSpec = {
-    name: 'tinyproxy-interop',
-    kind: 'tunnel',
-    intervalMs: 60_000,
-    timeoutMs,
-    labels: {},
-    source: { file: 'test/interop/tunnel-tinyproxy.test.ts' },
-    config: tunnelKind.schema.parse({
-      tunnel: `127.0.0.1:${port}`,
-      tunnelTls: false,
-      user: USER,
-      token: { env: 'FP_INTEROP_TINYPROXY_GOOD' },
-      ...fields,
-    }),
-    digest: 'test',
-  };
-  return runProbe(spec, tunnelKind, { log });
+  const proxy = { tunnel: `127.0.0.1:${port}`, tunnelTls: false, user: USER, token: { env: 'FP_INTEROP_TINYPROXY_GOOD' } };
+  return runKindOnce(tunnelKind, { ...proxy, ...fields }, { name: 'tinyproxy-interop', timeoutMs });
 }
 
 describe.skipIf(!TINYPROXY)('tunnel kind through stock tinyproxy', () => {
