@@ -10,10 +10,13 @@ export const OBSERVATIONS = [
   // build: what the builder made, for the log and `fleetprobe run`.
   'release_id',
   'image_id',
-  // ssh, sessions mode.
+  // ssh and tunnel, sessions mode (kinds/shared/sessions.ts).
   'ssh_sessions_success_ratio',
   'ssh_session_latency_seconds',
   'ssh_session_failures',
+  'tunnel_sessions_success_ratio',
+  'tunnel_session_latency_seconds',
+  'tunnel_session_failures',
   // tunnel, held.
   'tunnel_interruptions',
   'tunnel_held_seconds',

@@ -6,7 +6,7 @@
 export const REASON_DESCRIPTIONS = {
   dns: 'the target name could not be resolved',
   connect: 'the TCP connection was refused, reset or unreachable',
-  timeout: 'a step did not finish within the run deadline',
+  timeout: "a step did not finish within the run deadline, or was slower than the probe's `maxLatency` bound",
   tls: 'the TLS handshake failed or the certificate was not trusted (expired, wrong name, unknown CA)',
   hostkey: 'the SSH host key did not match the pinned key or known_hosts',
   auth: 'our credentials were refused (token, key, password)',

@@ -2,18 +2,16 @@ import type { Duplex } from 'node:stream';
 import type { Client } from 'ssh2';
 import { z } from 'zod';
 import { duration, secretRef } from '../config/fields.js';
-import { classifyError } from '../core/classify.js';
 import { ProbeError } from '../core/errors.js';
 import { defineKind, type ProbeContext } from '../core/kind.js';
-import { REASONS, type Reason } from '../core/reasons.js';
 import { connectTcp, resolveHost, withStepTimeout } from '../net/dial.js';
 import { closeClient, inPhase, openSshClient, type SshConnectOptions } from '../net/ssh-client.js';
 import { runSshSession, UnexplainedHostError, type SshCommandOptions } from '../net/ssh-session.js';
 import { corroborate, corroborateField, corroborateProblems } from './ssh-corroborate.js';
-import { quantile, runLockstep } from './ssh-session-batch.js';
 import { deviceUuid } from './shared/device.js';
 import { hostPortField, ipAddress } from './shared/host-port.js';
 import { httpUrl } from './shared/http-expect.js';
+import { runSessions, sessionFields, sessionMetrics, sessionProblems } from './shared/sessions.js';
 import { tunnelTlsField } from './shared/tunnel.js';
 import { credentialProblems, credentialsOf, hostKeys, maxOutputBytes, parsedKey, policyOf, privateKeyRef, sshCommand, sshExpect } from './shared/ssh.js';
 
@@ -23,6 +21,8 @@ import { credentialProblems, credentialsOf, hostKeys, maxOutputBytes, parsedKey,
  * - jump: a bastion's direct-tcpip channel to the device's SSH port, then SSH to the device
  * - direct: SSH straight to a host
  */
+
+const PHASES = ['resolve', 'connect', 'handshake', 'auth', 'session', 'corroborate', 'command'] as const;
 
 /** `host` or `host:port` (default port 22). */
 const hostPort = hostPortField(22);
@@ -67,7 +67,7 @@ const schema = z.object({
     .default({ connect: 5000, handshake: 5000, auth: 5000, session: 10_000, command: 10_000 }),
   keepalive: duration.default(5000),
   maxOutputBytes,
-  sessions: z.number().int().min(1).max(256).default(1),
+  ...sessionFields(PHASES),
   /** proxy mode: where a bare "host error" is corroborated (ssh-corroborate.ts); usually from the platform block. */
   tunnel: hostPortField().optional(),
   tunnelTls: tunnelTlsField,
@@ -75,7 +75,6 @@ const schema = z.object({
   /** The tunnel's and the API's token. */
   token: secretRef.optional(),
   corroborate: corroborateField,
-  minSuccessRatio: z.number().min(0).max(1).default(1),
 });
 type SshConfig = z.output<typeof schema>;
 
@@ -92,6 +91,7 @@ function check(c: SshConfig): { field: string; message: string }[] {
   if (c.mode !== 'proxy' && c.container) out.push({ field: 'container', message: 'is for proxy mode only' });
   out.push(...credentialProblems(c));
   out.push(...corroborateProblems(c));
+  out.push(...sessionProblems(c));
   if (c.sshKeyPassphrase && !c.sshKey) out.push({ field: 'sshKeyPassphrase', message: 'is only used with sshKey' });
   if (c.sshKey) {
     try {
@@ -192,89 +192,17 @@ async function runOne(ctx: ProbeContext, c: SshConfig): Promise<void> {
   }
 }
 
-/** Observation names of the kind's metrics. */
-const OBS = { ratio: 'ssh_sessions_success_ratio', latency: 'ssh_session_latency_seconds', failures: 'ssh_session_failures' } as const;
-// Percentiles, not a `quantile` label: Prometheus reserves that for summaries (promtool rejects it).
-const PERCENTILES = ['50', '90', '99', '100'] as const;
-
 export const sshKind = defineKind({
   kind: 'ssh',
   description: 'an SSH session through the platform proxy (or a bastion, or direct) to a command on the device, checked by markers, exit status and output',
-  phases: ['resolve', 'connect', 'handshake', 'auth', 'session', 'corroborate', 'command'],
+  phases: PHASES,
   schema,
   platformFields: ['sshProxy', 'bastion', 'user', 'sshKey', 'sshKeyPassphrase', 'hostKeys', 'tunnel', 'tunnelTls', 'api', 'token'],
   check,
-  metrics: [
-    {
-      name: 'probe_ssh_sessions_success_ratio',
-      help: 'Share of the sessions of the last run that passed (sessions: N opens N at once).',
-      type: 'gauge',
-      observation: OBS.ratio,
-    },
-    {
-      name: 'probe_ssh_session_latency_seconds',
-      help: 'Percentiles of the durations of the passed sessions of the last run, in seconds (100 = the slowest).',
-      type: 'gauge',
-      observation: OBS.latency,
-      label: { name: 'percentile', values: PERCENTILES },
-    },
-    {
-      name: 'probe_ssh_session_failures_total',
-      help: 'Failed SSH sessions by failure reason (each session of a batch counts).',
-      type: 'counter',
-      observation: OBS.failures,
-      label: { name: 'reason', values: REASONS },
-    },
-  ],
+  metrics: sessionMetrics('ssh', 'SSH sessions'),
   async run(ctx, cfg) {
     if (cfg.insecureAcceptAnyHostKey)
       ctx.log.warn('SSH host key verification is disabled for this probe (insecureAcceptAnyHostKey): anyone in the middle can answer');
-    if (cfg.sessions === 1) {
-      const t0 = performance.now();
-      try {
-        await runOne(ctx, cfg);
-      } catch (err) {
-        ctx.observe(OBS.ratio, 0);
-        ctx.observe(`${OBS.failures}.${classifyError(err)}`, 1);
-        throw err;
-      }
-      const s = (performance.now() - t0) / 1000;
-      ctx.observe(OBS.ratio, 1);
-      for (const p of PERCENTILES) ctx.observe(`${OBS.latency}.${p}`, s);
-      return;
-    }
-    const outcomes = await runLockstep(ctx, cfg.sessions, (sub) => runOne(sub, cfg));
-    const passed = outcomes.filter((o) => o.ok);
-    const ratio = passed.length / outcomes.length;
-    ctx.observe(OBS.ratio, ratio);
-    for (const p of PERCENTILES)
-      ctx.observe(
-        `${OBS.latency}.${p}`,
-        quantile(
-          passed.map((o) => o.seconds),
-          Number(p) / 100,
-        ),
-      );
-    const failed = outcomes.filter((o) => !o.ok);
-    const byReason = new Map<Reason, number>();
-    for (const o of failed) byReason.set(o.reason!, (byReason.get(o.reason!) ?? 0) + 1);
-    for (const [reason, count] of byReason) ctx.observe(`${OBS.failures}.${reason}`, count);
-    if (ratio >= cfg.minSuccessRatio) return;
-    // The batch fails with its most common reason, in the phase where that reason struck most.
-    const [reason] = [...byReason].sort((a, b) => b[1] - a[1])[0];
-    const same = failed.filter((o) => o.reason === reason);
-    const phases = new Map<string, number>();
-    for (const o of same) phases.set(o.phase ?? 'connect', (phases.get(o.phase ?? 'connect') ?? 0) + 1);
-    const [phase] = [...phases].sort((a, b) => b[1] - a[1])[0];
-    const summary = [...byReason].map(([r, n]) => `${r} x${n}`).join(', ');
-    const err = new ProbeError(
-      reason,
-      `${failed.length} of ${outcomes.length} sessions failed (success ratio ${ratio.toFixed(2)} < ${cfg.minSuccessRatio}; ${summary}); first: ${same[0].message}`,
-      { cause: same[0].error },
-    );
-    // One of this kind's own phases: each session ran in them.
-    await ctx.phase(phase as Parameters<typeof ctx.phase>[0], () => {
-      throw err;
-    });
+    await runSessions(ctx, 'ssh', cfg, (sub) => runOne(sub, cfg));
   },
 });

@@ -4,10 +4,16 @@ import { deviceAuthority } from '../net/connect-tunnel.js';
 import { deviceUuid } from './shared/device.js';
 import { hostPortField, hostPortText, portNumber } from './shared/host-port.js';
 import { bodyExpectFields, maxBodyBytes } from './shared/http-expect.js';
+import { sessionFields, sessionProblems } from './shared/sessions.js';
 import { credentialProblems, hostKeys, maxOutputBytes, privateKeyRef, sshCommand, sshExpect } from './shared/ssh.js';
 import { stepTimeout, tunnelField, tunnelTlsField, tunnelUser } from './shared/tunnel.js';
 
 /** The fields of a `tunnel` probe and the rules across them. */
+
+/** The kind's phases; `hold` is only a held tunnel's. */
+export const PHASES = ['resolve', 'connect', 'tls', 'proxy_connect', 'target', 'hold'] as const;
+/** The phases `maxLatency` may bound: a run's (a held tunnel is judged by its interruptions). */
+const TIMED_PHASES = ['resolve', 'connect', 'tls', 'proxy_connect', 'target'] as const;
 
 const step = z
   .strictObject({ send: z.string().optional(), expect: regex.optional() })
@@ -54,6 +60,8 @@ export const schema = z.object({
     .optional(),
   /** Keep the tunnel open (daemon only), reopening it after this long; checks repeat every interval on it. */
   hold: duration.optional(),
+  /** N tunnels at once in lockstep, their success ratio and latency bounds (shared/sessions.ts). */
+  ...sessionFields(TIMED_PHASES),
 });
 export type TunnelConfig = z.output<typeof schema>;
 
@@ -74,5 +82,11 @@ export function checkConfig(cfg: TunnelConfig): { field: string; message: string
   if (cfg.hold !== undefined && !cfg.http && !cfg.steps.length) {
     problems.push({ field: 'hold', message: 'a held tunnel needs keepalive traffic: add `http` or `steps` (repeated every interval)' });
   }
+  problems.push(...sessionProblems(cfg));
+  // A held tunnel is one tunnel, judged by its interruptions: the batch fields have nothing to judge.
+  if (cfg.hold !== undefined)
+    for (const field of ['sessions', 'maxLatency'] as const)
+      if (cfg[field] !== undefined && cfg[field] !== 1)
+        problems.push({ field, message: 'is for tunnels opened per run, not with `hold` (a held tunnel is one tunnel)' });
   return problems;
 }

@@ -1,6 +1,7 @@
 import { defineKind } from '../core/kind.js';
+import { runSessions, sessionMetrics } from './shared/sessions.js';
 import { warnIfInsecure } from './shared/tls.js';
-import { checkConfig, schema } from './tunnel-config.js';
+import { checkConfig, PHASES, schema } from './tunnel-config.js';
 import { holdTunnel } from './tunnel-hold.js';
 import { openAndCheck } from './tunnel-session.js';
 
@@ -8,7 +9,8 @@ import { openAndCheck } from './tunnel-session.js';
  * `tunnel`: a port tunnel through the platform's CONNECT proxy (docs/protocols.md "CONNECT tunnel"),
  * through the real authorization path, then a check of what answers at the far end: the device's
  * first line (`expect.banner`), `send`/`expect` steps, or an HTTP request. With `hold` the daemon
- * keeps the tunnel open and counts its interruptions instead of opening one per run.
+ * keeps the tunnel open and counts its interruptions instead of opening one per run. With
+ * `sessions: N` a run opens N tunnels at once, in lockstep (shared/sessions.ts, as the ssh kind).
  */
 
 // Files: tunnel-config.ts (fields), tunnel-session.ts (one tunnel and its checks),
@@ -18,7 +20,7 @@ export const tunnelKind = defineKind({
   kind: 'tunnel',
   description:
     "a port tunnel through the platform's CONNECT proxy to a device port, checked end to end (banner, send/expect, HTTP, an SSH session), optionally held open",
-  phases: ['resolve', 'connect', 'tls', 'proxy_connect', 'target', 'hold'],
+  phases: PHASES,
   platformFields: ['tunnel', 'tunnelTls', 'user', 'token'],
   metrics: [
     {
@@ -45,12 +47,12 @@ export const tunnelKind = defineKind({
       observation: 'tunnel_down_seconds',
       help: 'Total time held tunnels spent interrupted (added when each interruption ends).',
     },
+    ...sessionMetrics('tunnel', 'tunnel sessions'),
   ],
   schema,
   check: checkConfig,
   async run(ctx, cfg) {
-    const session = await openAndCheck(ctx, cfg);
-    session?.close();
+    await runSessions(ctx, 'tunnel', cfg, async (sub) => (await openAndCheck(sub, cfg))?.close());
     warnIfInsecure(ctx, cfg.tunnelTls, ' of the tunnel proxy', 'tunnelTls.insecureSkipVerify');
   },
   holds: (cfg) => cfg.hold !== undefined,

@@ -27,6 +27,8 @@ export const LAB_FAULTS = {
   'tunnel-nonstandard': 'the tunnel proxy answers like a generic proxy: HTTP/1.1, odd reason phrases, extra headers, 401 instead of 407',
   'tunnel-drop': 'the tunnel proxy cuts every open tunnel 0.3-1.5 s after it opened (tunnels dropped during a deploy)',
   'tunnel-slow-connect': 'the tunnel proxy waits 30 s before answering CONNECT',
+  'tunnel-queue':
+    'the tunnel proxy answers CONNECT one at a time, 250 ms each, queueing the rest instead of refusing them (8 tunnels at once: the last waits 2 s)',
   'build-fails': 'the builder ends every build with isError log lines (the build failed)',
   'build-stall': 'the builder goes silent after the first build log lines, holding the connection open',
   'build-cut': 'the builder closes the connection mid-stream, in the middle of a log item',

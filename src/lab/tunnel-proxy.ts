@@ -16,6 +16,8 @@ import { listenLoopback, LAB_HOST, PendingDelays, type LabServer } from './liste
 export const LAB_TUNNEL_HOST = 'tunnel.fleetprobe.test';
 /** How long `tunnel-slow-connect` holds the answer: far beyond any sane step timeout. */
 export const SLOW_CONNECT_DELAY_MS = 30_000;
+/** How long `tunnel-queue` spends on each CONNECT, one at a time: 8 at once wait up to 2 s. */
+export const QUEUE_SERVICE_MS = 250;
 /** While `tunnel-drop` is on, each open tunnel is cut after a random time in this range. */
 export const DROP_AFTER_MS = [300, 1500] as const;
 
@@ -109,6 +111,8 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
 
   let connections = 0;
   let peak = 0;
+  // tunnel-queue: when the single worker is next free (ms since the epoch).
+  let queueFreeAt = 0;
   const server = tls.createServer({ cert: cert.certPem, key: cert.keyPem }, (client) => {
     client.on('error', () => undefined);
     peak = Math.max(peak, ++connections);
@@ -190,8 +194,13 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
         client.resume();
       });
     };
-    if (!faults.isOn('tunnel-slow-connect')) return open();
-    delays.after(SLOW_CONNECT_DELAY_MS, client, open);
+    if (faults.isOn('tunnel-slow-connect')) return delays.after(SLOW_CONNECT_DELAY_MS, client, open);
+    if (faults.isOn('tunnel-queue')) {
+      // One worker: each CONNECT is answered QUEUE_SERVICE_MS after the previous one, none refused.
+      queueFreeAt = Math.max(queueFreeAt, Date.now()) + QUEUE_SERVICE_MS;
+      return delays.after(queueFreeAt - Date.now(), client, open);
+    }
+    open();
   }
 
   const h = await listenLoopback(server);

@@ -195,10 +195,13 @@ async function sendConnect(ctx: ProbeContext, socket: net.Socket, opts: ConnectT
             socket.off('error', onError);
             step.signal.removeEventListener('abort', onAbort);
           };
+          // Once the caller's deadline or the step's limit has passed, that is why it failed: the
+          // deadline also destroys the TCP socket under TLS, whose end can come before our abort
+          // listener runs and would otherwise read as a proxy that closed without answering.
           const fail = (err: unknown) => {
             cleanup();
             socket.destroy();
-            reject(err);
+            reject(ctx.signal.aborted ? ctx.signal.reason : step.signal.aborted ? step.signal.reason : err);
           };
           const onReadable = () => {
             let chunk: Buffer | null;
@@ -268,6 +271,8 @@ export async function dialThroughProxy(ctx: ProbeContext, opts: ConnectTunnelOpt
     return await sendConnect(ctx, socket, opts);
   } catch (err) {
     socket.destroy();
-    throw err;
+    // The caller's deadline (a run's, a batch's, a corroboration budget) is the cause of whatever
+    // the destroyed socket said after it.
+    throw ctx.signal.aborted ? ctx.signal.reason : err;
   }
 }

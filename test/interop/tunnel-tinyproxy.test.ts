@@ -1,15 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProbeSpec } from '../../src/core/kind.js';
 import type { RunResult } from '../../src/core/result.js';
-import { runProbe } from '../../src/core/run.js';
 import { tunnelKind } from '../../src/kinds/tunnel.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { tempDir } from '../helpers/cli.js';
 import { closedPort } from '../helpers/http-peers.js';
+import { runKindOnce } from '../helpers/run-kind.js';
 
 /**
  * The tunnel kind against stock Debian tinyproxy (BasicAuth, ConnectPort), plain TCP on loopback,
@@ -28,7 +26,6 @@ function tinyproxyPath(): string | undefined {
 }
 
 const TINYPROXY = tinyproxyPath();
-const log = pino({ level: 'silent' });
 const USER = 'probe-bot';
 const PASSWORD = 'tinyproxy-pass-7c1e0b';
 process.env.FP_INTEROP_TINYPROXY_GOOD = PASSWORD;
@@ -52,10 +49,45 @@ async function waitForPort(port: number, child: ChildProcess, ms = 5000): Promis
   }
 }
 
+/** Stock tinyproxy on a free port with BasicAuth and these extra config lines; stop() ends it. */
+async function startTinyproxy(extra: string[]): Promise<{ port: number; stop(): Promise<void> }> {
+  const port = await closedPort();
+  const dir = tempDir('fleetprobe-tinyproxy-');
+  const conf = path.join(dir, 'tinyproxy.conf');
+  fs.writeFileSync(
+    conf,
+    [
+      `Port ${port}`,
+      'Listen 127.0.0.1',
+      `PidFile "${path.join(dir, 'tp.pid')}"`,
+      'LogLevel Critical',
+      'Timeout 10',
+      `BasicAuth ${USER} ${PASSWORD}`,
+      ...extra,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(TINYPROXY!, ['-d', '-c', conf], { stdio: 'ignore' });
+  await waitForPort(port, child);
+  return {
+    port,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+/** One tunnel probe run through tinyproxy on `port`, with the good password unless `fields` say otherwise. */
+function runVia(port: number, fields: Record<string, unknown>, timeoutMs = 5000): Promise<RunResult> {
+  const proxy = { tunnel: `127.0.0.1:${port}`, tunnelTls: false, user: USER, token: { env: 'FP_INTEROP_TINYPROXY_GOOD' } };
+  return runKindOnce(tunnelKind, { ...proxy, ...fields }, { name: 'tinyproxy-interop', timeoutMs });
+}
+
 describe.skipIf(!TINYPROXY)('tunnel kind through stock tinyproxy', () => {
   let lab: Lab;
-  let proxy: ChildProcess;
-  let proxyPort: number;
+  let proxy: Awaited<ReturnType<typeof startTinyproxy>>;
   let sshPort: number;
   let httpPort: number;
   let refusedPort: number;
@@ -65,55 +97,15 @@ describe.skipIf(!TINYPROXY)('tunnel kind through stock tinyproxy', () => {
     sshPort = Number(lab.vars.LAB_SSH_DEVICE3_PORT);
     httpPort = lab.devices[0].httpPort;
     refusedPort = await closedPort();
-    proxyPort = await closedPort();
-    const dir = tempDir('fleetprobe-tinyproxy-');
-    const conf = path.join(dir, 'tinyproxy.conf');
-    fs.writeFileSync(
-      conf,
-      [
-        `Port ${proxyPort}`,
-        'Listen 127.0.0.1',
-        `PidFile "${path.join(dir, 'tp.pid')}"`,
-        'LogLevel Critical',
-        'Timeout 10',
-        `BasicAuth ${USER} ${PASSWORD}`,
-        `ConnectPort ${sshPort}`,
-        `ConnectPort ${httpPort}`,
-        `ConnectPort ${refusedPort}`,
-        '',
-      ].join('\n'),
-    );
-    proxy = spawn(TINYPROXY!, ['-d', '-c', conf], { stdio: 'ignore' });
-    await waitForPort(proxyPort, proxy);
+    proxy = await startTinyproxy([`ConnectPort ${sshPort}`, `ConnectPort ${httpPort}`, `ConnectPort ${refusedPort}`]);
   });
 
   afterAll(async () => {
-    if (proxy && proxy.exitCode === null) {
-      proxy.kill('SIGTERM');
-      await new Promise((r) => proxy.once('exit', r));
-    }
+    await proxy?.stop();
     await lab?.close();
   });
 
-  function run(fields: Record<string, unknown>): Promise<RunResult> {
-    const spec: ProbeSpec = {
-      name: 'tinyproxy-interop',
-      kind: 'tunnel',
-      intervalMs: 60_000,
-      timeoutMs: 5000,
-      labels: {},
-      source: { file: 'test/interop/tunnel-tinyproxy.test.ts' },
-      config: tunnelKind.schema.parse({
-        tunnel: `127.0.0.1:${proxyPort}`,
-        tunnelTls: false,
-        user: USER,
-        token: { env: 'FP_INTEROP_TINYPROXY_GOOD' },
-        ...fields,
-      }),
-      digest: 'test',
-    };
-    return runProbe(spec, tunnelKind, { log });
-  }
+  const run = (fields: Record<string, unknown>): Promise<RunResult> => runVia(proxy.port, fields);
 
   it('a good token reaches the lab device SSH server: its banner', async () => {
     const r = await run({ target: `127.0.0.1:${sshPort}`, expect: { banner: '^SSH-2\\.0-' } });
@@ -138,5 +130,51 @@ describe.skipIf(!TINYPROXY)('tunnel kind through stock tinyproxy', () => {
     expect({ success: r.success, reason: r.reason, phase: r.phase }).toEqual({ success: false, reason: 'device_offline', phase: 'proxy_connect' });
     expect(r.message).toContain('HTTP 500');
     expect(r.message).toContain('port refused or device unreachable');
+  });
+});
+
+describe.skipIf(!TINYPROXY)('tunnel sessions through stock tinyproxy with MaxClients 2: it queues the rest', () => {
+  let lab: Lab;
+  let proxy: Awaited<ReturnType<typeof startTinyproxy>>;
+  let sshPort: number;
+
+  beforeAll(async () => {
+    lab = await startLab();
+    sshPort = Number(lab.vars.LAB_SSH_DEVICE3_PORT);
+    // Past MaxClients tinyproxy stops accepting: the kernel completes the TCP handshake, the
+    // CONNECT waits unanswered until a slot frees. Nothing is refused; only the wait tells.
+    proxy = await startTinyproxy([`ConnectPort ${sshPort}`, 'MaxClients 2']);
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await lab?.close();
+  });
+
+  const probe = (extra: Record<string, unknown>) => ({
+    target: `127.0.0.1:${sshPort}`,
+    expect: { banner: '^SSH-2\\.0-' },
+    stepTimeout: '1s',
+    maxLatency: { proxy_connect: '500ms' },
+    ...extra,
+  });
+
+  it('sessions: 1 passes', async () => {
+    const r = await runVia(proxy.port, probe({ sessions: 1 }));
+    expect({ success: r.success, reason: r.reason, phase: r.phase }, JSON.stringify(r)).toEqual({ success: true, reason: null, phase: null });
+  });
+
+  it('sessions: 8 fails: two tunnels open, six wait out their step limit; the count and the proxy_connect p95 are in the message', async () => {
+    const r = await runVia(proxy.port, probe({ sessions: 8 }));
+    expect({ success: r.success, reason: r.reason, phase: r.phase }, JSON.stringify(r)).toEqual({ success: false, reason: 'timeout', phase: 'proxy_connect' });
+    expect(r.message).toContain('6 of 8 sessions failed (success ratio 0.25 < 1; timeout x6)');
+    expect(r.message).toMatch(/proxy_connect p95 1\.\d+s > maxLatency 500ms \(8 sessions: /);
+    expect(r.observations['tunnel_session_failures.timeout']).toBe(6);
+    expect(r.observations.tunnel_sessions_success_ratio).toBe(0.25);
+  });
+
+  it('sessions: 8 with minSuccessRatio 0 still fails on latency: a queue is a latency failure', async () => {
+    const r = await runVia(proxy.port, probe({ sessions: 8, minSuccessRatio: 0 }));
+    expect({ success: r.success, reason: r.reason, phase: r.phase }, JSON.stringify(r)).toEqual({ success: false, reason: 'timeout', phase: 'proxy_connect' });
+    expect(r.message).toMatch(/^proxy_connect p95 1\.\d+s > maxLatency 500ms \(8 sessions: p50 /);
   });
 });

@@ -594,6 +594,14 @@ const TUNNEL_CASES: MatrixCase[] = [
     expect: fails('timeout', 'proxy_connect'),
   },
   {
+    // One tunnel cannot see a queue: `sessions: N` with `maxLatency` does (test/e2e/tunnel-sessions.test.ts).
+    kind: 'tunnel',
+    fault: 'proxy queues CONNECTs instead of refusing',
+    how: 'lab fault `tunnel-queue` (one tunnel waits its 250 ms turn)',
+    labFaults: ['tunnel-queue'],
+    expect: 'pass',
+  },
+  {
     kind: 'tunnel',
     fault: 'generic proxy dialect',
     how: 'lab fault `tunnel-nonstandard` (HTTP/1.1, odd reasons)',

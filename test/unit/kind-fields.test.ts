@@ -91,3 +91,54 @@ describe('the TLS block', () => {
     expect(problems('build', `fleet: o/f, ${TOKEN}, tls: { serverName: y.example }`)).toEqual(['probes.yaml:2: probes[0].tls.serverName: unknown field']);
   });
 });
+
+describe('the sessions mode: one set of fields in ssh and tunnel', () => {
+  const SSH = 'device: c0ffee01, user: u, insecureAcceptAnyHostKey: true';
+  const TUNNEL = `${TOKEN}, device: c0ffee01, expect: { banner: x }`;
+  const line = (path: string, message: string) => [`probes.yaml:2: probes[0].${path}: ${message}`];
+
+  it('loads in both kinds, each bounding its own phases', () => {
+    expect(problems('tunnel', `${TUNNEL}, sessions: 8, minSuccessRatio: 0.5, maxLatency: { proxy_connect: 1s, total: 2s, percentile: 99 }`)).toEqual([]);
+    expect(problems('ssh', `${SSH}, sessions: 4, maxLatency: { handshake: 2s, total: 5s }`)).toEqual([]);
+  });
+
+  it('bad values name the file, the field and the problem', () => {
+    expect(problems('tunnel', `${TUNNEL}, sessions: 0`)).toEqual(line('sessions', 'Too small: expected number to be >=1'));
+    expect(problems('tunnel', `${TUNNEL}, sessions: 300`)).toEqual(line('sessions', 'Too big: expected number to be <=256'));
+    expect(problems('tunnel', `${TUNNEL}, sessions: 2.5`)).toEqual(line('sessions', 'expected int, received number'));
+    expect(problems('tunnel', `${TUNNEL}, minSuccessRatio: 1.5`)).toEqual(line('minSuccessRatio', 'Too big: expected number to be <=1'));
+    expect(problems('tunnel', `${TUNNEL}, maxLatency: { proxy_connect: 0s }`)).toEqual(line('maxLatency.proxy_connect', 'must be more than 0'));
+    expect(problems('tunnel', `${TUNNEL}, maxLatency: { proxy_connect: soon }`)).toEqual(
+      line('maxLatency.proxy_connect', '"soon" is not a duration (use e.g. 500ms, 30s, 5m, 1h)'),
+    );
+    expect(problems('tunnel', `${TUNNEL}, maxLatency: { proxy_connect: 1s, percentile: 0 }`)).toEqual(
+      line('maxLatency.percentile', 'Too small: expected number to be >0'),
+    );
+    expect(problems('tunnel', `${TUNNEL}, maxLatency: { percentile: 95 }`)).toEqual(
+      line('maxLatency', 'names no bound: give a phase or `total` with a duration'),
+    );
+  });
+
+  it("a phase the kind does not have (a typo, another kind's phase, a held tunnel's) is named with the ones it has", () => {
+    const tunnelPhases = 'use resolve, connect, tls, proxy_connect, target or `total`';
+    expect(problems('tunnel', `${TUNNEL}, maxLatency: { proxy_conect: 1s }`)).toEqual(
+      line('maxLatency.proxy_conect', `is not a phase maxLatency can bound here: ${tunnelPhases}`),
+    );
+    expect(problems('tunnel', `${TUNNEL}, maxLatency: { hold: 1s }`)).toEqual(
+      line('maxLatency.hold', `is not a phase maxLatency can bound here: ${tunnelPhases}`),
+    );
+    expect(problems('ssh', `${SSH}, maxLatency: { proxy_connect: 1s }`)).toEqual(
+      line(
+        'maxLatency.proxy_connect',
+        'is not a phase maxLatency can bound here: use resolve, connect, handshake, auth, session, corroborate, command or `total`',
+      ),
+    );
+  });
+
+  it('a held tunnel is one tunnel: no sessions or latency bounds with hold', () => {
+    expect(problems('tunnel', `${TOKEN}, device: c0ffee01, http: { path: / }, hold: 1h, sessions: 4, maxLatency: { total: 1s }`)).toEqual([
+      'probes.yaml:2: probes[0].sessions: is for tunnels opened per run, not with `hold` (a held tunnel is one tunnel)',
+      'probes.yaml:2: probes[0].maxLatency: is for tunnels opened per run, not with `hold` (a held tunnel is one tunnel)',
+    ]);
+  });
+});

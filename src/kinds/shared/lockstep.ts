@@ -1,6 +1,7 @@
-import { classifyError, describeError } from '../core/classify.js';
-import type { ProbeContext } from '../core/kind.js';
-import type { Reason } from '../core/reasons.js';
+import { classifyError, describeError } from '../../core/classify.js';
+import { ProbeError } from '../../core/errors.js';
+import type { ProbeContext } from '../../core/kind.js';
+import type { Reason } from '../../core/reasons.js';
 
 /**
  * N sessions of one probe at once, in lockstep: every session does phase k at the same time, and
@@ -8,12 +9,20 @@ import type { Reason } from '../core/reasons.js';
  * overlap (N handshakes at once, N execs at once: the load that showed the 2025-09-10 problem), the
  * run's phases stay one after another as runProbe expects, and each phase's duration is that of
  * the slowest session in it. A session that fails leaves the batch; the others go on.
+ *
+ * Used by every kind with a `sessions: N` mode (sessions.ts); a kind's session is a function of a
+ * ProbeContext that calls ctx.phase as a single run would.
  */
+
+/** Kept back from the run's deadline in a batch, so the batch's verdict is given (not a bare run timeout). */
+export const BATCH_VERDICT_MARGIN_MS = 200;
 
 export interface SessionOutcome {
   ok: boolean;
   /** Seconds spent in the session's own phases (not waiting for the others). */
   seconds: number;
+  /** The same, phase by phase (only the phases the session entered). */
+  phases: Record<string, number>;
   reason?: Reason;
   phase?: string;
   message?: string;
@@ -33,8 +42,16 @@ interface Step {
   done: Promise<void>;
 }
 
+/**
+ * Runs `n` sessions in lockstep. With n > 1 the sessions end BATCH_VERDICT_MARGIN_MS before the
+ * run's deadline, with a `timeout` of their own, so the outcomes still come back to be judged.
+ */
+// long: one barrier: the steps, the settle rule and the session wrapper share its state.
 export async function runLockstep(ctx: ProbeContext, n: number, session: (ctx: ProbeContext, index: number) => Promise<void>): Promise<SessionOutcome[]> {
   const steps: Step[] = [];
+  const batch = n > 1 ? batchDeadline(ctx) : undefined;
+  const signal = batch ? AbortSignal.any([ctx.signal, batch.signal]) : ctx.signal;
+  const deadline = batch?.deadline ?? ctx.deadline;
   // How many phase calls each session made before it ended (Infinity while it runs).
   const endedAfter: number[] = Array.from({ length: n }, () => Infinity);
 
@@ -72,9 +89,13 @@ export async function runLockstep(ctx: ProbeContext, n: number, session: (ctx: P
     Array.from({ length: n }, async (_, i): Promise<SessionOutcome> => {
       let calls = 0;
       let seconds = 0;
+      const phases: Record<string, number> = {};
       let last: string | undefined;
       const sub: ProbeContext = {
         ...ctx,
+        signal,
+        deadline,
+        remainingMs: () => Math.max(0, deadline - Date.now()),
         async phase<T>(name: string, fn: () => Promise<T> | T): Promise<T> {
           const s = step(calls++, name);
           s.arrived++;
@@ -82,12 +103,14 @@ export async function runLockstep(ctx: ProbeContext, n: number, session: (ctx: P
           settle();
           await s.open;
           await steps[calls - 2]?.done;
-          ctx.signal.throwIfAborted();
+          signal.throwIfAborted();
           const t0 = performance.now();
           try {
             return await fn();
           } finally {
-            seconds += (performance.now() - t0) / 1000;
+            const took = (performance.now() - t0) / 1000;
+            seconds += took;
+            phases[name] = (phases[name] ?? 0) + took;
             s.finished++;
             settle();
           }
@@ -95,9 +118,9 @@ export async function runLockstep(ctx: ProbeContext, n: number, session: (ctx: P
       };
       try {
         await session(sub, i);
-        return { ok: true, seconds };
+        return { ok: true, seconds, phases };
       } catch (err) {
-        return { ok: false, seconds, reason: classifyError(err), phase: last, message: describeError(err), error: err };
+        return { ok: false, seconds, phases, reason: classifyError(err), phase: last, message: describeError(err), error: err };
       } finally {
         endedAfter[i] = calls;
         settle();
@@ -105,7 +128,17 @@ export async function runLockstep(ctx: ProbeContext, n: number, session: (ctx: P
     }),
   );
   await Promise.all(steps.map((s) => s.done));
+  batch?.done();
   return outcomes;
+}
+
+/** Aborts just inside the run's deadline with a `timeout` that says so. */
+function batchDeadline(ctx: ProbeContext): { signal: AbortSignal; deadline: number; done(): void } {
+  const ms = Math.max(1, ctx.remainingMs() - BATCH_VERDICT_MARGIN_MS);
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new ProbeError('timeout', `the session did not finish within the run's timeout (${ms}ms left for it)`)), ms);
+  timer.unref?.();
+  return { signal: controller.signal, deadline: Date.now() + ms, done: () => clearTimeout(timer) };
 }
 
 /** The q-quantile (0..1) of values, nearest rank; 0 for none. */
