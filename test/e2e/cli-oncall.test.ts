@@ -90,3 +90,70 @@ describe('config errors', () => {
     expect(r.stderr).toContain('(1 problem)');
   });
 });
+
+describe('the timeline of run never quotes a body twice', () => {
+  /** The `→` line of a failing run's timeline. */
+  const messageLine = (stdout: string) => stdout.split('\n').find((l) => l.startsWith('  → ')) ?? '';
+  const count = (text: string, part: string) => text.split(part).length - 1;
+
+  it('http: the platform\'s "Device unreachable" page says its title once (device-offline)', async () => {
+    const r = await runCli(['run', 'lab-url', '--lab', '--lab-fault', 'device-offline']);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(messageLine(r.stdout)).toBe(
+      '  → the platform served its "cannot reach this device" page (HTTP 502): Device unreachable We encountered an error when reaching this balena.io device: tunneling socket could not be established: 500',
+    );
+    expect(count(r.stdout, 'Device unreachable')).toBe(1);
+  });
+
+  it("tunnel: a device page whose heading repeats its title, quoted once (device 1's / through the tunnel)", async () => {
+    const dir = tempDir();
+    writeLabConfig(
+      dir,
+      `  - name: tunnel-page
+    kind: tunnel
+    tunnel: 127.0.0.1:\${LAB_TUNNEL_PORT}
+    tunnelTls: { caFile: "\${LAB_CA_FILE}", serverName: "\${LAB_TUNNEL_HOST}" }
+    user: probe-bot
+    token: { file: "\${LAB_TUNNEL_TOKEN_FILE}" }
+    device: \${LAB_DEVICE_UUID}
+    port: 80
+    http: { path: /, expect: { status: [204] } }
+`,
+    );
+    // tunnel-nonstandard: the proxy's odd answer is accepted, the device's page is what fails.
+    const r = await runCli(['run', 'tunnel-page', '--lab', '--config', dir, '--lab-fault', 'tunnel-nonstandard']);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    const line = messageLine(r.stdout);
+    expect(line).toMatch(/^ {2}→ HTTP GET \/ through the tunnel: status 200 is not one of 204; body: lab-device-1 uuid c0ffee0+1$/);
+    expect(count(r.stdout, 'lab-device-1')).toBe(1);
+  });
+
+  it("device-status: the companion's message is printed on its line, the timeline refers to it (status-stale, device-3-offline)", async () => {
+    const r = await runCli(['run', 'lab-device-status-companion', '--lab', '--lab-fault', 'status-stale,device-3-offline']);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(r.stdout).toMatch(
+      /^companion lab-tunnel-ssh-banner: failed \(device_offline in proxy_connect: CONNECT .+: HTTP 503 Service Unavailable: the device is not connected to the VPN\)$/m,
+    );
+    expect(messageLine(r.stdout)).toMatch(
+      /device: companion probe "lab-tunnel-ssh-banner" failed \d+\.\ds ago with device_offline in proxy_connect: \(quoted above\)$/,
+    );
+    expect(count(r.stdout, 'not connected to the VPN')).toBe(1);
+    // With --json there is no companion line: the message quotes it in full.
+    const j = await runCli(['run', 'lab-device-status-companion', '--lab', '--lab-fault', 'status-stale,device-3-offline', '--json']);
+    expect((JSON.parse(j.stdout) as { message: string }).message).toContain('HTTP 503 Service Unavailable: the…');
+  });
+
+  it("device-status: the API's error body, once (api-errors)", async () => {
+    const r = await runCli(['run', 'lab-device-status', '--lab', '--lab-fault', 'api-errors']);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(messageLine(r.stdout)).toMatch(/: the API failed \(HTTP 503\): \{"message":"upstream connect error or disconnect\/reset before headers"\}$/);
+    expect(count(r.stdout, 'upstream connect error')).toBe(1);
+  });
+
+  it("build: the builder's refusal, once (builder-unauthorized)", async () => {
+    const r = await runCli(['run', 'lab-build', '--lab', '--lab-fault', 'builder-unauthorized']);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    expect(messageLine(r.stdout)).toMatch(/^ {2}→ the builder \(https:\/\/127\.0\.0\.1:\d+\) refused our credentials: HTTP 401: Unauthorized$/);
+    expect(count(r.stdout, 'Unauthorized')).toBe(1);
+  });
+});
