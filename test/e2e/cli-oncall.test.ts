@@ -63,6 +63,36 @@ describe('list', () => {
 });
 
 describe('config errors', () => {
+  describe('a YAML syntax error names file:line:column of the offending token, in check and run', () => {
+    it.each([
+      ['a tab as indentation', 'probes:\n  - name: a\n\tkind: http\n', '3:1: YAML: Tabs are not allowed as indentation: indent with spaces'],
+      [
+        'an unclosed quote (found at the end of the file, named where it opens)',
+        'probes:\n  - name: a\n    kind: http\n    url: "https://x.example/\n    interval: 5s\n',
+        '4:10: YAML: the " opening this value is never closed (the value runs on to the end of the file)',
+      ],
+      [
+        'a bad mapping: an unquoted ": " in a value',
+        'probes:\n  - name: a\n    kind: http\n    url: https://x.example/\n    description: note: unquoted\n',
+        '5:18: YAML: Nested mappings are not allowed in compact mappings: a value that contains ": " must be quoted',
+      ],
+      [
+        'a line indented too far (the parser sees it on the line before)',
+        'probes:\n  - name: a\n      kind: http\n    url: https://x.example/\n',
+        "3:7: YAML: this line is indented more than the field above it, so it reads as the rest of that field's value (line 2) instead of a field of its own: indent it like the field above",
+      ],
+    ])('%s', async (_what, text, where) => {
+      const file = path.join(tempDir(), 'probes.yaml');
+      fs.writeFileSync(file, text);
+      for (const args of [['check'], ['run', 'a']]) {
+        const r = await runCli([...args, '--config', file]);
+        expect(r.code, r.stdout + r.stderr).toBe(2);
+        expect(r.stderr).toBe(`fleetprobe: invalid configuration (1 problem):\n  ${file}:${where}\n`);
+        expect(r.stdout).toBe('');
+      }
+    });
+  });
+
   it('an unknown field suggests the closest known one', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'p.yaml');
