@@ -127,6 +127,17 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       log,
     });
     servers.push(tunnel);
+    // The same proxy without TLS, as older platforms' `vpn.<domain>:3128` (`tunnelTls: false`).
+    const plainTunnel = await startTunnelProxy({
+      ca,
+      faults,
+      routes: tunnelRoutes,
+      tokens: [tunnelToken, builderToken],
+      online: (uuid) => deviceStates.isOnline(uuid),
+      plain: true,
+      log,
+    });
+    servers.push(plainTunnel);
     // Each device's own SSH is also reachable through the tunnel proxy, as `<uuid>.balena:22222`.
     for (const d of ssh.devices) tunnelRoutes.add(d.uuid, 22222, { port: d.port });
 
@@ -156,6 +167,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       ...ssh.vars,
       LAB_TUNNEL_HOST,
       LAB_TUNNEL_PORT: String(tunnel.port),
+      LAB_TUNNEL_PLAIN_PORT: String(plainTunnel.port),
       LAB_TUNNEL_TOKEN: tunnelToken,
       LAB_TUNNEL_TOKEN_FILE: tunnelTokenFile,
       LAB_BUILDER_URL: builder.url,

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LAB_URL_PROBE, runCli, tempDir, writeLabConfig } from '../helpers/cli.js';
+import { rawPeer } from '../helpers/http-peers.js';
 
 /** Small things an on-call engineer notices in the CLI's output (issue 14, item 6). */
 
@@ -185,5 +186,62 @@ describe('the timeline of run never quotes a body twice', () => {
     expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(messageLine(r.stdout)).toMatch(/^ {2}→ the builder \(https:\/\/127\.0\.0\.1:\d+\) refused our credentials: HTTP 401: Unauthorized$/);
     expect(count(r.stdout, 'Unauthorized')).toBe(1);
+  });
+});
+
+describe('a TLS handshake answered in plain HTTP by the tunnel proxy', () => {
+  const PLAIN =
+    /^TLS handshake with 127\.0\.0\.1:\d+: the answer is not TLS \(ERR_SSL_WRONG_VERSION_NUMBER\): the proxy speaks plain HTTP: set `tunnelTls: false`$/;
+  const tunnelProbe = (name: string, proxy: string, extra = '') => `  - name: ${name}
+    kind: tunnel
+    tunnel: ${proxy}
+${extra}    user: probe-bot
+    token: { file: "\${LAB_TUNNEL_TOKEN_FILE}" }
+    device: \${LAB_DEVICE_UUID}
+    port: 80
+    http: { path: /health, expect: { status: [200] } }
+`;
+  type Json = { success: boolean; reason: string; phase: string; message: string; durationSeconds: number };
+
+  it("the lab's plain tunnel proxy: protocol at once, well inside the timeout; with tunnelTls: false it passes", async () => {
+    const dir = tempDir();
+    writeLabConfig(
+      dir,
+      tunnelProbe('via-plain', '127.0.0.1:${LAB_TUNNEL_PLAIN_PORT}') +
+        tunnelProbe('via-plain-ok', '127.0.0.1:${LAB_TUNNEL_PLAIN_PORT}', '    tunnelTls: false\n'),
+      'lab.yaml',
+      'interval: 30s\n  timeout: 10s',
+    );
+    const r = await runCli(['run', 'via-plain', '--lab', '--config', dir, '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(1);
+    const out = JSON.parse(r.stdout) as Json;
+    expect(out).toMatchObject({ success: false, reason: 'protocol', phase: 'tls' });
+    expect(out.message).toMatch(PLAIN);
+    expect(out.durationSeconds).toBeLessThan(1);
+    const human = await runCli(['run', 'via-plain', '--lab', '--config', dir]);
+    expect(human.stdout).toMatch(/^ {2}✗ tls .+ protocol$/m);
+    const ok = await runCli(['run', 'via-plain-ok', '--lab', '--config', dir]);
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+  });
+
+  it('a raw peer that answers the ClientHello with an HTTP 400 (HTTP/1.0 and 1.1): protocol at once', async () => {
+    for (const answer of ['HTTP/1.0 400 Bad Request\r\n\r\n', 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n']) {
+      const peer = await rawPeer((s) => s.once('data', () => s.end(answer)));
+      try {
+        const dir = tempDir();
+        writeLabConfig(dir, tunnelProbe('raw', `127.0.0.1:${peer.port}`), 'lab.yaml', 'interval: 30s\n  timeout: 10s');
+        const t0 = Date.now();
+        const r = await runCli(['run', 'raw', '--lab', '--config', dir, '--json']);
+        expect(r.code, r.stdout + r.stderr).toBe(1);
+        const out = JSON.parse(r.stdout) as Json;
+        expect(out).toMatchObject({ reason: 'protocol', phase: 'tls' });
+        expect(out.message).toMatch(PLAIN);
+        expect(out.durationSeconds).toBeLessThan(1);
+        // The whole command (the lab's start included) ends well before the 10 s timeout.
+        expect(Date.now() - t0).toBeLessThan(8000);
+      } finally {
+        await peer.close();
+      }
+    }
   });
 });
