@@ -122,6 +122,17 @@ describe('config errors', () => {
   });
 });
 
+/** A tunnel probe of device 1's port 80 through the lab's tunnel proxy at `proxy`; `extra` lines go after `tunnel:`. */
+const labTunnelProbe = (name: string, proxy: string, extra = '', http = '{ path: /health, expect: { status: [200] } }') => `  - name: ${name}
+    kind: tunnel
+    tunnel: ${proxy}
+${extra}    user: probe-bot
+    token: { file: "\${LAB_TUNNEL_TOKEN_FILE}" }
+    device: \${LAB_DEVICE_UUID}
+    port: 80
+    http: ${http}
+`;
+
 describe('the timeline of run never quotes a body twice', () => {
   /** The `→` line of a failing run's timeline. */
   const messageLine = (stdout: string) => stdout.split('\n').find((l) => l.startsWith('  → ')) ?? '';
@@ -140,16 +151,12 @@ describe('the timeline of run never quotes a body twice', () => {
     const dir = tempDir();
     writeLabConfig(
       dir,
-      `  - name: tunnel-page
-    kind: tunnel
-    tunnel: 127.0.0.1:\${LAB_TUNNEL_PORT}
-    tunnelTls: { caFile: "\${LAB_CA_FILE}", serverName: "\${LAB_TUNNEL_HOST}" }
-    user: probe-bot
-    token: { file: "\${LAB_TUNNEL_TOKEN_FILE}" }
-    device: \${LAB_DEVICE_UUID}
-    port: 80
-    http: { path: /, expect: { status: [204] } }
-`,
+      labTunnelProbe(
+        'tunnel-page',
+        '127.0.0.1:${LAB_TUNNEL_PORT}',
+        '    tunnelTls: { caFile: "${LAB_CA_FILE}", serverName: "${LAB_TUNNEL_HOST}" }\n',
+        '{ path: /, expect: { status: [204] } }',
+      ),
     );
     // tunnel-nonstandard: the proxy's odd answer is accepted, the device's page is what fails.
     const r = await runCli(['run', 'tunnel-page', '--lab', '--config', dir, '--lab-fault', 'tunnel-nonstandard']);
@@ -192,23 +199,14 @@ describe('the timeline of run never quotes a body twice', () => {
 describe('a TLS handshake answered in plain HTTP by the tunnel proxy', () => {
   const PLAIN =
     /^TLS handshake with 127\.0\.0\.1:\d+: the answer is not TLS \(ERR_SSL_WRONG_VERSION_NUMBER\): the proxy speaks plain HTTP: set `tunnelTls: false`$/;
-  const tunnelProbe = (name: string, proxy: string, extra = '') => `  - name: ${name}
-    kind: tunnel
-    tunnel: ${proxy}
-${extra}    user: probe-bot
-    token: { file: "\${LAB_TUNNEL_TOKEN_FILE}" }
-    device: \${LAB_DEVICE_UUID}
-    port: 80
-    http: { path: /health, expect: { status: [200] } }
-`;
   type Json = { success: boolean; reason: string; phase: string; message: string; durationSeconds: number };
 
   it("the lab's plain tunnel proxy: protocol at once, well inside the timeout; with tunnelTls: false it passes", async () => {
     const dir = tempDir();
     writeLabConfig(
       dir,
-      tunnelProbe('via-plain', '127.0.0.1:${LAB_TUNNEL_PLAIN_PORT}') +
-        tunnelProbe('via-plain-ok', '127.0.0.1:${LAB_TUNNEL_PLAIN_PORT}', '    tunnelTls: false\n'),
+      labTunnelProbe('via-plain', '127.0.0.1:${LAB_TUNNEL_PLAIN_PORT}') +
+        labTunnelProbe('via-plain-ok', '127.0.0.1:${LAB_TUNNEL_PLAIN_PORT}', '    tunnelTls: false\n'),
       'lab.yaml',
       'interval: 30s\n  timeout: 10s',
     );
@@ -229,7 +227,7 @@ ${extra}    user: probe-bot
       const peer = await rawPeer((s) => s.once('data', () => s.end(answer)));
       try {
         const dir = tempDir();
-        writeLabConfig(dir, tunnelProbe('raw', `127.0.0.1:${peer.port}`), 'lab.yaml', 'interval: 30s\n  timeout: 10s');
+        writeLabConfig(dir, labTunnelProbe('raw', `127.0.0.1:${peer.port}`), 'lab.yaml', 'interval: 30s\n  timeout: 10s');
         const t0 = Date.now();
         const r = await runCli(['run', 'raw', '--lab', '--config', dir, '--json']);
         expect(r.code, r.stdout + r.stderr).toBe(1);
