@@ -47,16 +47,23 @@ async function runOne(args: Args, name: string): Promise<number> {
     const json = Boolean(args.values.json);
     // The target's output live (a build's log), unless the output is for a machine.
     const live = json ? undefined : new LiveProgress(process.stdout);
+    // What the companion lines already quoted: the timeline refers to it rather than quoting it again.
+    const shown: string[] = [];
     const result = await runWithCompanions(spec, config.probes, {
       shutdown: interrupt.signal,
       log,
       onProgress: live?.onProgress,
-      onCompanion: json ? undefined : (line) => process.stdout.write(line + '\n'),
+      onCompanion: json
+        ? undefined
+        : (line, companion) => {
+            if (companion.message) shown.push(companion.message);
+            process.stdout.write(line + '\n');
+          },
     });
     live?.stop();
     process.off('SIGINT', onSigint);
     if (json) process.stdout.write(JSON.stringify(resultToJson(result)) + '\n');
-    else process.stdout.write(renderTimeline(result, KINDS[spec.kind].phases, Boolean(process.stdout.isTTY)) + '\n');
+    else process.stdout.write(renderTimeline(result, KINDS[spec.kind].phases, Boolean(process.stdout.isTTY), shown) + '\n');
     return result.success ? EXIT.ok : EXIT.fail;
   } finally {
     await lab?.close();

@@ -91,7 +91,16 @@ function tunnelSource(v: Values, server: string): Source {
     ...target,
     how: `through the tunnel proxy ${proxy.host}:${proxy.port} over ${tls ? 'TLS, its certificate verified' : 'plain TCP'}`,
     authenticated: Boolean(tls),
-    dial: async (ctx) => (await dialThroughProxy(ctx, { proxy: { ...proxy, tls }, target: authority, credentials, stepTimeoutMs: ctx.remainingMs() })).socket,
+    dial: async (ctx) =>
+      (
+        await dialThroughProxy(ctx, {
+          proxy: { ...proxy, tls },
+          target: authority,
+          credentials,
+          stepTimeoutMs: ctx.remainingMs(),
+          plainSetting: '--tunnel-plain',
+        })
+      ).socket,
   };
 }
 

@@ -10,8 +10,8 @@ export interface ProbeRunOptions {
   log: Logger;
   /** The target's output as it comes (a build's log). */
   onProgress?: (event: ProgressEvent) => void;
-  /** One line per companion run: `companion NAME: passed`. */
-  onCompanion?: (line: string) => void;
+  /** One line per companion run (`companion NAME: passed`), with the companion's result. */
+  onCompanion?: (line: string, result: RunResult) => void;
 }
 
 /**
@@ -32,7 +32,7 @@ async function runCompanions(spec: ProbeSpec, all: ProbeSpec[], opts: ProbeRunOp
     if (!other || seen.has(probe)) continue;
     const r = await runProbe(other, KINDS[other.kind], { shutdown: opts.shutdown, log: opts.log });
     seen.set(probe, { last: r.aborted ? undefined : r, lastSuccessAt: r.success ? r.startedAt : undefined, intervalMs: nominalIntervalMs(other) });
-    opts.onCompanion?.(`companion ${probe}: ${r.success ? 'passed' : `failed (${r.reason} in ${r.phase}: ${r.message})`}`);
+    opts.onCompanion?.(`companion ${probe}: ${r.success ? 'passed' : `failed (${r.reason} in ${r.phase}: ${r.message})`}`, r);
   }
   return (name) => seen.get(name);
 }
@@ -70,7 +70,7 @@ export async function runCollected(
     onProgress: (e) => {
       if (e.line !== undefined && !e.transient) keep(e.line);
     },
-    onCompanion: keep,
+    onCompanion: (line) => keep(line),
   });
   if (dropped) output.unshift(`… ${dropped} earlier line${dropped === 1 ? '' : 's'} not kept`);
   return { result, output, attempt };

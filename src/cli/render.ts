@@ -20,7 +20,7 @@ import { KINDS } from '../kinds/index.js';
  *     ✗ transfer    1.2ms  device_offline
  *   the platform served its "cannot reach this device" page (HTTP 502): ...
  */
-export function renderTimeline(r: RunResult, allPhases: readonly string[], color = pc.isColorSupported): string {
+export function renderTimeline(r: RunResult, allPhases: readonly string[], color = pc.isColorSupported, shown: readonly string[] = []): string {
   const c = pc.createColors(color);
   const lines: string[] = [];
   const head = r.success ? c.green(c.bold('PASS')) : r.aborted ? c.yellow(c.bold('ABORTED')) : c.red(c.bold('FAIL'));
@@ -44,12 +44,34 @@ export function renderTimeline(r: RunResult, allPhases: readonly string[], color
     // A passing run shows only the phases it ran: the others belong to modes this probe does not
     // use (a tunnel probe that does not hold has no `hold`).
   }
-  if (r.message) lines.push(`  ${r.success ? '' : c.red('→ ')}${r.message}`);
+  if (r.message) lines.push(`  ${r.success ? '' : c.red('→ ')}${unrepeated(r.message, shown)}`);
   for (const [k, v] of Object.entries(r.observations)) {
     const shown = showObservation(k, v);
     lines.push(c.dim(`  ${k}: ${shown}`));
   }
   return lines.join('\n');
+}
+
+/** The least of a message already shown that is recognised when quoted again. */
+const MIN_REPEAT_CHARS = 24;
+
+/**
+ * `message` with the messages already printed above it (a companion's, on its own line) referred
+ * to rather than quoted again: a device-status failure quotes its companion's message, which the
+ * daemon needs (it shows no companion line) and `run` has just printed. The run's message is
+ * bounded, so the quote may be cut at its end (`…`).
+ */
+export function unrepeated(message: string, shown: readonly string[]): string {
+  let out = message;
+  for (const m of shown) {
+    if (m.length < MIN_REPEAT_CHARS) continue;
+    const at = out.indexOf(m.slice(0, MIN_REPEAT_CHARS));
+    if (at < 0) continue;
+    const rest = out.slice(at);
+    if (rest.startsWith(m)) out = `${out.slice(0, at)}(quoted above)${rest.slice(m.length)}`;
+    else if (rest.endsWith('…') && m.startsWith(rest.slice(0, -1))) out = `${out.slice(0, at)}(quoted above)`;
+  }
+  return out;
 }
 
 /** An observation as a person reads it: a date for a certificate's expiry, milliseconds for a latency percentile. */

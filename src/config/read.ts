@@ -3,7 +3,7 @@ import { InputFileError, MAX_BUNDLE_FILE_BYTES, errnoOf, readInputFileSync } fro
 import path from 'node:path';
 import { LineCounter, type Document } from 'yaml';
 import type { ConfigIssue } from '../core/errors.js';
-import { parseConfigYaml } from './yaml.js';
+import { parseConfigYaml, yamlProblem } from './yaml.js';
 
 /** One configuration file, parsed: the YAML document and the line counter that locates its nodes. */
 export interface ParsedFile {
@@ -65,7 +65,8 @@ export function readFile(file: string, issues: ConfigIssue[]): ParsedFile | unde
     // The first syntax error is the real one; the rest are usually the parser losing its footing.
     const e = doc.errors[0];
     const hint = /flow-map|flow-seq/.test(e.message) && text.includes('${') ? ' (inside { } or [ ], quote values that use ${VAR}: "${VAR}")' : '';
-    issues.push({ file, line: e.linePos?.[0]?.line ?? lc.linePos(e.pos[0]).line, path: '', message: `YAML: ${e.message.split('\n')[0]}${hint}` });
+    const { line, column, message } = yamlProblem(doc, e, lc, text);
+    issues.push({ file, line, column, path: '', message: message + hint });
     return undefined;
   }
   return { file, text, doc, lc };

@@ -1,4 +1,4 @@
-import { parseDocument, visit, YAMLParseError, type Document, type LineCounter, type Node } from 'yaml';
+import { isScalar, parseDocument, visit, YAMLParseError, type Document, type LineCounter, type Node, type Scalar } from 'yaml';
 
 /**
  * The YAML parse of a config file, bounded: a file is configuration written by people, so what no
@@ -64,4 +64,57 @@ export function parseConfigYaml(text: string, lineCounter: LineCounter): Documen
 function start(node: Node): [number, number] {
   const from = node.range?.[0] ?? 0;
   return [from, from + 1];
+}
+
+/** A YAML syntax error as a person fixes it: where the offending token is (1-based), and what is wrong. */
+export interface YamlProblem {
+  line: number;
+  column: number;
+  message: string;
+}
+
+/**
+ * The first syntax error of a document, placed at the token to fix. The parser notices some
+ * mistakes only where they end: an unclosed quote at the end of the file, an over-indented line
+ * as the line before it (the value it continues). Those are moved to where the mistake is.
+ */
+export function yamlProblem(doc: Document, error: YAMLParseError, lc: LineCounter, text: string): YamlProblem {
+  const said = error.message.split('\n')[0];
+  const at = (offset: number, message: string): YamlProblem => {
+    const { line, col } = lc.linePos(offset);
+    return { line, column: col, message };
+  };
+  const scalar = scalarWhere(doc, (n) => (error.code === 'MISSING_CHAR' ? n.range![1] === error.pos[0] : n.range![0] === error.pos[0]));
+  if (error.code === 'MISSING_CHAR' && scalar && (scalar.type === 'QUOTE_DOUBLE' || scalar.type === 'QUOTE_SINGLE')) {
+    const quote = scalar.type === 'QUOTE_DOUBLE' ? '"' : "'";
+    const ends = error.pos[0] >= text.trimEnd().length ? 'the end of the file' : `line ${lc.linePos(error.pos[0] - 1).line}`;
+    return at(scalar.range![0], `YAML: the ${quote} opening this value is never closed (the value runs on to ${ends})`);
+  }
+  if (error.code === 'BLOCK_AS_IMPLICIT_KEY' && scalar?.type === 'PLAIN') {
+    const start = lc.linePos(scalar.range![0]).line;
+    const next = text.indexOf('\n', scalar.range![0]);
+    if (next >= 0 && next < scalar.range![1]) {
+      const token = next + 1 + /^[ \t]*/.exec(text.slice(next + 1))![0].length;
+      return at(
+        token,
+        `YAML: this line is indented more than the field above it, so it reads as the rest of that field's value (line ${start}) instead of a field of its own: indent it like the field above`,
+      );
+    }
+    // `url: x: y` on one line: the second `: ` starts a mapping where a value was expected.
+    return at(error.pos[0], `YAML: ${said}: a value that contains ": " must be quoted`);
+  }
+  if (error.code === 'TAB_AS_INDENT') return at(error.pos[0], `YAML: ${said}: indent with spaces`);
+  return at(error.pos[0], `YAML: ${said}`);
+}
+
+function scalarWhere(doc: Document, test: (n: Scalar) => boolean): Scalar | undefined {
+  let found: Scalar | undefined;
+  visit(doc, {
+    Scalar(_key, node) {
+      if (!isScalar(node) || !node.range || !test(node)) return;
+      found = node;
+      return visit.BREAK;
+    },
+  });
+  return found;
 }

@@ -110,13 +110,21 @@ function withoutEmptyTail(msg: string, e: unknown): string {
   return msg.replace(/:\s*$/, '') + (known ? `: ${known} (reason ${reason}), no description given` : ' (no detail given)');
 }
 
+/**
+ * OpenSSL's own line, `80CC…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:…/ssl3_record.c:350:`,
+ * as its reason ("wrong version number"): the rest is OpenSSL's internals, and the error code follows anyway.
+ */
+function opensslReason(msg: string): string {
+  return /^[0-9A-F]+:error:[0-9A-F]+:[^:\n]*:[^:\n]*:([^:\n]+):/.exec(msg)?.[1] ?? msg;
+}
+
 export function describeError(err: unknown): string {
   const parts: string[] = [];
   for (const e of walkErrorChain(err)) {
     if (e instanceof AggregateError && e.errors.length && !e.message) continue;
     // Some libraries reject with plain objects ({ code, message }): use their message, not "[object Object]".
     const objMsg = (e as { message?: unknown } | null)?.message;
-    const msg = withoutEmptyTail(e instanceof Error ? e.message : typeof objMsg === 'string' ? objMsg : String(e), e);
+    const msg = withoutEmptyTail(opensslReason(e instanceof Error ? e.message : typeof objMsg === 'string' ? objMsg : String(e)), e);
     const code = errorCode(e)?.startsWith('FP_') ? undefined : errorCode(e);
     const text = code && msg && !msg.includes(code) ? `${msg} (${code})` : msg || code || '';
     if (text && !parts.some((p) => p.includes(text))) parts.push(text);

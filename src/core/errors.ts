@@ -37,6 +37,8 @@ export class FleetprobeError extends Error {
 export interface ConfigIssue {
   file: string;
   line?: number;
+  /** The column of the offending token (YAML syntax errors), 1-based. */
+  column?: number;
   path: string;
   message: string;
   /**
@@ -47,7 +49,7 @@ export interface ConfigIssue {
 }
 
 export function formatConfigIssue(i: ConfigIssue): string {
-  const where = i.line ? `${i.file}:${i.line}` : i.file;
+  const where = i.line ? `${i.file}:${i.line}${i.column ? ':' + i.column : ''}` : i.file;
   return i.path ? `${where}: ${i.path}: ${i.message}` : `${where}: ${i.message}`;
 }
 

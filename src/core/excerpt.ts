@@ -14,7 +14,7 @@ export interface ExcerptOptions {
   ellipsisWithin?: boolean;
   /** Scrub known secrets first: a secret cut in half would no longer be recognised afterwards. */
   redact?: boolean;
-  /** Drop `<tags>` (an HTML error page). */
+  /** Read an HTML error page as text: its tags dropped, scripts and styles left out, its title once. */
   markup?: boolean;
   /** Fold each run of whitespace into one space and trim the ends. */
   collapse?: boolean;
@@ -28,7 +28,7 @@ export interface ExcerptOptions {
 
 export function excerpt(text: string, o: ExcerptOptions): string {
   let t = o.redact ? scrub(text) : text;
-  if (o.markup) t = t.replace(/<[^>]*>/g, ' ');
+  if (o.markup) t = pageText(t);
   if (o.collapse) t = t.replace(/\s+/g, ' ').trim();
   if (o.escapeControls) t = t.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\r' ? '\\r' : c === '\n' ? '\\n' : '?'));
   const keep = o.ellipsisWithin ? o.max - 1 : o.max;
@@ -37,6 +37,103 @@ export function excerpt(text: string, o: ExcerptOptions): string {
   if (o.quote) t = JSON.stringify(t);
   if (cut) return t + '…';
   return t || (o.empty ?? '');
+}
+
+/**
+ * The words of an HTML page. A `<script>` or `<style>` holds no words for a person. The `<title>`
+ * is read once: error pages repeat it as their heading (nginx's "502 Bad Gateway", the platform's
+ * "Device unreachable"), and a message quoting both says it twice; it is kept, first, only when the
+ * rest of the page does not say it. Linear in the page: blocks are found with indexOf, not a
+ * backtracking pattern, since the page is a peer's.
+ */
+function pageText(html: string): string {
+  const lower = html.toLowerCase();
+  if (!lower.includes('<')) return html;
+  const find = blockFinder(lower);
+  let title = '';
+  const kept: string[] = [];
+  let at = 0;
+  for (let block = find(0); block; block = find(at)) {
+    kept.push(html.slice(at, block.start));
+    if (block.tag === 'title' && !title) title = html.slice(block.contentStart, block.contentEnd);
+    at = block.end;
+  }
+  kept.push(html.slice(at));
+  const rest = dropTags(kept.join(' '));
+  const heading = dropTags(title).replace(/\s+/g, ' ').trim();
+  return heading && !rest.replace(/\s+/g, ' ').includes(heading) ? `${heading} ${rest}` : rest;
+}
+
+/**
+ * Each `<...>` as a space, as `replace(/<[^>]*>/g, ' ')` would, in linear time: that pattern tries
+ * every `<` to the end of a page with no `>` after it (quadratic on a peer's 1 MiB of `<`).
+ */
+function dropTags(s: string): string {
+  const out: string[] = [];
+  let at = 0;
+  for (;;) {
+    const open = s.indexOf('<', at);
+    const close = open < 0 ? -1 : s.indexOf('>', open);
+    // No `>` after this `<`: none after any later `<` either, so nothing further is a tag.
+    if (close < 0) break;
+    out.push(s.slice(at, open), ' ');
+    at = close + 1;
+  }
+  out.push(s.slice(at));
+  return out.join('');
+}
+
+/** Where a block element's text is left out: `<title>`, `<script>`, `<style>`, and `<!-- -->` comments. */
+const BLOCK_OPENERS = ['<title', '<script', '<style', '<!--'] as const;
+
+interface Block {
+  tag: string;
+  start: number;
+  contentStart: number;
+  contentEnd: number;
+  end: number;
+}
+
+/**
+ * A finder of the next block at or after a position, for positions that only grow: each opener's
+ * next occurrence is remembered until passed, so the page is scanned a bounded number of times.
+ */
+function blockFinder(lower: string): (from: number) => Block | undefined {
+  const next = new Map<string, number>();
+  const occurrence = (opener: string, from: number) => {
+    let at = next.get(opener);
+    if (at === undefined || (at >= 0 && at < from)) next.set(opener, (at = lower.indexOf(opener, from)));
+    return at;
+  };
+  return (from) => {
+    for (;;) {
+      let best: { opener: string; start: number } | undefined;
+      for (const opener of BLOCK_OPENERS) {
+        const start = occurrence(opener, from);
+        if (start >= 0 && (!best || start < best.start)) best = { opener, start };
+      }
+      if (!best) return undefined;
+      const tag = best.opener.slice(1);
+      if (tag === '!--') {
+        const close = lower.indexOf('-->', best.start + 4);
+        const end = close < 0 ? lower.length : close + 3;
+        return { tag, start: best.start, contentStart: end, contentEnd: end, end };
+      }
+      // `<titles>` or `<style2`: not the element; look further.
+      const after = lower[best.start + best.opener.length];
+      if (after !== undefined && !/[\s/>]/.test(after)) {
+        from = best.start + 1;
+        continue;
+      }
+      // An unclosed tag or element runs to the end of the page.
+      const open = lower.indexOf('>', best.start);
+      const contentStart = open < 0 ? lower.length : open + 1;
+      const close = lower.indexOf(`</${tag}`, contentStart);
+      const contentEnd = close < 0 ? lower.length : close;
+      const closeEnd = close < 0 ? -1 : lower.indexOf('>', close);
+      return { tag, start: best.start, contentStart, contentEnd, end: closeEnd < 0 ? lower.length : closeEnd + 1 };
+    }
+  };
 }
 
 /** `n`, or one less where `n` would split a surrogate pair. */

@@ -118,15 +118,12 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     const tunnelTokenFile = path.join(dir, 'tunnel-token');
     writePrivate(tunnelTokenFile, tunnelToken + '\n');
     // The API token opens tunnels too, as a platform API key does (a device-status probe uses one token).
-    const tunnel = await startTunnelProxy({
-      ca,
-      faults,
-      routes: tunnelRoutes,
-      tokens: [tunnelToken, builderToken],
-      online: (uuid) => deviceStates.isOnline(uuid),
-      log,
-    });
+    const proxyOptions = { ca, faults, routes: tunnelRoutes, tokens: [tunnelToken, builderToken], online: (uuid: string) => deviceStates.isOnline(uuid), log };
+    const tunnel = await startTunnelProxy(proxyOptions);
     servers.push(tunnel);
+    // The same proxy without TLS, as older platforms' `vpn.<domain>:3128` (`tunnelTls: false`).
+    const plainTunnel = await startTunnelProxy({ ...proxyOptions, plain: true });
+    servers.push(plainTunnel);
     // Each device's own SSH is also reachable through the tunnel proxy, as `<uuid>.balena:22222`.
     for (const d of ssh.devices) tunnelRoutes.add(d.uuid, 22222, { port: d.port });
 
@@ -156,6 +153,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       ...ssh.vars,
       LAB_TUNNEL_HOST,
       LAB_TUNNEL_PORT: String(tunnel.port),
+      LAB_TUNNEL_PLAIN_PORT: String(plainTunnel.port),
       LAB_TUNNEL_TOKEN: tunnelToken,
       LAB_TUNNEL_TOKEN_FILE: tunnelTokenFile,
       LAB_BUILDER_URL: builder.url,

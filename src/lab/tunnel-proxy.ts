@@ -54,6 +54,8 @@ export interface TunnelProxyOptions {
   tokens: string[];
   /** Whether a device is connected to the VPN right now (undefined: not a device with a state); 503 when false. */
   online?(uuid: string): boolean | undefined;
+  /** Plain TCP, as older platforms' `vpn.<domain>:3128` (probes set `tunnelTls: false`); TLS otherwise. */
+  plain?: boolean;
   log?: Logger;
 }
 
@@ -113,7 +115,7 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
   let peak = 0;
   // tunnel-queue: when the single worker is next free (ms since the epoch).
   let queueFreeAt = 0;
-  const server = tls.createServer({ cert: cert.certPem, key: cert.keyPem }, (client) => {
+  const accept = (client: net.Socket) => {
     client.on('error', () => undefined);
     peak = Math.max(peak, ++connections);
     client.once('close', () => connections--);
@@ -122,7 +124,9 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
       head = Buffer.concat([head, d]);
       const end = head.indexOf('\r\n\r\n');
       if (end < 0) {
-        if (head.length > MAX_REQUEST_BYTES) reply(client, 400, 'Bad Request');
+        // A request starts with its method, a token: anything else (a TLS ClientHello sent to the
+        // plain proxy) is answered 400 at once, as node's http server (node-tunnel's) answers it.
+        if (head.length > MAX_REQUEST_BYTES || !/^[A-Za-z]/.test(head.toString('latin1', 0, 1))) reply(client, 400, 'Bad Request');
         return;
       }
       client.off('data', onData);
@@ -131,7 +135,8 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
       handle(client, head.subarray(0, end).toString('latin1'), rest);
     };
     client.on('data', onData);
-  });
+  };
+  const server = opts.plain ? net.createServer(accept) : tls.createServer({ cert: cert.certPem, key: cert.keyPem }, accept);
 
   const nonstandard = () => faults.isOn('tunnel-nonstandard');
 
@@ -205,8 +210,8 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
 
   const h = await listenLoopback(server);
   return {
-    name: 'tunnel proxy',
-    url: `https://${LAB_HOST}:${h.port}`,
+    name: opts.plain ? 'tunnel proxy (plain)' : 'tunnel proxy',
+    url: `${opts.plain ? 'http' : 'https'}://${LAB_HOST}:${h.port}`,
     port: h.port,
     openTunnels: () => tunnels.size,
     peakConnections: () => peak,

@@ -38,6 +38,8 @@ export interface ConnectTunnelOptions {
   credentials?: { user: string; token: Secret };
   /** Limit of each step (TCP connect, TLS handshake, the proxy's answer). Default 10 s, as the official client. */
   stepTimeoutMs?: number;
+  /** What a user sets for a proxy without TLS, named when a TLS handshake gets a plain answer. Default `tunnelTls: false`. */
+  plainSetting?: string;
 }
 
 export interface ConnectedTunnel {
@@ -255,6 +257,24 @@ async function sendConnect(ctx: ProbeContext, socket: net.Socket, opts: ConnectT
   );
 }
 
+/**
+ * OpenSSL's words for a first answer that is not a TLS record: "HTTP/1.x 400" from a plain proxy
+ * reads as a record of version 0x5454 ("TT"), or of a length over the limit.
+ */
+const NOT_TLS_CODES = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG']);
+
+/**
+ * A TLS handshake the proxy answered in plain text: it speaks plain HTTP (older platforms'
+ * `vpn.<domain>:3128`, or a generic proxy), and the setting to change is named. This fails as soon
+ * as the proxy answers (a plain HTTP server answers a ClientHello with 400 at once), never after
+ * the timeout.
+ */
+function plainProxyError(err: unknown, proxy: string, setting: string): ProbeError | undefined {
+  const code = (err as { cause?: { code?: unknown } } | null)?.cause?.code;
+  if (!(err instanceof ProbeError) || typeof code !== 'string' || !NOT_TLS_CODES.has(code)) return undefined;
+  return new ProbeError('protocol', `TLS handshake with ${proxy}: the answer is not TLS (${code}): the proxy speaks plain HTTP: set ${setting}`);
+}
+
 /** Dials the proxy (resolve, connect, TLS) and opens the tunnel (proxy_connect). */
 export async function dialThroughProxy(ctx: ProbeContext, opts: ConnectTunnelOptions): Promise<ConnectedTunnel> {
   const stepMs = opts.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
@@ -266,7 +286,9 @@ export async function dialThroughProxy(ctx: ProbeContext, opts: ConnectTunnelOpt
     if (tlsOpts) {
       socket = await withStepTimeout(ctx, stepMs, `TLS handshake with ${host}:${port}`, (c) =>
         upgradeTls(c, socket, { servername: tlsOpts.serverName ?? host, caFile: tlsOpts.caFile, insecureSkipVerify: tlsOpts.insecureSkipVerify }),
-      );
+      ).catch((err: unknown) => {
+        throw plainProxyError(err, `${host}:${port}`, opts.plainSetting ?? '`tunnelTls: false`') ?? err;
+      });
     }
     return await sendConnect(ctx, socket, opts);
   } catch (err) {

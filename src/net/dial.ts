@@ -4,6 +4,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { ProbeContext } from '../core/kind.js';
 import { ProbeError } from '../core/errors.js';
+import { describeError } from '../core/classify.js';
 import { InputFileError, MAX_BUNDLE_FILE_BYTES, readInputFile } from '../config/files.js';
 
 /**
@@ -218,7 +219,8 @@ export async function upgradeTls(ctx: ProbeContext, socket: net.Socket, opts: Tl
       const code = (err as { code?: string }).code ?? '';
       // An abort (run deadline, a step timeout, shutdown) is not a TLS failure: keep its own reason.
       if (code && code !== 'ECONNRESET' && !ctx.signal.aborted) {
-        throw new ProbeError('tls', `TLS handshake with ${opts.servername ?? 'peer'} failed: ${(err as Error).message} (${code})`, { cause: err });
+        // describeError: the error as the run's message shows its cause, so it is said once.
+        throw new ProbeError('tls', `TLS handshake with ${opts.servername ?? 'peer'} failed: ${describeError(err)}`, { cause: err });
       }
       throw err;
     }

@@ -557,7 +557,7 @@ const startTunnelEnv = async (lab: MatrixLab, log: Logger) =>
   );
 
 const TUNNEL_CASES: MatrixCase[] = [
-  ...commonRows({ kind: 'tunnel', first: 'tls', wrongProtocol: fails('tls', 'tls'), plainHttp: 'plain-http' }),
+  ...commonRows({ kind: 'tunnel', first: 'tls', wrongProtocol: fails('protocol', 'tls'), plainHttp: 'plain-http' }),
   {
     kind: 'tunnel',
     fault: 'CONNECT swallowed',

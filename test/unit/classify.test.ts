@@ -195,4 +195,14 @@ describe('describeError', () => {
   it('describes plain objects by their message, not as [object Object]', () => {
     expect(describeError({ code: 'ENOTFOUND', message: 'lookup failed' })).toBe('lookup failed (ENOTFOUND)');
   });
+
+  it("says OpenSSL's reason once, not its internals twice (a TLS failure wrapping its cause)", () => {
+    const openssl = Object.assign(
+      new Error('80CC61D7877F0000:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/openssl/openssl/ssl/record/ssl3_record.c:350:\n'),
+      { code: 'ERR_SSL_WRONG_VERSION_NUMBER' },
+    );
+    expect(describeError(openssl)).toBe('wrong version number (ERR_SSL_WRONG_VERSION_NUMBER)');
+    const wrapped = new ProbeError('tls', `TLS handshake with x failed: ${describeError(openssl)}`, { cause: openssl });
+    expect(describeError(wrapped)).toBe('TLS handshake with x failed: wrong version number (ERR_SSL_WRONG_VERSION_NUMBER)');
+  });
 });

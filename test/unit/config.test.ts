@@ -95,8 +95,8 @@ const ONE_RULE: [string, string][] = [
   ['bad-regex.yaml', 'invalid/bad-regex.yaml:6: probes[0].expect.bodyRegex: invalid regular expression: Invalid regular expression: /ok(/: Unterminated group'],
   ['bad-status.yaml', `invalid/bad-status.yaml:6: probes[0].expect.status[0]: ${STATUS_RULE}`],
   ['ftp-url.yaml', 'invalid/ftp-url.yaml:4: probes[0].url: must be an http:// or https:// URL'],
-  ['yaml-syntax.yaml', 'invalid/yaml-syntax.yaml:5: YAML: Sequence item without - indicator'],
-  ['yaml-duplicate-key.yaml', 'invalid/yaml-duplicate-key.yaml:5: YAML: Map keys must be unique'],
+  ['yaml-syntax.yaml', 'invalid/yaml-syntax.yaml:5:1: YAML: Sequence item without - indicator'],
+  ['yaml-duplicate-key.yaml', 'invalid/yaml-duplicate-key.yaml:5:5: YAML: Map keys must be unique'],
   [
     'missing-var.yaml',
     'invalid/missing-var.yaml:4: probes[0].url: environment variable FLEETPROBE_TEST_UNSET_HOST is not set (used as ${FLEETPROBE_TEST_UNSET_HOST})',

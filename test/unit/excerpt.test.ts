@@ -107,3 +107,33 @@ describe('excerpt of peer JSON', () => {
     expect(excerptJson(objects, { max: 10, quote: true })).toBe('"{\\"a\\":{\\"a\\":"…');
   });
 });
+
+describe('excerpt of an HTML error page', () => {
+  it('says the title once when the page repeats it as its heading', () => {
+    const nginx =
+      '<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n';
+    expect(bodyExcerpt(nginx)).toBe('502 Bad Gateway nginx');
+    const platform =
+      '<!doctype html>\n<html><head><meta charset="utf-8"><title>Device unreachable</title></head><body><h1>Device unreachable</h1><p>We encountered an error when reaching this balena.io device</p></body></html>\n';
+    expect(bodyExcerpt(platform)).toBe('Device unreachable We encountered an error when reaching this balena.io device');
+  });
+
+  it('keeps a title the rest of the page does not say, first; leaves out scripts, styles and comments', () => {
+    const page =
+      '<HTML><HEAD><TITLE>Service Unavailable</TITLE><style>body { color: red }</style><script type="text/javascript">var x = "<p>";</script></HEAD>' +
+      '<BODY><!-- upstream: 10.0.0.7 --><p>try again later</p></BODY></HTML>';
+    expect(bodyExcerpt(page)).toBe('Service Unavailable try again later');
+    // Not the elements: `<titles>`, `<style2>`; an unclosed script hides the rest of the page.
+    expect(bodyExcerpt('<titles>a</titles> <style2>b</style2>')).toBe('a b');
+    expect(bodyExcerpt('<p>before</p><script>never closed <p>after</p>')).toBe('before');
+  });
+
+  it('stays linear on a hostile page of openers', () => {
+    for (const unit of ['<', '<a', '<title>', '<title>x</title>', '<script', '<!--', '<titlex', '<style>a</style>']) {
+      const page = unit.repeat(200_000);
+      const t0 = performance.now();
+      bodyExcerpt(page);
+      expect(performance.now() - t0, unit).toBeLessThan(1500);
+    }
+  });
+});
