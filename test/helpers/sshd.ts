@@ -69,6 +69,10 @@ export async function startSshd(dir: string, hostKeyTypes: string[] = ['ed25519'
       'PermitRootLogin prohibit-password',
       'AllowTcpForwarding yes',
       'LogLevel ERROR',
+      // Debian's bash sources ~/.bashrc for commands run by sshd. A root ~/.bashrc that does slow or
+      // locking work (pyenv's rehash waits on a lock file a killed session can leave behind) then
+      // stalls every session of the test; a HOME with no rc file keeps the peer stock and quick.
+      `SetEnv HOME=${dir}`,
       ...extraConfig,
       '',
     ].join('\n'),
