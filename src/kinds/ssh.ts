@@ -12,6 +12,7 @@ import { runSshSession, UnexplainedHostError, type SshCommandOptions } from '../
 import { corroborate, corroborateField, corroborateProblems } from './ssh-corroborate.js';
 import { quantile, runLockstep } from './ssh-session-batch.js';
 import { deviceUuid } from './shared/device.js';
+import { withFleetTargets } from './shared/fleet-targets.js';
 import { hostPortField, ipAddress } from './shared/host-port.js';
 import { httpUrl } from './shared/http-expect.js';
 import { tunnelTlsField } from './shared/tunnel.js';
@@ -197,7 +198,7 @@ const OBS = { ratio: 'ssh_sessions_success_ratio', latency: 'ssh_session_latency
 // Percentiles, not a `quantile` label: Prometheus reserves that for summaries (promtool rejects it).
 const PERCENTILES = ['50', '90', '99', '100'] as const;
 
-export const sshKind = defineKind({
+const sshKindOne = defineKind({
   kind: 'ssh',
   description: 'an SSH session through the platform proxy (or a bastion, or direct) to a command on the device, checked by markers, exit status and output',
   phases: ['resolve', 'connect', 'handshake', 'auth', 'session', 'corroborate', 'command'],
@@ -277,4 +278,11 @@ export const sshKind = defineKind({
       throw err;
     });
   },
+});
+
+/** With `fleet:` (shared/fleet-targets.ts), each picked device's session through the SSH proxy. */
+export const sshKind = withFleetTargets(sshKindOne, {
+  targetField: 'device',
+  forDevice: (cfg, uuid) => ({ ...cfg, device: uuid }),
+  check: (cfg) => (cfg.mode === 'proxy' ? [] : [{ field: 'fleet', message: "is for proxy mode (the SSH proxy's `host <uuid>`)" }]),
 });
