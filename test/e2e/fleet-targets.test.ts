@@ -10,6 +10,8 @@ import { Secret } from '../../src/core/redact.js';
 import { KINDS } from '../../src/kinds/index.js';
 import { LAB_DEVICES, startLab, type Lab } from '../../src/lab/index.js';
 import { Metrics } from '../../src/metrics/metrics.js';
+import { StatusStore } from '../../src/daemon/status.js';
+import { statusRoute } from '../../src/daemon/status-routes.js';
 import { metricValue, promtoolPath, ROOT, runCli } from '../helpers/cli.js';
 
 /**
@@ -111,6 +113,19 @@ describe('fleet targets in-process against the lab', () => {
       const unnoticed = await run(specs.get('lab-fleet-ssh')!);
       expect(unnoticed.success, JSON.stringify(unnoticed)).toBe(true);
       expect(unnoticed.targets!.find((t) => t.device === CANARY)).toMatchObject({ success: false, reason: 'device_offline' });
+      // The daemon's /probes and /probes/NAME show each device's result of the last run.
+      const status = new StatusStore();
+      status.configure([specs.get('lab-fleet-ssh')!]);
+      status.update(unnoticed);
+      for (const route of ['/probes', '/probes/lab-fleet-ssh']) {
+        const body = JSON.parse(statusRoute(status, route, route)!.body);
+        const served = (Array.isArray(body) ? body[0] : body).lastRun.targets as { device: string; success: boolean; reason: string | null }[];
+        expect(served, route).toHaveLength(10);
+        expect(
+          served.find((t) => t.device === CANARY),
+          route,
+        ).toMatchObject({ success: false, reason: 'device_offline' });
+      }
       // The API says offline: the canary is skipped (onlineOnly).
       lab.faults.set('status-stale', false);
       const noticed = await run(specs.get('lab-fleet-ssh')!);
