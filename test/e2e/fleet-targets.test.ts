@@ -204,6 +204,28 @@ describe('fleet targets in-process against the lab', () => {
     }
   });
 
+  it('the control server sets any share of the fleet down: some offline per the API, the rest unreachable while it says online', async () => {
+    const put = (percent: number) => fetch(`${lab.controlUrl}/fleet/down/${percent}`, { method: 'PUT' });
+    const before = lab.deviceStates.all().filter((d) => !d.online).length;
+    const res = await put(20);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('lab fleet: 20% of the devices down\n');
+    const down = lab.deviceStates.all().filter((d) => !d.online);
+    // 20% of 50 spread over the fleet is devices 3, 8, ... 48; 48 was offline already.
+    expect(down.length - before).toBe(9);
+    const apiOnline = down.filter((d) => d.api.online).length;
+    expect(apiOnline).toBeGreaterThan(0);
+    expect(apiOnline).toBeLessThan(down.length - before);
+    // The fleet probe sees the unreachable ones as device_offline, never the ones the API marks offline.
+    const r = await run(withFleet('lab-fleet-tunnel', { sample: 100, minSuccess: 0 }));
+    const failed = r.targets!.filter((t) => !t.success);
+    expect(failed.map((t) => t.reason)).toEqual(failed.map(() => 'device_offline'));
+    expect(failed).toHaveLength(apiOnline);
+    expect((await put(150)).status).toBe(400);
+    expect((await put(0)).status).toBe(200);
+    expect(lab.deviceStates.all().filter((d) => !d.online)).toHaveLength(before);
+  });
+
   it('tags and device type select the devices the API lists', async () => {
     const canaries = await run(withFleet('lab-fleet-tunnel', { tags: { role: 'canary' }, sample: 10, minSuccess: 1 }));
     expect(canaries.success, JSON.stringify(canaries)).toBe(true);
