@@ -24,13 +24,6 @@ interface FleetMemory {
   cursor: number;
 }
 
-/** What discovery hands the fan-out. */
-export interface Discovered {
-  picked: ListedDevice[];
-  /** Devices listed (after the filters), for the message of an empty pick. */
-  listed: number;
-}
-
 /** The part of a probe's config discovery reads. */
 export interface DiscoverConfig {
   fleet: FleetSelector;
@@ -49,7 +42,8 @@ function describeQuery(sel: FleetSelector): string {
   return parts.join(', ');
 }
 
-export async function discover(ctx: ProbeContext, cfg: DiscoverConfig): Promise<Discovered> {
+/** The devices this run probes (at least one), from the cached or a fresh list. */
+export async function discover(ctx: ProbeContext, cfg: DiscoverConfig): Promise<ListedDevice[]> {
   const sel = cfg.fleet;
   const mem = (ctx.state<{ fleetTargets?: FleetMemory }>(() => ({})).fleetTargets ??= { cursor: 0 });
   const now = Date.now();
@@ -78,8 +72,8 @@ export async function discover(ctx: ProbeContext, cfg: DiscoverConfig): Promise<
       `the API lists no ${sel.onlineOnly ? 'online ' : ''}device of ${describeQuery(sel)}: nothing to probe (a fleet-target probe needs at least one)`,
     );
   }
-  if (sel.pick === 'random') return { picked: sampleOf(candidates, sel.sample), listed: candidates.length };
+  if (sel.pick === 'random') return sampleOf(candidates, sel.sample);
   const next = nextInTurn(candidates, sel.sample, mem.cursor);
   mem.cursor = next.cursor;
-  return { picked: next.picked, listed: candidates.length };
+  return next.picked;
 }

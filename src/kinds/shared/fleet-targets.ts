@@ -106,7 +106,7 @@ export function withFleetTargets<S extends z.ZodObject, P extends string>(
       const sel = c.fleet;
       const what = `fleet ${sel.slug ?? sel.id}`;
       ctx.reportTargets?.([]);
-      const { picked } = await ctx.phase('discover', () => discover(ctx as ProbeContext, { fleet: sel, api: c.api, token: c.token }));
+      const picked = await ctx.phase('discover', () => discover(ctx as ProbeContext, { fleet: sel, api: c.api, token: c.token }));
       const results = await ctx.phase('targets', async () => {
         const out = await fanOut(
           ctx as ProbeContext,
