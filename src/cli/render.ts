@@ -2,10 +2,11 @@ import pc from 'picocolors';
 import type { ProbeSpec } from '../core/kind.js';
 import { formatDuration, formatSeconds } from '../core/duration.js';
 import { CERT_EXPIRY } from '../core/observations.js';
-import type { RunResult } from '../core/result.js';
+import type { RunResult, TargetResult } from '../core/result.js';
 import { isHeld } from '../daemon/hold.js';
 import { scheduleOf } from '../daemon/status.js';
 import { KINDS } from '../kinds/index.js';
+import { FLEET_PHASES } from '../kinds/shared/fleet-targets.js';
 
 /**
  * The phase timeline an on-call engineer reads at 3 a.m.: every phase with its time, the failing
@@ -31,6 +32,9 @@ export function renderTimeline(r: RunResult, allPhases: readonly string[], color
   let failedSeen = false;
   for (const name of names) {
     const reached = name in r.phases;
+    // A fleet run's phases are `discover` and `targets` (each device's own are in its line below);
+    // a run of one target never has those two.
+    if (!reached && (r.targets ? true : FLEET_PHASES.includes(name as never))) continue;
     const isFailed = !r.success && name === r.phase;
     const time = reached ? formatSeconds(r.phases[name]).padStart(9) : '';
     if (isFailed) {
@@ -45,6 +49,7 @@ export function renderTimeline(r: RunResult, allPhases: readonly string[], color
     // use (a tunnel probe that does not hold has no `hold`).
   }
   if (r.message) lines.push(`  ${r.success ? '' : c.red('→ ')}${unrepeated(r.message, shown)}`);
+  if (r.targets?.length) lines.push(...renderTargets(r.targets, c));
   for (const [k, v] of Object.entries(r.observations)) {
     const shown = showObservation(k, v);
     lines.push(c.dim(`  ${k}: ${shown}`));
@@ -70,6 +75,18 @@ export function unrepeated(message: string, shown: readonly string[]): string {
     const rest = out.slice(at);
     if (rest.startsWith(m)) out = `${out.slice(0, at)}(quoted above)${rest.slice(m.length)}`;
     else if (rest.endsWith('…') && m.startsWith(rest.slice(0, -1))) out = `${out.slice(0, at)}(quoted above)`;
+  }
+  return out;
+}
+
+/** One line per device of a fleet-target run: its result, time, and a failure's reason, phase and message. */
+function renderTargets(targets: readonly TargetResult[], c: ReturnType<typeof pc.createColors>): string[] {
+  const failed = targets.filter((t) => !t.success).length;
+  const out = [`  devices: ${targets.length - failed} of ${targets.length} passed`];
+  for (const t of targets) {
+    const time = formatSeconds(t.durationSeconds).padStart(9);
+    if (t.success) out.push(`    ${c.green('✓')} ${t.device} ${time}`);
+    else out.push(`    ${c.red('✗')} ${t.device} ${time}  ${c.red(t.reason ?? '')}${t.phase ? ` in ${t.phase}` : ''}: ${t.message ?? ''}`);
   }
   return out;
 }

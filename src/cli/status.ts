@@ -169,6 +169,7 @@ interface ServedRun {
   phases: Record<string, number>;
   message?: string | null;
   observations?: Record<string, number | string>;
+  targets?: RunResult['targets'];
 }
 
 function asResult(d: ProbeDetail, e: ServedRun): RunResult {
@@ -185,5 +186,6 @@ function asResult(d: ProbeDetail, e: ServedRun): RunResult {
     startedAt: Date.parse(e.startedAt),
     observations: e.observations ?? {},
     labels: d.labels,
+    ...(e.targets ? { targets: e.targets.map((t) => ({ ...t, message: t.message === null ? null : clean(t.message) })) } : {}),
   };
 }

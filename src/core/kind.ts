@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { Observation, ObservationKey } from './observations.js';
+import type { TargetResult } from './result.js';
 
 /**
  * Everything a probe kind may use during one run. A kind never touches metrics or log format.
@@ -53,6 +54,11 @@ export interface ProbeContext<P extends string = string> {
    * says how the daemon would treat it. Set by the runner's caller (RunOptions.oneShot), never guessed.
    */
   readonly oneShot?: boolean;
+  /**
+   * A fleet-target run's per-device results so far (each call replaces the last), kept with the
+   * run's result for `/probes` and `fleetprobe run`; a run cut by its deadline keeps those that ended.
+   */
+  reportTargets?(targets: readonly TargetResult[]): void;
 }
 
 /** Where the runner keeps one probe's state between runs (see ProbeContext.state). */

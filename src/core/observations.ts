@@ -28,6 +28,10 @@ export const OBSERVATIONS = [
   'device_fleet_online_devices',
   'device_sample_reachable_ratio',
   'device_sample_drifted_devices',
+  // fleet targets (ssh, tunnel, http with `fleet:`): devices probed and failed, the device list's age.
+  'targets',
+  'targets_failed',
+  'targets_list_age_seconds',
 ] as const;
 
 export type Observation = (typeof OBSERVATIONS)[number];

@@ -25,6 +25,21 @@ export interface RunResult {
    * history serves it (/probes/NAME) and `fleetprobe run` shows it live.
    */
   output?: string[];
+  /**
+   * A fleet-target run's devices, one result each, in the order they were picked (absent for a run
+   * of one target). Messages are redacted and bounded like the run's.
+   */
+  targets?: TargetResult[];
+}
+
+/** One device of a fleet-target run (src/kinds/shared/fleet-targets.ts). */
+export interface TargetResult {
+  device: string;
+  success: boolean;
+  reason: Reason | null;
+  phase: string | null;
+  message: string | null;
+  durationSeconds: number;
 }
 
 /** The shape `fleetprobe run --json` prints and /probes serves for one run. */
@@ -42,6 +57,7 @@ export function resultToJson(r: RunResult) {
     startedAt: new Date(r.startedAt).toISOString(),
     labels: r.labels,
     observations: Object.keys(r.observations).length ? r.observations : undefined,
+    targets: r.targets?.map((t) => ({ ...t, durationSeconds: roundSeconds(t.durationSeconds) })),
   };
 }
 

@@ -4,7 +4,7 @@ import { excerpt } from './excerpt.js';
 import type { CompanionStatus, ProbeContext, ProbeKind, ProbeSpec, ProbeState, ProgressEvent } from './kind.js';
 import { redact } from './redact.js';
 import type { ErrorCode } from './errors.js';
-import type { RunResult } from './result.js';
+import type { RunResult, TargetResult } from './result.js';
 
 const MAX_MESSAGE_CHARS = 512;
 /** How long a run's teardown tasks (ctx.teardown) may hold the result back after the run ended. */
@@ -95,6 +95,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
   const observations: Record<string, number | string> = {};
   const teardowns: Promise<unknown>[] = [];
   const output: string[] = [];
+  let targets: TargetResult[] | undefined;
   const emit = (event: ProgressEvent) => {
     try {
       opts.onProgress?.(event);
@@ -150,6 +151,9 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
     companion: (name) => opts.companion?.(name),
     state: <T extends object>(init: () => T): T => (opts.state ? (opts.state.value ??= init()) : init()) as T,
     oneShot: opts.oneShot ?? false,
+    reportTargets(list) {
+      targets = list.map((t) => ({ ...t, message: t.message === null ? null : boundMessage(t.message) }));
+    },
     teardown(task) {
       // Its failure is the task's own business (it logs); it must never become the run's.
       teardowns.push(task.catch((err) => runLog().warn({ err }, 'a teardown step of the run failed')));
@@ -197,6 +201,7 @@ export async function runProbe(spec: ProbeSpec, kind: ProbeKind, opts: RunOption
     observations,
     labels: spec.labels,
     ...(output.length ? { output } : {}),
+    ...(targets ? { targets } : {}),
   };
   if (!failed) {
     return { ...base, success: true, aborted: false, reason: null, phase: null, message: null };

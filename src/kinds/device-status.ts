@@ -9,6 +9,7 @@ import type { Secret } from '../core/redact.js';
 import { deviceAuthority } from '../net/connect-tunnel.js';
 import { listOnlineDevices, readDevice, type ApiDevice, type ApiEndpoint } from './shared/platform-api.js';
 import { withoutPhases } from './shared/context.js';
+import { sampleOf } from './shared/fleet-pick.js';
 import { deviceUuid, fleetSlug } from './shared/device.js';
 import { portNumber } from './shared/host-port.js';
 import { httpUrl } from './shared/http-expect.js';
@@ -174,17 +175,6 @@ async function runDevice(ctx: ProbeContext, cfg: StatusConfig, name: string): Pr
     const reach = cfg.reachability ? companionReach(ctx, cfg.reachability, uuid) : await tunnelCheck(withoutPhases(ctx), cfg, uuid);
     judge(ctx, name, cfg, api, reach);
   });
-}
-
-/** `k` distinct items, uniformly at random (a partial Fisher-Yates shuffle). */
-export function sampleOf<T>(items: readonly T[], k: number, random: () => number = Math.random): T[] {
-  const a = [...items];
-  const n = Math.min(k, a.length);
-  for (let i = 0; i < n; i++) {
-    const j = i + Math.floor(random() * (a.length - i));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a.slice(0, n);
 }
 
 type Checked = { uuid: string; reach: Reach } | { uuid: string; error: unknown };

@@ -10,6 +10,7 @@ import { ipAddress } from './shared/host-port.js';
 import { dialHttp, HttpExchange, readBody } from './shared/http-exchange.js';
 import { bodyExcerpt, bodyExpectFields, expectBody, expectStatus, httpUrl, maxBodyBytes } from './shared/http-expect.js';
 import { tlsField, warnIfInsecure } from './shared/tls.js';
+import { withFleetTargets } from './shared/fleet-targets.js';
 
 /**
  * `http`: a device's public URL (or any HTTP(S) endpoint), on a fresh connection every run so
@@ -111,7 +112,7 @@ function redirectTarget(location: string, base: URL, status: number): URL {
   return next;
 }
 
-export const httpKind = defineKind({
+const httpKindOne = defineKind({
   kind: 'http',
   description: "an HTTP(S) request to a device's public URL or any endpoint, checked for status, headers and body",
   phases: ['resolve', 'connect', 'tls', 'request', 'transfer'],
@@ -151,4 +152,17 @@ export const httpKind = defineKind({
     });
     warnIfInsecure(ctx, cfg.tls, '', 'tls.insecureSkipVerify');
   },
+});
+
+/** In a fleet probe's `url`, where each device's uuid goes. */
+const DEVICE_PLACEHOLDER = '{uuid}';
+
+/** With `fleet:` (shared/fleet-targets.ts), each picked device's public URL: `{uuid}` in `url` filled in. */
+export const httpKind = withFleetTargets(httpKindOne, {
+  targetField: 'device',
+  forDevice: (cfg, uuid) => ({ ...cfg, url: cfg.url.replaceAll(DEVICE_PLACEHOLDER, uuid) }),
+  check: (cfg) =>
+    cfg.url.includes(DEVICE_PLACEHOLDER)
+      ? []
+      : [{ field: 'url', message: `names each device of the fleet by ${DEVICE_PLACEHOLDER} (https://${DEVICE_PLACEHOLDER}.balena-devices.com/health)` }],
 });

@@ -9,6 +9,7 @@ import { closeClient, inPhase, openSshClient, type SshConnectOptions } from '../
 import { runSshSession, UnexplainedHostError, type SshCommandOptions } from '../net/ssh-session.js';
 import { corroborate, corroborateField, corroborateProblems } from './ssh-corroborate.js';
 import { deviceUuid } from './shared/device.js';
+import { withFleetTargets } from './shared/fleet-targets.js';
 import { hostPortField, ipAddress } from './shared/host-port.js';
 import { httpUrl } from './shared/http-expect.js';
 import { runSessions, sessionFields, sessionMetrics, sessionProblems } from './shared/sessions.js';
@@ -192,7 +193,7 @@ async function runOne(ctx: ProbeContext, c: SshConfig): Promise<void> {
   }
 }
 
-export const sshKind = defineKind({
+const sshKindOne = defineKind({
   kind: 'ssh',
   description: 'an SSH session through the platform proxy (or a bastion, or direct) to a command on the device, checked by markers, exit status and output',
   phases: PHASES,
@@ -205,4 +206,11 @@ export const sshKind = defineKind({
       ctx.log.warn('SSH host key verification is disabled for this probe (insecureAcceptAnyHostKey): anyone in the middle can answer');
     await runSessions(ctx, 'ssh', cfg, (sub) => runOne(sub, cfg));
   },
+});
+
+/** With `fleet:` (shared/fleet-targets.ts), each picked device's session through the SSH proxy. */
+export const sshKind = withFleetTargets(sshKindOne, {
+  targetField: 'device',
+  forDevice: (cfg, uuid) => ({ ...cfg, device: uuid }),
+  check: (cfg) => (cfg.mode === 'proxy' ? [] : [{ field: 'fleet', message: "is for proxy mode (the SSH proxy's `host <uuid>`)" }]),
 });

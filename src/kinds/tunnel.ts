@@ -1,6 +1,7 @@
 import { defineKind } from '../core/kind.js';
 import { runSessions, sessionMetrics } from './shared/sessions.js';
 import { warnIfInsecure } from './shared/tls.js';
+import { withFleetTargets } from './shared/fleet-targets.js';
 import { checkConfig, PHASES, schema } from './tunnel-config.js';
 import { holdTunnel } from './tunnel-hold.js';
 import { openAndCheck } from './tunnel-session.js';
@@ -16,7 +17,7 @@ import { openAndCheck } from './tunnel-session.js';
 // Files: tunnel-config.ts (fields), tunnel-session.ts (one tunnel and its checks),
 // tunnel-stream-reader.ts (what the device sends, in a bounded window), tunnel-hold.ts (hold).
 
-export const tunnelKind = defineKind({
+const tunnelKindOne = defineKind({
   kind: 'tunnel',
   description:
     "a port tunnel through the platform's CONNECT proxy to a device port, checked end to end (banner, send/expect, HTTP, an SSH session), optionally held open",
@@ -59,4 +60,14 @@ export const tunnelKind = defineKind({
   async hold(h, cfg, spec) {
     await holdTunnel(h, cfg, spec.intervalMs ?? 60_000);
   },
+});
+
+/** With `fleet:` (shared/fleet-targets.ts), a tunnel to each picked device's port. */
+export const tunnelKind = withFleetTargets(tunnelKindOne, {
+  targetField: 'device',
+  forDevice: (cfg, uuid) => ({ ...cfg, device: uuid }),
+  check: (cfg) => [
+    ...(cfg.target ? [{ field: 'target', message: 'a fleet probe reaches each device as <uuid>.<targetSuffix>:<port>, not a literal target' }] : []),
+    ...(cfg.hold !== undefined ? [{ field: 'hold', message: 'a fleet probe picks its devices anew each run: it cannot hold one tunnel open' }] : []),
+  ],
 });

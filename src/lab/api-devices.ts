@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import { json } from './builder.js';
-import type { LabDeviceStates } from './device-state.js';
+import { LAB_FLEET_SLUG, type LabDeviceStates } from './device-state.js';
 import type { FaultSwitchboard } from './faults.js';
 import { PendingDelays } from './listen.js';
 
@@ -11,8 +11,10 @@ import { PendingDelays } from './listen.js';
  *   GET /v7/device?$filter=belongs_to__application/any(a:a/slug eq '<org/fleet>') and is_online eq true
  *                 &$select=uuid,...&$top=N&$skip=M&$orderby=id asc
  *
- * Only `$select`, `$top`, `$skip` and the two filter terms above are understood (the lab is not an
- * OData server). With `api-errors` on, device requests get in turn a 503, malformed JSON, and a
+ * Only `$select`, `$top`, `$skip` and these filter terms are understood (the lab is not an OData
+ * server): the fleet by slug or by id (`belongs_to__application eq 1`), `is_online eq true`, the
+ * device type (`is_of__device_type/any(dt:dt/slug eq '...')`) and tags
+ * (`device_tag/any(t:t/tag_key eq 'k' and t/value eq 'v')`), all joined by `and`. With `api-errors` on, device requests get in turn a 503, malformed JSON, and a
  * 30 s wait before the real answer.
  */
 
@@ -69,7 +71,9 @@ export function serveDevices(states: LabDeviceStates, faults: FaultSwitchboard):
         return true;
       }
       const filter = q.get('$filter') ?? '';
-      const slug = /slug eq '([^']+)'/.exec(filter)?.[1];
+      const slug =
+        /belongs_to__application\/any\(a:a\/slug eq '([^']+)'\)/.exec(filter)?.[1] ??
+        (/belongs_to__application eq 1\b/.test(filter) ? LAB_FLEET_SLUG : undefined);
       if (!slug) {
         json(res, 400, { message: "the lab API lists the devices of one fleet: $filter=belongs_to__application/any(a:a/slug eq '<org>/<fleet>')" });
         return true;
@@ -81,8 +85,14 @@ export function serveDevices(states: LabDeviceStates, faults: FaultSwitchboard):
         json(res, 400, { message: '$top and $skip are non-negative integers' });
         return true;
       }
+      const deviceType = /is_of__device_type\/any\(dt:dt\/slug eq '((?:[^']|'')*)'\)/.exec(filter)?.[1]?.replace(/''/g, "'");
+      const tags = [...filter.matchAll(/device_tag\/any\(t:t\/tag_key eq '((?:[^']|'')*)' and t\/value eq '((?:[^']|'')*)'\)/g)].map((m) => [
+        m[1].replace(/''/g, "'"),
+        m[2].replace(/''/g, "'"),
+      ]);
       const all = states
         .list(slug)
+        .filter((d) => (deviceType === undefined || d.deviceType === deviceType) && tags.every(([k, v]) => d.tags[k] === v))
         .map((d) => states.resource(d))
         .filter((r) => !onlineOnly || r.is_online === true);
       answer(res, 200, { d: all.slice(skip, skip + top).map(pick) });

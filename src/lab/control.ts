@@ -14,7 +14,7 @@ export interface ControlOptions {
   /** Read at request time: the control server's own URL is only known once it listens. */
   endpoints(): Record<string, string>;
   /** `PUT /devices/<uuid>/offline` disconnects a device, `DELETE` reconnects it. */
-  devices?: { setOnline(uuid: string, online: boolean): boolean };
+  devices?: { setOnline(uuid: string, online: boolean): boolean; setDownFraction?(fraction: number): void };
   log?: Logger;
 }
 
@@ -55,6 +55,14 @@ export async function startControl(opts: ControlOptions): Promise<LabServer> {
       if (!opts.devices.setOnline(d[1], method === 'DELETE')) return json(res, 404, { error: `no lab device ${d[1]}` });
       log?.info({ device: d[1], online: method === 'DELETE' }, `lab device ${d[1]} ${method === 'DELETE' ? 'back online' : 'offline'}`);
       return json(res, 200, { uuid: d[1].toLowerCase(), online: method === 'DELETE' });
+    }
+    const down = /^\/fleet\/down\/(\d{1,3})$/.exec(path);
+    if (down && method === 'PUT' && opts.devices?.setDownFraction) {
+      const percent = Number(down[1]);
+      if (percent > 100) return json(res, 400, { error: `a share of the fleet is 0 to 100 percent, not ${percent}` });
+      opts.devices.setDownFraction(percent / 100);
+      log?.info({ percent }, `lab fleet: ${percent}% of the devices down`);
+      return line(res, 200, `lab fleet: ${percent}% of the devices down`);
     }
     json(res, 404, { error: `no such control endpoint: ${method} ${path}` });
   });

@@ -37,6 +37,9 @@ export const LAB_FAULTS = {
   'status-stale': 'the API misses disconnects: a device that goes offline stays `is_online: true` until the fault is off (the 2025-09-10 incident)',
   'api-errors': 'the API answers device requests in turn with a 503, malformed JSON, and a 30 s wait (the cycle restarts when the fault is switched on)',
   'device-3-offline': 'device 3 drops off the VPN: the tunnel proxy answers 503 for it and the API marks it offline (unless `status-stale`)',
+  'fleet-some-down':
+    "10% of the lab fleet's devices go down, spread over the fleet: one in three offline according to the API, the others unreachable (SSH proxy, tunnel proxy and URL front) while the API says online",
+  'fleet-most-down': "60% of the lab fleet's devices go down, as `fleet-some-down` does (any other share: PUT /fleet/down/<percent> on the control server)",
 } as const;
 export type LabFault = keyof typeof LAB_FAULTS;
 

@@ -62,6 +62,8 @@ export interface Lab {
 
 export interface StartLabOptions {
   faults?: string[];
+  /** Devices of the lab fleet (default LAB_FLEET_SIZE): scale tests start one of hundreds. */
+  fleetSize?: number;
   dir?: string;
   log?: Logger;
 }
@@ -96,19 +98,39 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     }
     const byUuid = new Map(deviceServers.map((s) => [s.device.uuid, s]));
     // The fleet for sample mode: the named devices and more behind one shared HTTP endpoint.
-    const deviceStates = new LabDeviceStates(faults, new Map(LAB_DEVICES.map((d, i) => [i + 1, d.name])));
+    const deviceStates = new LabDeviceStates(faults, new Map(LAB_DEVICES.map((d, i) => [i + 1, d.name])), opts.fleetSize ?? LAB_FLEET_SIZE);
+    const fleetDevices = new Set(deviceStates.all().map((d) => d.uuid));
     const fleetDevice = await startDeviceHttp({ uuid: 'lab-fleet', name: 'lab-fleet-device' }, faults, log);
     servers.push(fleetDevice);
 
-    const front = await startUrlFront({ ca, faults, lookup: (uuid) => byUuid.get(uuid), domain: LAB_URL_DOMAIN, log });
+    // Every device of the lab fleet has a public URL; the named ones their own server, the rest a shared one.
+    const front = await startUrlFront({
+      ca,
+      faults,
+      lookup: (uuid) => byUuid.get(uuid) ?? (fleetDevices.has(uuid) ? fleetDevice : undefined),
+      online: (uuid) => deviceStates.isOnline(uuid),
+      domain: LAB_URL_DOMAIN,
+      log,
+    });
     servers.push(front);
 
-    const ssh = await startSshLab({ dir, faults, devices: LAB_DEVICES, servers, writePrivate, log });
+    const ssh = await startSshLab({
+      dir,
+      faults,
+      devices: LAB_DEVICES,
+      servers,
+      writePrivate,
+      fleet: { has: (uuid) => fleetDevices.has(uuid), online: (uuid) => deviceStates.isOnline(uuid) },
+      log,
+    });
 
     // One routing table for the tunnel proxy: each lab part registers the device ports it serves.
     const tunnelRoutes = new TunnelRoutes();
     for (const s of deviceServers) tunnelRoutes.add(s.device.uuid, 80, { port: s.port });
-    for (let n = LAB_DEVICES.length + 1; n <= LAB_FLEET_SIZE; n++) tunnelRoutes.add(labDeviceUuid(n), 80, { port: fleetDevice.port });
+    for (let n = LAB_DEVICES.length + 1; n <= deviceStates.size; n++) {
+      tunnelRoutes.add(labDeviceUuid(n), 80, { port: fleetDevice.port });
+      tunnelRoutes.add(labDeviceUuid(n), 22222, { port: ssh.fleetPort });
+    }
     // The builder and the API share one token, as the platform's do (an API key works on both).
     // Random per lab; it is a secret like any token, so it is redacted from every output.
     const builderToken = randomBytes(24).toString('base64url');

@@ -21,6 +21,8 @@ export interface SshLab {
   vars: Record<string, string>;
   /** Each device's own SSH server (port 22222 on balenaOS), for the tunnel proxy's routes. */
   devices: { uuid: string; port: number }[];
+  /** The SSH server every other device of the lab fleet shares. */
+  fleetPort: number;
 }
 
 /** A hashed known_hosts name, as `ssh-keygen -H` writes it. */
@@ -40,6 +42,8 @@ export async function startSshLab(opts: {
   /** Every started server is pushed here at once, so a failure later still closes it. */
   servers: LabServer[];
   writePrivate(file: string, content: string): void;
+  /** The lab fleet: which uuids it holds and whether each is connected. */
+  fleet: { has(uuid: string): boolean; online(uuid: string): boolean | undefined };
   log?: Logger;
 }): Promise<SshLab> {
   const userKey = generateLabKey('lab-user@fleetprobe-lab');
@@ -54,6 +58,13 @@ export async function startSshLab(opts: {
     opts.servers.push(s);
     devices.push(s);
   }
+  const fleetDevice = await startSshDevice({
+    device: { uuid: 'lab-fleet', name: 'lab-fleet-device' },
+    faults: opts.faults,
+    authorized: () => authorized,
+    log: opts.log,
+  });
+  opts.servers.push(fleetDevice);
   const proxy = await startSshProxy({
     faults: opts.faults,
     user: LAB_SSH_USER,
@@ -62,6 +73,8 @@ export async function startSshLab(opts: {
     otherHostKey,
     identity,
     devices: devices.map((d) => ({ uuid: d.device.uuid, port: d.port, hostKey: publicBlob(d.hostKey) })),
+    fleet: { device: { uuid: 'lab-fleet', port: fleetDevice.port, hostKey: publicBlob(fleetDevice.hostKey) }, has: (uuid) => opts.fleet.has(uuid) },
+    online: (uuid) => opts.fleet.online(uuid),
     log: opts.log,
   });
   opts.servers.push(proxy);
@@ -75,7 +88,7 @@ export async function startSshLab(opts: {
     [
       '# fleetprobe lab: the SSH proxy (hashed, as ssh-keygen -H writes it) and the devices',
       knownHostsLine(hashedName(`[${LAB_HOST}]:${proxy.port}`), hostKey),
-      ...devices.map((d) => knownHostsLine(`[${LAB_HOST}]:${d.port}`, d.hostKey)),
+      ...[...devices, fleetDevice].map((d) => knownHostsLine(`[${LAB_HOST}]:${d.port}`, d.hostKey)),
       '',
     ].join('\n'),
   );
@@ -88,5 +101,5 @@ export async function startSshLab(opts: {
     LAB_SSH_KNOWN_HOSTS: knownHosts,
   };
   devices.forEach((d, i) => (vars[i === 0 ? 'LAB_SSH_DEVICE_PORT' : `LAB_SSH_DEVICE${i + 1}_PORT`] = String(d.port)));
-  return { vars, devices: devices.map((d) => ({ uuid: d.device.uuid, port: d.port })) };
+  return { vars, devices: devices.map((d) => ({ uuid: d.device.uuid, port: d.port })), fleetPort: fleetDevice.port };
 }

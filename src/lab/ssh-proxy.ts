@@ -54,6 +54,10 @@ export interface SshProxyOptions {
   /** The proxy's own identity for devices. */
   identity: LabKeyPair;
   devices: readonly LabSshDevice[];
+  /** The lab fleet's other devices, all served by one shared SSH server (`device`). */
+  fleet?: { device: LabSshDevice; has(uuid: string): boolean };
+  /** Whether a device is connected right now (undefined: no state kept); when false the proxy cannot reach it. */
+  online?(uuid: string): boolean | undefined;
   log?: Logger;
 }
 
@@ -90,9 +94,9 @@ export async function startSshProxy(opts: SshProxyOptions): Promise<LabServer> {
     }
     const uuid = m[2].toLowerCase();
     const container = m[3];
-    const device = byUuid.get(uuid);
+    const device = byUuid.get(uuid) ?? (opts.fleet?.has(uuid) ? opts.fleet.device : undefined);
     if (!device) return finish(stream, `error: device ${uuid} not found\n`);
-    if (faults.isOn('device-offline')) {
+    if (faults.isOn('device-offline') || opts.online?.(uuid) === false) {
       return finish(stream, `error: host error: Could not connect to device ${uuid}: HTTP/1.0 503 Service Unavailable\n`);
     }
     const wording = hostErrorFault(faults, uuid);

@@ -26,6 +26,8 @@ export interface UrlFrontOptions {
   faults: FaultSwitchboard;
   /** The device's HTTP port for a uuid, or undefined if the platform has no such device. */
   lookup(uuid: string): { port: number } | undefined;
+  /** Whether a device is connected right now (undefined: no state kept); when false it is unreachable. */
+  online?(uuid: string): boolean | undefined;
   domain?: string;
   log?: Logger;
 }
@@ -95,7 +97,7 @@ export async function startUrlFront(opts: UrlFrontOptions): Promise<LabServer> {
       req.resume();
       return sendHtml(res, 404, page('Device not found', `<p>device not found: ${escapeHtml(host || '(no host)')}</p>`));
     }
-    if (faults.isOn('device-offline')) {
+    if (faults.isOn('device-offline') || opts.online?.(uuid) === false) {
       req.resume();
       return sendUnreachable(res);
     }

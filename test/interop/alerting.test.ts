@@ -50,7 +50,7 @@ describe('Prometheus rules', () => {
         .filter((a) => a.labels?.severity === 'page')
         .map((a) => a.alert)
         .sort(),
-    ).toEqual(['FleetprobeDown', 'PlatformProxyFailing', 'ProbeFailingFromLocations']);
+    ).toEqual(['FleetSampleFailing', 'FleetprobeDown', 'PlatformProxyFailing', 'ProbeFailingFromLocations']);
   });
 
   it('select only metrics fleetprobe exports', async () => {
@@ -103,6 +103,8 @@ describe('Alertmanager', () => {
     [['alertname=ProbeFailingFromLocations', 'severity=page', 'probe=canary-ssh', 'kind=ssh'], 'page'],
     [['alertname=FleetprobeDown', 'severity=page', 'job=fleetprobe'], 'page'],
     [['alertname=ProbeFailing', 'severity=ticket', 'probe=canary-url', 'location=eu'], 'ticket'],
+    [['alertname=FleetSampleFailing', 'severity=page', 'probe=fleet-ssh', 'kind=ssh', 'location=eu'], 'page'],
+    [['alertname=FleetDevicesFailing', 'severity=ticket', 'probe=fleet-url', 'kind=http', 'location=eu'], 'ticket'],
     [['alertname=BuildProbeFailing', 'severity=ticket', 'probe=builder-draft', 'kind=build'], 'ticket'],
     [['alertname=SomethingElse'], 'ticket'],
   ];
@@ -118,7 +120,7 @@ describe('Alertmanager', () => {
       child?.kill('SIGTERM');
     });
 
-    it('a dead prober mutes its probes; a proxy-wide failure mutes per-device alerts of that kind and location', async () => {
+    it('a dead prober mutes its probes; a proxy-wide failure or most of a fleet sample failing mutes per-device alerts of that kind and location', async () => {
       const port = await freePort();
       const dir = tempDir();
       child = spawn(
@@ -139,6 +141,12 @@ describe('Alertmanager', () => {
         A({ alertname: 'ProbeFailing', severity: 'ticket', probe: 'ssh-device-2', kind: 'ssh', location: 'ap', instance: 'fp-ap-0' }),
         A({ alertname: 'ProbeFailingFromLocations', severity: 'page', probe: 'ssh-device-1', kind: 'ssh' }),
         A({ alertname: 'ProbeFailingFromLocations', severity: 'page', probe: 'url-1', kind: 'http' }),
+        // Most of a fleet sample failing (platform) mutes the canary's alert of that kind and location
+        // and the fleet probe's own "a few devices" ticket; elsewhere they stay.
+        A({ alertname: 'FleetSampleFailing', severity: 'page', probe: 'fleet-ssh', kind: 'ssh', location: 'eu', instance: 'fp-eu-1' }),
+        A({ alertname: 'FleetDevicesFailing', severity: 'ticket', probe: 'fleet-ssh', kind: 'ssh', location: 'eu', instance: 'fp-eu-1' }),
+        A({ alertname: 'ProbeFailing', severity: 'ticket', probe: 'canary-ssh', kind: 'ssh', location: 'eu', instance: 'fp-eu-1' }),
+        A({ alertname: 'FleetDevicesFailing', severity: 'ticket', probe: 'fleet-url', kind: 'http', location: 'eu', instance: 'fp-eu-1' }),
         { labels: { alertname: 'FleetprobeDown', severity: 'page', job: 'fleetprobe-other' } },
         { labels: { alertname: 'ProbeFailing', severity: 'ticket', probe: 'url-other', kind: 'http', location: 'eu', instance: 'x', job: 'fleetprobe-other' } },
       ];
@@ -154,6 +162,10 @@ describe('Alertmanager', () => {
         'ProbeFailing/ssh-device-2': 'active',
         'ProbeFailingFromLocations/ssh-device-1': 'suppressed',
         'ProbeFailingFromLocations/url-1': 'active',
+        'FleetSampleFailing/fleet-ssh': 'active',
+        'FleetDevicesFailing/fleet-ssh': 'suppressed',
+        'ProbeFailing/canary-ssh': 'suppressed',
+        'FleetDevicesFailing/fleet-url': 'active',
         'FleetprobeDown/': 'active',
         'ProbeFailing/url-other': 'suppressed',
       };

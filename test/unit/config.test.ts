@@ -409,6 +409,7 @@ describe('probes/lab.yaml', () => {
       expect(http.map((p) => [p.name, p.kind, p.intervalMs, p.timeoutMs, p.labels])).toEqual([
         ['lab-url', 'http', 15_000, 5_000, { location: 'lab' }],
         ['lab-url-device-2', 'http', 15_000, 5_000, { location: 'lab' }],
+        ['lab-fleet-url', 'http', 15_000, 5_000, { location: 'lab' }],
       ]);
       expect(http[0].config).toMatchObject({
         url: `https://${v.LAB_DEVICE_UUID}.${v.LAB_URL_DOMAIN}:${v.LAB_URL_FRONT_PORT}/health`,
@@ -420,6 +421,12 @@ describe('probes/lab.yaml', () => {
       expect(http[1].config).toMatchObject({
         url: `https://${v.LAB_DEVICE2_UUID}.${v.LAB_URL_DOMAIN}:${v.LAB_URL_FRONT_PORT}/`,
         expect: { status: ['2xx'], bodyRegex: /lab-device-2/ },
+      });
+      // Fleet targets: `{uuid}` stays in the URL for each picked device; the selector is defaulted.
+      expect(http[2].config).toMatchObject({
+        url: `https://{uuid}.${v.LAB_URL_DOMAIN}:${v.LAB_URL_FRONT_PORT}/health`,
+        api: v.LAB_API_URL,
+        fleet: { slug: v.LAB_FLEET_SLUG, deviceType: 'raspberrypi4-64', sample: 5, pick: 'random', onlineOnly: true, concurrency: 5, listTtl: 300_000 },
       });
     } finally {
       await lab.close();

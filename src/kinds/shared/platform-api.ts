@@ -8,7 +8,7 @@ import { bodyExcerpt, jsonExcerpt } from './http-expect.js';
 import type { TlsBlock } from './tls.js';
 
 /**
- * The platform API as the kinds read it (`device-status`, and the `ssh` kind corroborating a bare "host error") (docs/protocols.md "API device status"):
+ * The platform API as the kinds read it (`device-status`, the `ssh` kind corroborating a bare "host error", and fleet targets listing a fleet's devices) (docs/protocols.md "API device status"):
  * one device by uuid, and the devices of a fleet the API marks online, paged. Each request is on a
  * fresh connection of its own, limited by the step timeout, and its answer is checked field by
  * field: a real API sends extra fields and nulls, a broken one sends anything.
@@ -106,27 +106,71 @@ export async function readDevice(ctx: ProbeContext, ep: ApiEndpoint, uuid: strin
   return parseDevice(d[0], what);
 }
 
+/** Which devices of a fleet a listing asks for (docs/configuration.md "Fleet targets"). */
+export interface FleetQuery {
+  /** `<org>/<fleet>` or the fleet's numeric id. */
+  fleet: string | number;
+  /** Device tags that must all be set to these values. */
+  tags?: Readonly<Record<string, string>>;
+  /** The device type's slug (`raspberrypi4-64`). */
+  deviceType?: string;
+  /** Only devices the API marks online. */
+  onlineOnly: boolean;
+}
+
+/** A device of a listing: its uuid and what the API says about it. */
+export interface ListedDevice {
+  uuid: string;
+  online: boolean;
+}
+
+/** An OData string literal: single quotes doubled, so a tag value cannot end the literal early. */
+const odataString = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+/** The `$filter` of a fleet listing. */
+export function fleetFilter(q: FleetQuery): string {
+  const terms = [typeof q.fleet === 'number' ? `belongs_to__application eq ${q.fleet}` : `belongs_to__application/any(a:a/slug eq ${odataString(q.fleet)})`];
+  if (q.deviceType) terms.push(`is_of__device_type/any(dt:dt/slug eq ${odataString(q.deviceType)})`);
+  for (const [key, value] of Object.entries(q.tags ?? {})) {
+    terms.push(`device_tag/any(t:t/tag_key eq ${odataString(key)} and t/value eq ${odataString(value)})`);
+  }
+  if (q.onlineOnly) terms.push('is_online eq true');
+  return terms.join(' and ');
+}
+
 /**
- * The uuids of the fleet's devices the API marks online, `pageSize` at a time, at most `maxDevices`
- * (the listing is ordered by id, so the bound is the same devices every time).
+ * The devices of a fleet that match `q`, `pageSize` at a time, at most `maxDevices` (the listing is
+ * ordered by id, so the bound is the same devices every time).
  */
-export async function listOnlineDevices(ctx: ProbeContext, ep: ApiEndpoint, fleet: string, pageSize: number, maxDevices: number): Promise<string[]> {
-  const filter = `belongs_to__application/any(a:a/slug eq '${fleet}') and is_online eq true`;
-  const seen = new Set<string>();
+export async function listFleetDevices(ctx: ProbeContext, ep: ApiEndpoint, q: FleetQuery, pageSize: number, maxDevices: number): Promise<ListedDevice[]> {
+  const filter = fleetFilter(q);
+  const seen = new Map<string, boolean>();
+  const which = q.onlineOnly ? 'online devices' : 'devices';
   for (let skip = 0; seen.size < maxDevices; skip += pageSize) {
     const top = Math.min(pageSize, maxDevices - seen.size);
-    const q = new URLSearchParams({ $select: 'uuid,is_online', $filter: filter, $orderby: 'id asc', $top: String(top), $skip: String(skip) });
-    const what = `GET the online devices of fleet ${fleet} (from ${skip})`;
-    const page = resultsOf(await apiGet(ctx, ep, `/v7/device?${q}`, what, MAX_LIST_BYTES), what);
+    const query = new URLSearchParams({ $select: 'uuid,is_online', $filter: filter, $orderby: 'id asc', $top: String(top), $skip: String(skip) });
+    const what = `GET the ${which} of fleet ${q.fleet} (from ${skip})`;
+    const page = resultsOf(await apiGet(ctx, ep, `/v7/device?${query}`, what, MAX_LIST_BYTES), what);
     for (const item of page) {
       const rec = (item && typeof item === 'object' ? item : {}) as Record<string, unknown>;
       if (!isDeviceUuid(rec.uuid)) {
         throw new ProbeError('protocol', `${what}: a device in the API's answer has no valid uuid: ${jsonExcerpt(item, 80) ?? ''}`);
       }
-      // An API that ignored the filter must not put offline devices into the sample.
-      if (rec.is_online === true && seen.size < maxDevices) seen.add(rec.uuid.toLowerCase());
+      if (typeof rec.is_online !== 'boolean') {
+        throw new ProbeError(
+          'protocol',
+          `${what}: device ${rec.uuid}'s is_online is ${jsonExcerpt(rec.is_online, 60) ?? String(rec.is_online)}, not true or false`,
+        );
+      }
+      // An API that ignored the filter must not put offline devices into an online-only sample.
+      if ((rec.is_online || !q.onlineOnly) && seen.size < maxDevices) seen.set(rec.uuid.toLowerCase(), rec.is_online);
     }
     if (page.length < top) break;
   }
-  return [...seen];
+  return [...seen].map(([uuid, online]) => ({ uuid, online }));
+}
+
+/** The uuids of the fleet's devices the API marks online (device-status's sample mode). */
+export async function listOnlineDevices(ctx: ProbeContext, ep: ApiEndpoint, fleet: string, pageSize: number, maxDevices: number): Promise<string[]> {
+  return (await listFleetDevices(ctx, ep, { fleet, onlineOnly: true }, pageSize, maxDevices)).map((d) => d.uuid);
 }
