@@ -7,6 +7,8 @@ import { parseArgs } from 'node:util';
 import { BENCH, fmt, loadResults, saveResult } from './lib.mjs';
 
 const ALL = ['http', 'ssh', 'timing', 'scale'];
+// --seconds (ssh): length of each round; --profile (ssh): the daemon runs under --cpu-prof and the
+// summary of where its CPU went is kept with the result.
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
@@ -16,6 +18,8 @@ const { values, positionals } = parseArgs({
     scale: { type: 'string' },
     concurrency: { type: 'string' },
     'no-write': { type: 'boolean' },
+    seconds: { type: 'string' },
+    profile: { type: 'boolean' },
   },
 });
 const chosen = positionals.length ? positionals : ALL;
@@ -32,7 +36,11 @@ for (const name of chosen) {
     result = await runHttpBench({ rounds: values.rounds ? Number(values.rounds) : undefined });
   } else if (name === 'ssh') {
     const { runSshBench } = await import('./ssh.mjs');
-    result = await runSshBench({ rounds: values.rounds ? Number(values.rounds) : undefined });
+    result = await runSshBench({
+      rounds: values.rounds ? Number(values.rounds) : undefined,
+      seconds: values.seconds ? Number(values.seconds) : undefined,
+      profile: values.profile,
+    });
   } else if (name === 'timing') {
     const { runTimingBench } = await import('./timing.mjs');
     result = await runTimingBench({ rounds: values.rounds ? Number(values.rounds) : undefined });
