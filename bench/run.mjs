@@ -20,9 +20,11 @@ const { values, positionals } = parseArgs({
     'no-write': { type: 'boolean' },
     seconds: { type: 'string' },
     profile: { type: 'boolean' },
+    render: { type: 'boolean' },
   },
 });
-const chosen = positionals.length ? positionals : ALL;
+// --render: only re-render RESULTS.md from results.json (after a change to a section's text).
+const chosen = values.render ? [] : positionals.length ? positionals : ALL;
 for (const c of chosen) if (!ALL.includes(c)) throw new Error(`unknown benchmark "${c}"; known: ${ALL.join(', ')}`);
 
 const argv = `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
@@ -62,7 +64,7 @@ for (const name of chosen) {
   if (!values['no-write'] && !values.short) saveResult(key, result);
   else for (const [what, got, bound, ok] of result.summary) process.stdout.write(`${ok === 'yes' ? 'ok  ' : 'FAIL'} ${what}: ${got} (bound ${bound})\n`);
 }
-if (!values['no-write'] && !values.short) writeMarkdown();
+if (values.render || (!values['no-write'] && !values.short && chosen.length)) writeMarkdown();
 process.exitCode = failed ? 1 : 0;
 
 async function writeMarkdown() {
