@@ -7,6 +7,8 @@ import { parseArgs } from 'node:util';
 import { BENCH, fmt, loadResults, saveResult } from './lib.mjs';
 
 const ALL = ['http', 'ssh', 'timing', 'scale'];
+// --seconds (ssh): length of each round; --profile (ssh): the daemon runs under --cpu-prof and the
+// summary of where its CPU went is kept with the result.
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
@@ -16,9 +18,13 @@ const { values, positionals } = parseArgs({
     scale: { type: 'string' },
     concurrency: { type: 'string' },
     'no-write': { type: 'boolean' },
+    seconds: { type: 'string' },
+    profile: { type: 'boolean' },
+    render: { type: 'boolean' },
   },
 });
-const chosen = positionals.length ? positionals : ALL;
+// --render: only re-render RESULTS.md from results.json (after a change to a section's text).
+const chosen = values.render ? [] : positionals.length ? positionals : ALL;
 for (const c of chosen) if (!ALL.includes(c)) throw new Error(`unknown benchmark "${c}"; known: ${ALL.join(', ')}`);
 
 const argv = `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
@@ -32,7 +38,11 @@ for (const name of chosen) {
     result = await runHttpBench({ rounds: values.rounds ? Number(values.rounds) : undefined });
   } else if (name === 'ssh') {
     const { runSshBench } = await import('./ssh.mjs');
-    result = await runSshBench({ rounds: values.rounds ? Number(values.rounds) : undefined });
+    result = await runSshBench({
+      rounds: values.rounds ? Number(values.rounds) : undefined,
+      seconds: values.seconds ? Number(values.seconds) : undefined,
+      profile: values.profile,
+    });
   } else if (name === 'timing') {
     const { runTimingBench } = await import('./timing.mjs');
     result = await runTimingBench({ rounds: values.rounds ? Number(values.rounds) : undefined });
@@ -54,7 +64,7 @@ for (const name of chosen) {
   if (!values['no-write'] && !values.short) saveResult(key, result);
   else for (const [what, got, bound, ok] of result.summary) process.stdout.write(`${ok === 'yes' ? 'ok  ' : 'FAIL'} ${what}: ${got} (bound ${bound})\n`);
 }
-if (!values['no-write'] && !values.short) writeMarkdown();
+if (values.render || (!values['no-write'] && !values.short && chosen.length)) writeMarkdown();
 process.exitCode = failed ? 1 : 0;
 
 async function writeMarkdown() {

@@ -107,21 +107,43 @@ export interface HostKeyCheck {
   refusal?: string;
 }
 
-// known_hosts files are read at most once per change: a run must not re-parse a large file. They
-// are looked at asynchronously, checked as config inputs are (a regular file of at most 10 MiB).
-const fileCache = new Map<string, { mtimeMs: number; size: number; entries: KnownHostEntry[] }>();
-async function knownHostsEntries(file: string): Promise<KnownHostEntry[]> {
+// known_hosts files are read at most once per change: a run must not re-parse a large file, nor
+// match every (hashed: an HMAC each) entry against the host again. A run only stats the file, in
+// place: stat does not block on a FIFO, and a thread-pool round trip would cost more than the call.
+// A changed file is read asynchronously, checked as config inputs are (a regular file of at most
+// 10 MiB).
+interface KnownHostsFile {
+  mtimeMs: number;
+  size: number;
+  entries: KnownHostEntry[];
+  /** The entries naming each host (knownHostsName), found once per file version. */
+  byName: Map<string, KnownHostEntry[]>;
+}
+const fileCache = new Map<string, KnownHostsFile>();
+async function knownHostsFile(file: string): Promise<KnownHostsFile> {
   try {
-    const st = await fs.promises.stat(file);
+    const st = fs.statSync(file);
     const hit = fileCache.get(file);
-    if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.entries;
+    if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit;
     const entries = parseKnownHosts((await readInputFile(file, MAX_BUNDLE_FILE_BYTES)).toString('utf8'));
-    fileCache.set(file, { mtimeMs: st.mtimeMs, size: st.size, entries });
-    return entries;
+    const fresh = { mtimeMs: st.mtimeMs, size: st.size, entries, byName: new Map<string, KnownHostEntry[]>() };
+    fileCache.set(file, fresh);
+    return fresh;
   } catch (err) {
     const why = err instanceof InputFileError ? err.problem : `cannot be read: ${(err as Error).message}`;
     throw new ProbeError('hostkey', `cannot check the host key: the known_hosts file ${file} ${why}`, { cause: err });
   }
+}
+
+/** The entries of `file` naming `name` (not @cert-authority ones, which we do not support). */
+async function entriesFor(file: string, name: string): Promise<KnownHostEntry[]> {
+  const known = await knownHostsFile(file);
+  let matching = known.byName.get(name);
+  if (!matching) {
+    matching = known.entries.filter((e) => e.marker !== '@cert-authority' && hostsMatch(e.hosts, name));
+    known.byName.set(name, matching);
+  }
+  return matching;
 }
 
 /** Builds the check for one server (`host`:`port` as the probe names it). */
@@ -139,7 +161,7 @@ export async function hostKeyCheck(policy: HostKeyPolicy, host: string, port: nu
     };
     return check;
   }
-  const matching = (await knownHostsEntries(policy.file)).filter((e) => e.marker !== '@cert-authority' && hostsMatch(e.hosts, name));
+  const matching = await entriesFor(policy.file, name);
   const trusted = matching.filter((e) => !e.marker);
   const revoked = matching.filter((e) => e.marker === '@revoked');
   const types = [...new Set(trusted.map((e) => e.keyType))];

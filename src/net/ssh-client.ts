@@ -160,6 +160,46 @@ function cutInBanner(err: unknown, stream: Duplex, opts: SshConnectOptions): Err
 }
 
 /**
+ * What we offer, led by what is fast here: curve25519 key exchange, AES-GCM (AES-NI) and
+ * chacha20-poly1305, no compression; a few widely deployed fallbacks after them. ssh2's defaults
+ * lead with NIST ECDH and offer zlib. The host-key algorithms follow the known_hosts entries when
+ * they say which (else ssh2's list, led by ssh-ed25519).
+ */
+const KEX = ['curve25519-sha256', 'curve25519-sha256@libssh.org', 'ecdh-sha2-nistp256', 'diffie-hellman-group14-sha256', 'diffie-hellman-group16-sha512'];
+const CIPHERS = ['aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes256-ctr'];
+const MACS = ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-256', 'hmac-sha2-512'];
+function offer(serverHostKey: string[] | undefined): ssh2.Algorithms {
+  // Copies: ssh2 keeps the lists it is given.
+  return {
+    kex: [...KEX],
+    cipher: [...CIPHERS],
+    hmac: [...MACS],
+    compress: ['none'],
+    ...(serverHostKey ? { serverHostKey: [...serverHostKey] } : {}),
+  } as ssh2.Algorithms;
+}
+
+/**
+ * OpenSSH's sshd announces all its host keys after authentication (`hostkeys-00@openssh.com`, for
+ * UpdateHostKeys). ssh2 answers by asking the server to prove each one (a round trip, a signature
+ * per key on the server and a verification per key here) only to emit a 'hostkeys' event that a
+ * probe never reads; OpenSSH's own client does not ask when given its known_hosts file. The one
+ * host key that matters was verified in the key exchange. This reaches into ssh2's protocol
+ * handlers (private: test/unit/ssh-client-handlers.test.ts fails if they move); without them,
+ * ssh2's default stands.
+ */
+function ignoreHostKeyAnnouncements(client: Client): void {
+  type GlobalRequest = (p: unknown, name: string, wantReply: boolean, data: unknown) => void;
+  const handlers = (client as unknown as { _protocol?: { _handlers?: { GLOBAL_REQUEST?: GlobalRequest } } })._protocol?._handlers;
+  const original = handlers?.GLOBAL_REQUEST;
+  if (!handlers || typeof original !== 'function') return;
+  handlers.GLOBAL_REQUEST = (p, name, wantReply, data) => {
+    if (name === 'hostkeys-00@openssh.com' && !wantReply) return;
+    original(p, name, wantReply, data);
+  };
+}
+
+/**
  * Does the SSH handshake and authentication over `stream`, as phases `handshake` and `auth`.
  * The returned client is authenticated; the caller closes it with `closeClient`. On failure
  * everything (client and stream) is closed before the error is thrown.
@@ -208,12 +248,13 @@ export async function openSshClient(t: PhaseRunner, stream: Duplex, opts: SshCon
             : { type: 'agent', username: opts.user, agent: opts.credentials.agentSocket! },
         ] as never,
         hostVerifier: (key: Buffer) => check.verify(key),
-        algorithms: check.algorithms ? { serverHostKey: check.algorithms as never } : undefined,
+        algorithms: offer(check.algorithms),
         keepaliveInterval: opts.keepaliveMs,
         keepaliveCountMax: 3,
         readyTimeout: 0,
         ident: 'fleetprobe',
       });
+      ignoreHostKeyAnnouncements(client);
       return waitUntil(() => handshaken, signal, 'handshake').finally(() => peer.stop());
     });
     await inPhase(t, 'auth', opts.authTimeoutMs, `SSH authentication of "${opts.user}" to ${opts.role} ${opts.host}:${opts.port}`, (signal) =>

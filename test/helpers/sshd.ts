@@ -27,6 +27,8 @@ export interface Sshd {
   port: number;
   /** The host keys' private files, in the order sshd was given them. */
   hostKeys: string[];
+  /** What sshd logged so far (its sessions' lines too, at `logLevel`). */
+  log(): string;
   stop(): Promise<void>;
 }
 
@@ -49,7 +51,12 @@ async function waitForBanner(port: number, child: ChildProcess, stderr: () => st
  * `dir/authorized_keys` for every user, plus `extraConfig` lines (e.g. a `ForceCommand`). Stop it
  * with `stop()`.
  */
-export async function startSshd(dir: string, hostKeyTypes: string[] = ['ed25519'], extraConfig: string[] = []): Promise<Sshd> {
+export async function startSshd(
+  dir: string,
+  hostKeyTypes: string[] = ['ed25519'],
+  extraConfig: string[] = [],
+  opts: { logLevel?: string } = {},
+): Promise<Sshd> {
   const hostKeys = hostKeyTypes.map((t) => path.join(dir, `host_${t}`));
   hostKeys.forEach((file, i) => keygen(file, hostKeyTypes[i]));
   if (!fs.existsSync(path.join(dir, 'authorized_keys'))) fs.writeFileSync(path.join(dir, 'authorized_keys'), '');
@@ -78,13 +85,16 @@ export async function startSshd(dir: string, hostKeyTypes: string[] = ['ed25519'
     ].join('\n'),
   );
   fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-  const sshd = spawn(SSHD, ['-D', '-e', '-f', path.join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // -o comes before the file, and sshd keeps the first value it reads of a keyword.
+  const logLevel = opts.logLevel ? ['-o', `LogLevel=${opts.logLevel}`] : [];
+  const sshd = spawn(SSHD, ['-D', '-e', ...logLevel, '-f', path.join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   sshd.stderr!.on('data', (d) => (stderr += d));
   await waitForBanner(port, sshd, () => stderr);
   return {
     port,
     hostKeys,
+    log: () => stderr,
     async stop() {
       if (sshd.exitCode !== null) return;
       const exited = new Promise((r) => sshd.once('exit', r));

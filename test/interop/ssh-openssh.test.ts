@@ -26,8 +26,14 @@ describe.skipIf(!available)('ssh kind against stock OpenSSH sshd', () => {
     keygen(path.join(dir, 'other_host_ed25519'));
     keygen(path.join(dir, 'user_ed25519'));
     keygen(path.join(dir, 'refused_ed25519'));
-    fs.copyFileSync(path.join(dir, 'user_ed25519.pub'), path.join(dir, 'authorized_keys'));
-    sshd = await startSshd(dir);
+    keygen(path.join(dir, 'user_rsa'), 'rsa');
+    keygen(path.join(dir, 'user_ecdsa'), 'ecdsa');
+    fs.writeFileSync(
+      path.join(dir, 'authorized_keys'),
+      ['user_ed25519', 'user_rsa', 'user_ecdsa'].map((k) => fs.readFileSync(path.join(dir, `${k}.pub`), 'utf8')).join(''),
+    );
+    // DEBUG1: sshd logs the algorithms negotiated and every global request it receives.
+    sshd = await startSshd(dir, ['ed25519'], [], { logLevel: 'DEBUG1' });
     port = sshd.port;
     const pub = fs.readFileSync(path.join(dir, 'host_ed25519.pub'), 'utf8').split(' ').slice(0, 2).join(' ');
     fs.writeFileSync(path.join(dir, 'known_hosts'), `[127.0.0.1]:${port} ${pub}\n`);
@@ -57,6 +63,25 @@ describe.skipIf(!available)('ssh kind against stock OpenSSH sshd', () => {
     expect([bad.reason, bad.phase]).toEqual(['assertion', 'command']);
     expect(bad.message).toContain('exited with status 3');
     expect(bad.message).toContain('oops');
+  });
+
+  it('direct: curve25519 and AES-GCM are negotiated, and sshd is not asked to prove its host keys again (no hostkeys-prove round trip)', async () => {
+    const before = sshd.log().length;
+    const r = await run(direct());
+    expect(r.success, r.message ?? '').toBe(true);
+    // sshd's session lines come from its children, just after the session ends.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const log = sshd.log().slice(before);
+    expect(log).toContain('kex: algorithm: curve25519-sha256 ');
+    expect(log).toMatch(/client->server cipher: aes128-gcm@openssh\.com MAC: <implicit> compression: none/);
+    expect(log).not.toContain('hostkeys-prove-00@openssh.com');
+  });
+
+  it('direct: RSA and ECDSA user keys sign as sshd expects (the key object made once at load)', async () => {
+    for (const key of ['user_rsa', 'user_ecdsa']) {
+      const r = await run(direct({ sshKey: { file: path.join(dir, key) } }));
+      expect({ key, success: r.success, message: r.message }).toEqual({ key, success: true, message: null });
+    }
   });
 
   it('direct: a pinned fingerprint from ssh-keygen -lf passes', async () => {
