@@ -37,7 +37,7 @@ async function startFleetprobe(configFile, { nodeArgs = [] } = {}) {
     for (const w of waiters.splice(0)) w();
   });
   const until = async (ok, what) => {
-    const deadline = Date.now() + 15_000;
+    const deadline = Date.now() + 60_000;
     while (!ok()) {
       if (Date.now() > deadline || proc.child.exitCode !== null) throw new Error(`fleetprobe daemon: ${what} did not happen\n${log}\n${proc.output()}`);
       await Promise.race([new Promise((r) => waiters.push(r)), sleep(100)]);
@@ -105,7 +105,14 @@ export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, second
       const cpu = procCpuSeconds(pid) - c0;
       const otherIdleCpuMs = (procCpuSeconds(other) - o0) * 1000;
       if (side === 'fleetprobe') failed = (await failedRuns()) - f0;
-      if (failed) process.stderr.write(`  ${side}: ${failed} runs failed in the window${firstFailure ? `, first: ${firstFailure}` : ''}\n`);
+      if (side === 'fleetprobe' && failed)
+        firstFailure = /"msg":"(probe [^"]* failed[^"]*)"/.exec(
+          fp
+            .log()
+            .split('\n')
+            .findLast((l) => / failed in /.test(l)) ?? '',
+        )?.[1];
+      if (failed) process.stderr.write(`  ${side}: ${failed} runs failed in the window${firstFailure ? `, e.g. ${firstFailure}` : ''}\n`);
       return { cpuMsPerRun: (cpu / runs) * 1000, runsPerSecond: runs / wall, failed, otherIdleCpuMs, loadavg: neighbours().loadavg };
     };
     // The daemon's probes on (or off), then a pause for runs to reach their pace (or to end).
@@ -161,7 +168,14 @@ export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, second
   }
   const pass = results.every((r) => r.ratio <= TARGET_RATIO && !r.fleetprobe.failed && !r.blackbox.failed);
   return {
-    params: { rates, rounds, seconds, warmupSeconds, target: 'nginx 1 worker, TLS 1.3, RSA-2048 leaf, keep-alive off', cpuTickMs: CPU_TICK_SECONDS * 1000 },
+    params: {
+      rates,
+      rounds,
+      seconds,
+      warmupSeconds,
+      target: 'nginx 1.22 with 1 worker, TLS 1.3 (ssl_protocols TLSv1.2 TLSv1.3), RSA-2048 leaf, no session resumption, keep-alive off',
+      cpuTickMs: CPU_TICK_SECONDS * 1000,
+    },
     results,
     checks,
     profile: prof,
@@ -182,7 +196,7 @@ export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, second
  * The daemon again, under `--cpu-prof`, at `rate` for `seconds` after a warm-up: where its CPU goes
  * per run (samples of the warm-up left out). The profile is written when the daemon exits.
  */
-async function profileDaemon({ configFile, probes, rate, seconds }) {
+export async function profileDaemon({ configFile, probes, rate, seconds, keep = undefined }) {
   const profDir = path.join(path.dirname(configFile), 'prof');
   probes(rate, true);
   const t0 = performance.now();
@@ -194,10 +208,11 @@ async function profileDaemon({ configFile, probes, rate, seconds }) {
   await fp.proc.stop();
   const file = fs.readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) throw new Error('the profiled daemon wrote no .cpuprofile');
+  if (keep) fs.copyFileSync(path.join(profDir, file), keep);
   const s = summarizeProfile(path.join(profDir, file), { fromMs, top: 12 });
   const runs = rate * seconds;
   const perRun = (xs) => xs.map((x) => ({ name: x.name, usPerRun: Math.round((x.ms / runs) * 1000), share: Number(x.share.toFixed(3)) }));
-  return { rate, seconds, busyMsPerRun: s.busyMs / runs, areas: perRun(s.areas), self: perRun(s.self), inclusive: perRun(s.inclusive) };
+  return { rate, seconds, fromMs, busyMsPerRun: s.busyMs / runs, areas: perRun(s.areas), self: perRun(s.self), inclusive: perRun(s.inclusive) };
 }
 
 export function httpDaemonMarkdown(r) {

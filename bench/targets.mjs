@@ -54,6 +54,7 @@ http {
     listen 127.0.0.1:${plainPort};
     ssl_certificate ${certs.cert};
     ssl_certificate_key ${certs.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_tickets off;
     ssl_session_cache off;
     location / { default_type text/plain; return 200 "ok\\n"; }
