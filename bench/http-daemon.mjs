@@ -39,11 +39,14 @@ async function startFleetprobe(configFile, { nodeArgs = [] } = {}) {
   const until = async (ok, what) => {
     const deadline = Date.now() + 60_000;
     while (!ok()) {
-      if (Date.now() > deadline || proc.child.exitCode !== null) throw new Error(`fleetprobe daemon: ${what} did not happen\n${log}\n${proc.output()}`);
+      if (Date.now() > deadline || proc.child.exitCode !== null || proc.child.signalCode !== null)
+        throw new Error(`fleetprobe daemon: ${what} did not happen\n${log}\n${proc.output()}`);
       await Promise.race([new Promise((r) => waiters.push(r)), sleep(100)]);
     }
   };
   await until(() => /running \d+ probes/.test(log), 'start');
+  // The CLI installs its SIGHUP handler just after that line: a reload sent at once could beat it.
+  await sleep(1000);
   return {
     proc,
     port,
@@ -67,7 +70,7 @@ function sumSamples(text, family, filter = /./) {
  * long: one benchmark's whole sequence (targets, daemon, warm-up, interleaved rounds at each rate,
  * checks, the profiled run) reads top to bottom; its pieces are the helpers above.
  */
-export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, seconds = 10, warmupSeconds = 20, profile = true } = {}) {
+export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, seconds = 10, warmupSeconds = 16, profile = true } = {}) {
   for (const b of [NGINX, BLACKBOX]) if (missing(b)) throw new Error(`${b} is missing (apt-get install nginx-light prometheus-blackbox-exporter)`);
   const dir = tempDir('http-daemon');
   const certs = await benchCertificates(dir);
@@ -85,18 +88,22 @@ export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, second
   try {
     probes(rates[0], false);
     fp = await startFleetprobe(configFile);
-    const failedRuns = async () => sumSamples(await (await fetch(`http://127.0.0.1:${fp.port}/metrics`)).text(), 'probe_runs_total', /result="failure"/);
+    const scrape = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${fp.port}/metrics`)).text();
+      return { failed: sumSamples(text, 'probe_runs_total', /result="failure"/), skipped: sumSamples(text, 'probe_skipped_runs_total') };
+    };
     const window = async (side, rate) => {
       const pid = side === 'fleetprobe' ? fp.proc.pid : blackbox.proc.pid;
       const other = side === 'fleetprobe' ? blackbox.proc.pid : fp.proc.pid;
       const counter = side === 'fleetprobe' ? 'fp' : 'bb';
       // The scrape before the window's CPU reading, so its cost is not counted.
-      const f0 = side === 'fleetprobe' ? await failedRuns() : 0;
+      const f0 = side === 'fleetprobe' ? await scrape() : { failed: 0, skipped: 0 };
       const c0 = procCpuSeconds(pid);
       const o0 = procCpuSeconds(other);
       const n0 = nginx.requestsServed(counter);
       const t0 = performance.now();
       let failed = 0;
+      let skipped = 0;
       let firstFailure;
       if (side === 'fleetprobe') await sleep(seconds * 1000);
       else ({ failures: failed, firstFailure } = await driver.call({ op: 'paced', rate, seconds, url: probeUrl }));
@@ -104,7 +111,11 @@ export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, second
       const runs = nginx.requestsServed(counter) - n0;
       const cpu = procCpuSeconds(pid) - c0;
       const otherIdleCpuMs = (procCpuSeconds(other) - o0) * 1000;
-      if (side === 'fleetprobe') failed = (await failedRuns()) - f0;
+      if (side === 'fleetprobe') {
+        const f1 = await scrape();
+        failed = f1.failed - f0.failed;
+        skipped = f1.skipped - f0.skipped;
+      }
       if (side === 'fleetprobe' && failed)
         firstFailure = /"msg":"(probe [^"]* failed[^"]*)"/.exec(
           fp
@@ -113,7 +124,7 @@ export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, second
             .findLast((l) => / failed in /.test(l)) ?? '',
         )?.[1];
       if (failed) process.stderr.write(`  ${side}: ${failed} runs failed in the window${firstFailure ? `, e.g. ${firstFailure}` : ''}\n`);
-      return { cpuMsPerRun: (cpu / runs) * 1000, runsPerSecond: runs / wall, failed, otherIdleCpuMs, loadavg: neighbours().loadavg };
+      return { cpuMsPerRun: (cpu / runs) * 1000, runsPerSecond: runs / wall, failed, skipped, otherIdleCpuMs, loadavg: neighbours().loadavg };
     };
     // The daemon's probes on (or off), then a pause for runs to reach their pace (or to end).
     const setDaemon = async (n, active) => {
@@ -121,11 +132,16 @@ export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, second
       await fp.reload();
       await sleep(active ? 2500 : 1500);
     };
-    for (const [i, rate] of rates.entries()) {
-      process.stderr.write(`  http-daemon: ${rate} runs/s, warm-up\n`);
-      // Warm-up (JIT, heap, Go runtime, nginx), not counted: the first rate's is longer.
+    // Warm-up (V8's JIT and heap keep settling for the first few thousand runs of a process that
+    // then runs for months; Go runtime; nginx), not counted: first at the highest rate, then a
+    // shorter one at each rate.
+    const top = Math.max(...rates);
+    process.stderr.write(`  http-daemon: warm-up, ${warmupSeconds} s at ${top} runs/s\n`);
+    await setDaemon(top, true);
+    await sleep(warmupSeconds * 1000);
+    for (const rate of rates) {
       await setDaemon(rate, true);
-      await sleep(warmupSeconds * (i === 0 ? 1000 : 500));
+      await sleep((warmupSeconds * 1000) / 2);
       await setDaemon(rate, false);
       await driver.call({ op: 'paced', rate, seconds: Math.min(5, warmupSeconds), url: probeUrl });
       const rows = { fleetprobe: [], blackbox: [] };
@@ -146,6 +162,7 @@ export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, second
         rounds: rows[s].map((r) => Number(r.cpuMsPerRun.toFixed(3))),
         otherIdleCpuMs: median(rows[s].map((r) => r.otherIdleCpuMs)),
         failed: rows[s].reduce((n, r) => n + r.failed, 0),
+        skipped: rows[s].reduce((n, r) => n + r.skipped, 0),
         loadavg: rows[s].map((r) => r.loadavg.split(' ')[0]),
       });
       const f = side('fleetprobe');
@@ -227,14 +244,14 @@ export function httpDaemonMarkdown(r) {
     .join('; ');
   const out = [
     `The daemon as a user runs it (\`node dist/cli/main.js daemon --config probes.yaml\`, log level info, no scrapes) with N \`http\` probes on a 1 s interval (N = the rate), each \`https://bench.test:PORT/fp\` with \`resolve: 127.0.0.1\`, \`tls.caFile\`, status 200 and body \`ok\` expected; blackbox_exporter 0.23.0 probing \`https://127.0.0.1:PORT/bb\` (\`server_name: bench.test\`, the same CA file, status and body regexp) for \`/probe\` requests sent at the same rate, spread evenly, by a driver process of its own. Both against one nginx (${p.target}), a fresh TCP+TLS connection per run.`,
-    `CPU: utime+stime of each process from \`/proc/PID/stat\` over a window of ${p.seconds} s (tick ${p.cpuTickMs} ms), divided by the requests nginx logged for that side in the window. ${p.rounds} interleaved rounds per rate (the order alternates), each a window of the daemon and one of blackbox; while one side is measured the other is idle (the daemon's probes moved to a 1 h interval by a SIGHUP reload; blackbox gets no requests). Warm-up (${p.warmupSeconds} s of the daemon at the first rate, half that at the next, 5 s of blackbox), not counted. Load average (1 min) at the end of each window is listed.`,
+    `CPU: utime+stime of each process from \`/proc/PID/stat\` over a window of ${p.seconds} s (tick ${p.cpuTickMs} ms), divided by the requests nginx logged for that side in the window. ${p.rounds} interleaved rounds per rate (the order alternates), each a window of the daemon and one of blackbox; while one side is measured the other is idle (the daemon's probes moved to a 1 h interval by a SIGHUP reload; blackbox gets no requests). Warm-up, not counted: the daemon ${p.warmupSeconds} s at ${Math.max(...p.rates)} runs/s, then ${p.warmupSeconds / 2} s at each rate; blackbox 5 s at each rate. Load average (1 min) at the end of each window is listed.`,
     '',
     '| runs/s | | CPU ms per run (median) | runs/s measured | per round (CPU ms/run) | load average |',
     '| ---: | --- | ---: | ---: | --- | --- |',
     ...rows,
     '',
     `Ratio fleetprobe / blackbox_exporter: ${ratios} (target ≤ ${fmt(r.target, 1)}x, goal ${fmt(r.goal, 1)}x): ${holds}.`,
-    `Failed runs in the measured windows: fleetprobe ${r.results.map((x) => `${x.fleetprobe.failed} at ${x.rate}/s`).join(', ')}; blackbox_exporter ${r.results.map((x) => `${x.blackbox.failed} at ${x.rate}/s`).join(', ')}.` +
+    `Failed runs in the measured windows: fleetprobe ${r.results.map((x) => `${x.fleetprobe.failed} at ${x.rate}/s (${x.fleetprobe.skipped ?? '?'} skipped)`).join(', ')}; blackbox_exporter ${r.results.map((x) => `${x.blackbox.failed} at ${x.rate}/s`).join(', ')}.` +
       (r.checks ? ` The daemon made ${r.checks.runs} runs in all (warm-up included), ${r.checks.failed} failed, ${r.checks.skipped} skipped.` : ''),
   ];
   if (r.profile) {
