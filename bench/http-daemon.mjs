@@ -263,6 +263,8 @@ export function httpDaemonMarkdown(r) {
       `- by area (self time): ${list(pr.areas)}`,
       `- by function (self time): ${list(pr.self)}`,
       `- fleetprobe's own functions (inclusive): ${list(pr.inclusive)}`,
+      '',
+      'What the profile says, and why the goal is missed: [docs/performance.md](../docs/performance.md).',
     );
   }
   return out.join('\n');
