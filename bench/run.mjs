@@ -1,12 +1,12 @@
 // `npm run bench [-- NAME...] [--minutes M] [--short]`: runs the benchmarks (all by default: http,
-// ssh, timing, scale) and renders bench/RESULTS.md from bench/results.json (each benchmark keeps its
+// http-daemon, ssh, timing, scale) and renders bench/RESULTS.md from bench/results.json (each benchmark keeps its
 // latest result, so running one alone updates only its section).
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { BENCH, fmt, loadResults, saveResult } from './lib.mjs';
 
-const ALL = ['http', 'ssh', 'timing', 'scale'];
+const ALL = ['http', 'http-daemon', 'ssh', 'timing', 'scale'];
 // --seconds (ssh): length of each round; --profile (ssh): the daemon runs under --cpu-prof and the
 // summary of where its CPU went is kept with the result.
 const { values, positionals } = parseArgs({
@@ -21,6 +21,8 @@ const { values, positionals } = parseArgs({
     seconds: { type: 'string' },
     profile: { type: 'boolean' },
     render: { type: 'boolean' },
+    rates: { type: 'string' },
+    'no-profile': { type: 'boolean' },
   },
 });
 // --render: only re-render RESULTS.md from results.json (after a change to a section's text).
@@ -36,6 +38,14 @@ for (const name of chosen) {
   if (name === 'http') {
     const { runHttpBench } = await import('./http.mjs');
     result = await runHttpBench({ rounds: values.rounds ? Number(values.rounds) : undefined });
+  } else if (name === 'http-daemon') {
+    const { runHttpDaemonBench } = await import('./http-daemon.mjs');
+    result = await runHttpDaemonBench({
+      rounds: values.rounds ? Number(values.rounds) : undefined,
+      seconds: values.seconds ? Number(values.seconds) : undefined,
+      rates: values.rates ? values.rates.split(',').map(Number) : undefined,
+      profile: !values['no-profile'],
+    });
   } else if (name === 'ssh') {
     const { runSshBench } = await import('./ssh.mjs');
     result = await runSshBench({
@@ -72,12 +82,20 @@ async function writeMarkdown() {
   const sections = [];
   const md = {
     http: async (r) => (await import('./http.mjs')).httpMarkdown(r),
+    'http-daemon': async (r) => (await import('./http-daemon.mjs')).httpDaemonMarkdown(r),
     ssh: async (r) => (await import('./ssh.mjs')).sshMarkdown(r),
     timing: async (r) => (await import('./timing.mjs')).timingMarkdown(r),
     scale: async (r) => (await import('./scale.mjs')).scaleMarkdown(r),
   };
-  const titles = { http: '1. HTTPS probe cost vs blackbox_exporter', ssh: '2. SSH probe vs OpenSSH', timing: '4. Timing accuracy', scale: '3. Scale' };
+  const titles = {
+    http: '1b. HTTPS probe cost vs blackbox_exporter, runProbe in a loop (not the daemon)',
+    'http-daemon': '1. HTTPS run cost in the daemon vs blackbox_exporter, at 50 and 200 runs/s',
+    ssh: '2. SSH probe vs OpenSSH',
+    timing: '4. Timing accuracy',
+    scale: '3. Scale',
+  };
   const order = [
+    'http-daemon',
     'http',
     'ssh',
     'scale',

@@ -25,9 +25,11 @@ export async function benchCertificates(dir) {
 
 /**
  * nginx (one worker) answering `ok` on HTTPS and plain HTTP. Keep-alive is off, so every probe
- * pays a full TCP and TLS handshake whichever client sends it.
+ * pays a full TCP and TLS handshake whichever client sends it. Each of `countPaths` (e.g. `fp`)
+ * answers the same at `/fp` and writes one byte-pair line per request to `DIR/fp.log`: how many
+ * requests a client really made, counted outside the processes measured (`requestsServed`).
  */
-export async function startNginx(dir, certs) {
+export async function startNginx(dir, certs, { countPaths = [] } = {}) {
   const tlsPort = await freePort();
   const plainPort = await freePort();
   const conf = path.join(dir, 'nginx.conf');
@@ -46,15 +48,17 @@ http {
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
   keepalive_timeout 0;
+  log_format count '.';
   server {
     listen 127.0.0.1:${tlsPort} ssl;
     listen 127.0.0.1:${plainPort};
     ssl_certificate ${certs.cert};
     ssl_certificate_key ${certs.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
     ssl_session_tickets off;
     ssl_session_cache off;
     location / { default_type text/plain; return 200 "ok\\n"; }
-  }
+${countPaths.map((p) => `    location = /${p} { access_log ${dir}/${p}.log count; default_type text/plain; return 200 "ok\\n"; }\n`).join('')}  }
 }
 `,
   );
@@ -63,7 +67,16 @@ http {
     throw new Error(`${err.message}\n${proc.output()}`);
   });
   await waitForPort(plainPort);
-  return { proc, tlsPort, plainPort };
+  return { proc, tlsPort, plainPort, requestsServed: (p) => requestsServed(path.join(dir, `${p}.log`)) };
+}
+
+/** Requests nginx logged with the `count` format (".\n" each) in `file`. */
+function requestsServed(file) {
+  try {
+    return fs.statSync(file).size / 2;
+  } catch {
+    return 0;
+  }
 }
 
 export async function startBlackbox(dir, certs) {

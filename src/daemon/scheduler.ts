@@ -47,11 +47,7 @@ export function staggerOffsetMs(spec: Pick<ProbeSpec, 'name' | 'intervalMs' | 'c
 
 /** The first due time strictly after `after` (ms since the epoch), before jitter. */
 export function nextDue(spec: Pick<ProbeSpec, 'name' | 'intervalMs' | 'cron'>, after: number, cron?: Cron): number {
-  if (spec.intervalMs) {
-    const offset = staggerOffsetMs(spec);
-    const k = Math.floor((after - offset) / spec.intervalMs) + 1;
-    return k * spec.intervalMs + offset;
-  }
+  if (spec.intervalMs) return intervalDue(spec.intervalMs, staggerOffsetMs(spec), after);
   const job = cron ?? new Cron(spec.cron!, { paused: true });
   const [a, b] = job.nextRuns(2, new Date(after));
   if (!a) return Infinity;
@@ -61,9 +57,16 @@ export function nextDue(spec: Pick<ProbeSpec, 'name' | 'intervalMs' | 'cron'>, a
   return slot ? slot.getTime() + offset : Infinity;
 }
 
+/** The first slot of an interval probe strictly after `after`, its offset given. */
+function intervalDue(intervalMs: number, offsetMs: number, after: number): number {
+  return (Math.floor((after - offsetMs) / intervalMs) + 1) * intervalMs + offsetMs;
+}
+
 interface Entry {
   spec: ProbeSpec;
   cron?: Cron;
+  /** An interval probe's staggerOffsetMs, kept: it hashes the name, and arm() runs every run. */
+  offsetMs?: number;
   timer?: NodeJS.Timeout;
   due: number;
   removed: boolean;
@@ -124,6 +127,7 @@ export class Scheduler {
         if (rescheduled) {
           // Same entry, new timer: a run in progress still makes the next due run of it skip.
           this.disarm(existing);
+          existing.offsetMs = undefined;
           existing.cron = spec.cron ? new Cron(spec.cron, { paused: true }) : undefined;
           this.arm(existing, Date.now());
         }
@@ -142,7 +146,8 @@ export class Scheduler {
   }
 
   private arm(entry: Entry, after: number): void {
-    const due = nextDue(entry.spec, after, entry.cron);
+    const { spec } = entry;
+    const due = spec.intervalMs ? intervalDue(spec.intervalMs, (entry.offsetMs ??= staggerOffsetMs(spec)), after) : nextDue(spec, after, entry.cron);
     if (!Number.isFinite(due)) return; // a cron pattern with no future run
     entry.due = due;
     const fireAt = due + this.jitterMs(entry.spec);

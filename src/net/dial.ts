@@ -160,10 +160,17 @@ async function secureContextFor(caFile: string): Promise<tls.SecureContext> {
   return sc;
 }
 
+// Without a CA file, the system store's context: made once, not by tls.connect on every run (it
+// builds a new context per connection when given none).
+let systemContext: tls.SecureContext | undefined;
+const defaultContext = (): tls.SecureContext => (systemContext ??= tls.createSecureContext());
+
 // Node's hostname check asks for the detailed peer chain (every certificate up to the root turned
 // into JS objects: about 0.3 ms of CPU per handshake) but reads only the leaf's subject and
 // altnames. During the handshake the socket hands it the leaf alone (about 0.05 ms), and the leaf
 // is kept for earliestCertExpiry, which needs the chain only for a leaf it has not seen lately.
+// (Not the leaf's X509Certificate, which would be cheaper: on Node 20, getPeerX509Certificate on a
+// client socket takes the leaf out of the peer chain, and getPeerCertificate then returns {}.)
 const leafOnly = function (this: tls.TLSSocket) {
   return tls.TLSSocket.prototype.getPeerCertificate.call(this, false);
 };
@@ -192,7 +199,7 @@ async function contextWhileHolding(socket: net.Socket, caFile: string): Promise<
 export async function upgradeTls(ctx: ProbeContext, socket: net.Socket, opts: TlsOptions): Promise<tls.TLSSocket> {
   return ctx.phase('tls', async () => {
     const servername = opts.servername && !net.isIP(opts.servername) ? opts.servername : undefined;
-    const secureContext = opts.caFile ? await contextWhileHolding(socket, opts.caFile) : undefined;
+    const secureContext = opts.caFile ? await contextWhileHolding(socket, opts.caFile) : defaultContext();
     const secure: tls.TLSSocket = tls.connect({
       socket,
       // The name the certificate is checked against; without it an IP target (no SNI) would be

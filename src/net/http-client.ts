@@ -37,6 +37,14 @@ class ClosedByProbe extends Error {
   }
 }
 
+// Both shared, like EXCHANGE_OVER: a stream's destroy(err) formats err's stack trace, and these are
+// the errors of an ordinary run's close (nothing reads them once the exchange is over).
+const CLOSED_BY_PROBE = new ClosedByProbe();
+// What undici closes the socket with after a complete answer marked `Connection: close` (most
+// probes': their targets close, and every run dials afresh). Same class, code and message as the
+// one undici makes each time, which is all undici (and anything after it) looks at.
+const ANSWER_COMPLETE = new undiciErrors.InformationalError('reset');
+
 /**
  * undici ends a response that has no length (delimited by the connection's close) when its socket
  * closes without an error, even if the request was aborted meanwhile, and then fails its own
@@ -50,7 +58,11 @@ function closeWithError(socket: net.Socket): void {
   // undici listens for errors itself while it uses the socket; this one covers the time after.
   socket.on('error', () => {});
   const destroy = socket.destroy.bind(socket);
-  socket.destroy = (err?: Error) => destroy(err ?? (socket.readableEnded ? undefined : new ClosedByProbe()));
+  socket.destroy = (err?: Error) => destroy(err ? sharedIfComplete(err) : socket.readableEnded ? undefined : CLOSED_BY_PROBE);
+}
+
+function sharedIfComplete(err: Error): Error {
+  return err instanceof undiciErrors.InformationalError && err.message === 'reset' ? ANSWER_COMPLETE : err;
 }
 
 /**
