@@ -25,11 +25,20 @@ export async function cmdDaemon(args: Args): Promise<number> {
   // A missing probes/ (the default) or --config path: refused here, before the lab starts.
   const missing = options.configPaths.find((p) => !fs.existsSync(p));
   if (missing !== undefined) throw noProbesError(options.configPaths, { missing });
-  const lab = await maybeLab(args, log);
-  let daemon;
+  // SIGHUP's default action ends the process. A reload asked for while the lab and the daemon start
+  // (after the "running" line, say) is kept and done once the daemon is up, never fatal.
+  let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  let reloadAsked = false;
+  const onHup = () => (daemon ? void daemon.reload() : (reloadAsked = true));
+  process.on('SIGHUP', onHup);
+  const lab = await maybeLab(args, log).catch((err: unknown) => {
+    process.off('SIGHUP', onHup);
+    throw err;
+  });
   try {
     daemon = await startDaemon({ ...options, lab });
   } catch (err) {
+    process.off('SIGHUP', onHup);
     await lab?.close();
     throw err;
   }
@@ -39,12 +48,13 @@ export async function cmdDaemon(args: Args): Promise<number> {
       `embedded lab running; switch faults with: curl -X PUT ${lab.controlUrl}/faults/<name> (DELETE to clear; GET ${lab.controlUrl}/faults lists them)`,
     );
   }
-  process.on('SIGHUP', () => daemon.reload());
+  if (reloadAsked) void daemon.reload();
+  const running = daemon;
   return new Promise((resolve) => {
     const stop = (signal: string) => {
       // A second signal while draining means "now".
       process.once(signal, () => process.exit(EXIT.fail));
-      void daemon.shutdown(signal).then(() => resolve(EXIT.ok));
+      void running.shutdown(signal).then(() => resolve(EXIT.ok));
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

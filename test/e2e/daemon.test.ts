@@ -87,6 +87,26 @@ describe('daemon against the embedded lab', () => {
     await daemon.waitForMetrics((t) => metricValue(t, 'fleetprobe_config_last_reload_successful') === 1 && !t.includes('probe="url-2"'));
   });
 
+  it('a SIGHUP while the daemon starts is kept for after the start, never fatal', async () => {
+    const dir = tempDir();
+    writeLabConfig(dir, LAB_URL_PROBE('url-1'));
+    daemon = new DaemonProcess(['--lab', '--config', dir]);
+    // The lab logs its endpoints before the daemon starts: from then on a reload may be asked for
+    // (a config manager's SIGHUP does not wait for the "running" line). SIGHUP's default action
+    // would end the process.
+    await daemon.waitForLog((l) => l.component === 'lab' && l.endpoints !== undefined);
+    const hups = setInterval(() => daemon?.child.kill('SIGHUP'), 5);
+    try {
+      await daemon.waitForLog((l) => /running 1 probes/.test(String(l.msg)));
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      clearInterval(hups);
+    }
+    expect(daemon.child.exitCode).toBe(null);
+    await daemon.waitForLog((l) => /configuration reloaded: 1 probes/.test(String(l.msg)));
+    await daemon.waitForMetrics((t) => up(t, 'url-1'));
+  });
+
   it('SIGTERM aborts runs in flight (not counted as failures), drains and exits 0 promptly', async () => {
     const dir = tempDir();
     writeLabConfig(dir, LAB_URL_PROBE('slow'), 'lab.yaml', 'interval: 10s\n  timeout: 9s');
