@@ -9,6 +9,7 @@ import type { Secret } from '../core/redact.js';
 import { deviceAuthority } from '../net/connect-tunnel.js';
 import { listOnlineDevices, readDevice, type ApiDevice, type ApiEndpoint } from './shared/platform-api.js';
 import { withoutPhases } from './shared/context.js';
+import { inParallel, nameSome } from './shared/batch.js';
 import { sampleOf } from './shared/fleet-pick.js';
 import { deviceUuid, fleetSlug } from './shared/device.js';
 import { portNumber } from './shared/host-port.js';
@@ -181,23 +182,20 @@ type Checked = { uuid: string; reach: Reach } | { uuid: string; error: unknown }
 
 /** Checks every uuid through the tunnel, at most `concurrency` at once; stops early on a path error. */
 async function checkAll(ctx: ProbeContext, cfg: StatusConfig, uuids: string[]): Promise<Checked[]> {
-  const queue = [...uuids];
   const out: Checked[] = [];
   const stop = new AbortController();
   const c: ProbeContext = { ...withoutPhases(ctx), signal: AbortSignal.any([ctx.signal, stop.signal]) };
-  const worker = async () => {
-    for (let uuid = queue.shift(); uuid !== undefined && !c.signal.aborted; uuid = queue.shift()) {
-      try {
-        out.push({ uuid, reach: await tunnelCheck(c, cfg, uuid) });
-      } catch (err) {
-        if (c.signal.aborted) return;
-        out.push({ uuid, error: err });
-        // Our token or the proxy's certificate is wrong: every other check would say the same.
-        if (PATH_REASONS.has(classifyError(err))) stop.abort(err);
-      }
+  await inParallel(uuids.length, cfg.concurrency, c.signal, async (i) => {
+    const uuid = uuids[i];
+    try {
+      out.push({ uuid, reach: await tunnelCheck(c, cfg, uuid) });
+    } catch (err) {
+      if (c.signal.aborted) return;
+      out.push({ uuid, error: err });
+      // Our token or the proxy's certificate is wrong: every other check would say the same.
+      if (PATH_REASONS.has(classifyError(err))) stop.abort(err);
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(cfg.concurrency, uuids.length) }, worker));
+  });
   ctx.signal.throwIfAborted();
   if (stop.signal.aborted) throw stop.signal.reason;
   return out;
@@ -234,10 +232,9 @@ async function runSample(ctx: ProbeContext, cfg: StatusConfig): Promise<void> {
       if (failed.length) ctx.log.warn({ fleet, inconclusive: failed.length }, `fleet sample${inconclusive}`);
       return;
     }
-    const list = offline.slice(0, QUOTED_UUIDS).join(', ') + (offline.length > QUOTED_UUIDS ? `, and ${offline.length - QUOTED_UUIDS} more` : '');
     throw new ProbeError(
       'status_drift',
-      `${reachable} of ${conclusive} sampled devices of fleet ${fleet} that the API marks online were reachable (${(ratio * 100).toFixed(0)}%, below minReachableRatio ${cfg.minReachableRatio}); not reachable: ${list}${inconclusive}`,
+      `${reachable} of ${conclusive} sampled devices of fleet ${fleet} that the API marks online were reachable (${(ratio * 100).toFixed(0)}%, below minReachableRatio ${cfg.minReachableRatio}); not reachable: ${nameSome(offline, QUOTED_UUIDS)}${inconclusive}`,
     );
   });
 }
