@@ -11,6 +11,7 @@ import { listOnlineDevices, readDevice, type ApiDevice, type ApiEndpoint } from 
 import { withoutPhases } from './shared/context.js';
 import { inParallel, nameSome } from './shared/batch.js';
 import { sampleOf } from './shared/fleet-pick.js';
+import { listingFields } from './shared/fleet-selector.js';
 import { deviceUuid, fleetSlug } from './shared/device.js';
 import { portNumber } from './shared/host-port.js';
 import { httpUrl } from './shared/http-expect.js';
@@ -51,8 +52,8 @@ const schema = z.object({
   offlineGrace: duration.default(2 * 60_000),
   sample: z.number().int().min(1).max(1000).default(10),
   concurrency: z.number().int().min(1).max(64).default(5),
-  maxDevices: z.number().int().min(1).max(100_000).default(1000),
-  pageSize: z.number().int().min(1).max(1000).default(200),
+  maxDevices: listingFields.maxDevices,
+  pageSize: listingFields.pageSize,
   minReachableRatio: z.number().min(0).max(1).default(0.9),
 });
 type StatusConfig = z.output<typeof schema>;
