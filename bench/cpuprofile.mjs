@@ -1,13 +1,15 @@
-// Where a process's CPU went, from a V8 .cpuprofile (`node --cpu-prof`): self time by area and by
-// function, and inclusive time of the functions named, over the samples from `fromMs` (since the
-// profile started) on, so start-up and warm-up can be left out.
+// Where a process's CPU went, from a V8 .cpuprofile (`node --cpu-prof`): self time by group (who
+// owns the code: a classifier per benchmark decides), self time by function, and inclusive time of
+// the functions named, over the samples from `fromMs` (since the profile started) on, so start-up
+// and warm-up can be left out. Used by the HTTPS daemon and SSH benchmarks; also runnable alone:
+// `node bench/cpuprofile.mjs FILE [--from MS] [--groups https|ssh]`.
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 
-/** The area a frame's CPU belongs to, for a summary a reader can act on. */
-function area(frame) {
-  const { functionName: fn, url } = frame;
+/** The HTTPS daemon benchmark's areas: the HTTP client, Node's TLS and streams, the libraries. */
+export function httpsArea({ functionName: fn, url }) {
   if (fn === '(garbage collector)') return 'GC';
-  if (fn === '(idle)') return 'idle';
   if (fn === '(program)') return 'native (program)';
   if (/node_modules\/undici\//.test(url)) return 'undici';
   if (/node_modules\/pino/.test(url)) return 'pino';
@@ -22,20 +24,49 @@ function area(frame) {
   return url || 'unknown';
 }
 
-const key = (f) => `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(node_modules|dist)\//, '$1/').replace(/^file:\/\//, '')}:${f.lineNumber + 1}`;
+/** The SSH benchmark's groups: crypto and key exchange, ssh2's protocol code, the rest. */
+export function sshGroup({ functionName: fn, url }) {
+  if (fn === '(garbage collector)') return 'GC';
+  if (fn === '(program)') return 'native, outside JS ((program))';
+  if (
+    /internal\/crypto|ssh2\/lib\/protocol\/(crypto|keyParser|kex)/.test(url) ||
+    /^(sign|verify|diffieHellman|createHash|createHmac|update|digest|final|encrypt|decrypt)$/.test(fn)
+  )
+    return 'crypto and key exchange';
+  if (url.includes('node_modules/ssh2/')) return 'ssh2 protocol (JS)';
+  if (url.includes('/dist/')) return 'fleetprobe';
+  if (url.includes('node_modules/')) return `library ${url.split('node_modules/').pop().split('/')[0]}`;
+  if (url.startsWith('node:') || !url) return 'Node.js core (net, streams, timers)';
+  return 'other';
+}
+
+export const classifiers = { https: httpsArea, ssh: sshGroup };
+
+/** `connect dist/net/dial.js:12`, `onData ssh2/lib/protocol/Protocol.js:401`: a function and where it is. */
+export function functionKey(f) {
+  const where = f.url
+    .replace(/^file:\/\//, '')
+    .replace(/^.*\/node_modules\//, '')
+    .replace(/^.*\/dist\//, 'dist/');
+  return `${f.functionName || '(anonymous)'} ${where}:${f.lineNumber + 1}`;
+}
 
 /**
+ * `{ busyMs, idleMs, groups, self, inclusive }` of the profile in `file`, each list the `top`
+ * entries `{name, ms, share}` by time (share of the busy time): self time by `classify(callFrame)`'s
+ * group and by function, and inclusive time of the functions whose url matches `inclusive`.
  * @param {string} file a .cpuprofile
- * @param {{fromMs?: number, top?: number, inclusive?: RegExp}} [opts]
+ * @param {{fromMs?: number, top?: number, classify?: (frame: {functionName: string, url: string}) => string, inclusive?: RegExp}} [opts]
  */
-export function summarizeProfile(file, { fromMs = 0, top = 15, inclusive = /\/dist\// } = {}) {
+export function summarizeProfile(file, { fromMs = 0, top = 15, classify = httpsArea, inclusive = /\/dist\// } = {}) {
   const prof = JSON.parse(fs.readFileSync(file, 'utf8'));
   const nodes = new Map(prof.nodes.map((n) => [n.id, n]));
   const parent = new Map();
   for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const self = new Map();
   const incl = new Map();
-  const areas = new Map();
+  const groups = new Map();
+  const add = (m, k, us) => m.set(k, (m.get(k) ?? 0) + us);
   let t = 0;
   let busyUs = 0;
   let idleUs = 0;
@@ -45,23 +76,21 @@ export function summarizeProfile(file, { fromMs = 0, top = 15, inclusive = /\/di
     const dt = prof.timeDeltas[i + 1] ?? 0;
     if (t / 1000 < fromMs) continue;
     const node = nodes.get(prof.samples[i]);
-    const a = area(node.callFrame);
-    if (a === 'idle') {
+    if (node.callFrame.functionName === '(idle)') {
       idleUs += dt;
       continue;
     }
     busyUs += dt;
-    areas.set(a, (areas.get(a) ?? 0) + dt);
-    const k = key(node.callFrame);
-    self.set(k, (self.get(k) ?? 0) + dt);
+    add(groups, classify(node.callFrame), dt);
+    add(self, functionKey(node.callFrame), dt);
     const seen = new Set();
     for (let id = node.id; id !== undefined; id = parent.get(id)) {
       const f = nodes.get(id).callFrame;
       if (!inclusive.test(f.url)) continue;
-      const fk = key(f);
+      const fk = functionKey(f);
       if (seen.has(fk)) continue;
       seen.add(fk);
-      incl.set(fk, (incl.get(fk) ?? 0) + dt);
+      add(incl, fk, dt);
     }
   }
   const rank = (m) =>
@@ -69,13 +98,30 @@ export function summarizeProfile(file, { fromMs = 0, top = 15, inclusive = /\/di
       .sort((x, y) => y[1] - x[1])
       .slice(0, top)
       .map(([name, us]) => ({ name, ms: us / 1000, share: us / busyUs }));
-  return { busyMs: busyUs / 1000, idleMs: idleUs / 1000, areas: rank(areas), self: rank(self), inclusive: rank(incl) };
+  return { busyMs: busyUs / 1000, idleMs: idleUs / 1000, groups: rank(groups), self: rank(self), inclusive: rank(incl) };
 }
 
-// `node bench/cpuprofile.mjs FILE [FROM_MS]`: the summary as text.
-if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'))) {
-  const s = summarizeProfile(process.argv[2], { fromMs: Number(process.argv[3] ?? 0), top: 30 });
+/** The summary as text: busy and idle time, then each list. */
+export function formatProfile(s) {
   const line = (r) => `${(r.share * 100).toFixed(1).padStart(5)}% ${r.ms.toFixed(0).padStart(6)} ms  ${r.name}`;
-  process.stdout.write(`busy ${s.busyMs.toFixed(0)} ms, idle ${s.idleMs.toFixed(0)} ms\n\nareas (self):\n${s.areas.map(line).join('\n')}\n`);
-  process.stdout.write(`\nfunctions (self):\n${s.self.map(line).join('\n')}\n\nfleetprobe (inclusive):\n${s.inclusive.map(line).join('\n')}\n`);
+  const list = (title, xs) => `\n${title}:\n${xs.map(line).join('\n')}\n`;
+  return (
+    `busy ${s.busyMs.toFixed(0)} ms, idle ${s.idleMs.toFixed(0)} ms\n` +
+    list('groups (self)', s.groups) +
+    list('functions (self)', s.self) +
+    list('fleetprobe (inclusive)', s.inclusive)
+  );
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { from: { type: 'string', default: '0' }, groups: { type: 'string', default: 'https' } },
+  });
+  const classify = classifiers[values.groups];
+  if (positionals.length !== 1 || !classify) {
+    process.stderr.write(`usage: node bench/cpuprofile.mjs FILE.cpuprofile [--from MS] [--groups ${Object.keys(classifiers).join('|')}]\n`);
+    process.exit(2);
+  }
+  process.stdout.write(formatProfile(summarizeProfile(positionals[0], { fromMs: Number(values.from), top: 30, classify })));
 }

@@ -229,7 +229,7 @@ export async function profileDaemon({ configFile, probes, rate, seconds, keep = 
   const s = summarizeProfile(path.join(profDir, file), { fromMs, top: 12 });
   const runs = rate * seconds;
   const perRun = (xs) => xs.map((x) => ({ name: x.name, usPerRun: Math.round((x.ms / runs) * 1000), share: Number(x.share.toFixed(3)) }));
-  return { rate, seconds, fromMs, busyMsPerRun: s.busyMs / runs, areas: perRun(s.areas), self: perRun(s.self), inclusive: perRun(s.inclusive) };
+  return { rate, seconds, fromMs, busyMsPerRun: s.busyMs / runs, areas: perRun(s.groups), self: perRun(s.self), inclusive: perRun(s.inclusive) };
 }
 
 export function httpDaemonMarkdown(r) {

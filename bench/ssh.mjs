@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { dist, fmt, median, neighbours, sleep, tempDir, CPU_TICK_SECONDS } from './lib.mjs';
 import { startDaemonProcess } from './daemon-process.mjs';
-import { formatProfile, summarizeProfile } from './profile-summary.mjs';
+import { formatProfile, sshGroup, summarizeProfile } from './cpuprofile.mjs';
 import { startStockProxy } from './sshd.mjs';
 import { startLabHost } from './targets.mjs';
 
@@ -204,7 +204,11 @@ async function profileDaemon(t, { dir, seconds }) {
     running.splice(running.indexOf(daemon), 1);
   }
   const [file] = fs.readdirSync(profileDir);
-  return { target: t.name, seconds, ...summarizeProfile(path.join(profileDir, file), { skipMs: warmUpMs, runs: RATE * seconds }) };
+  const s = summarizeProfile(path.join(profileDir, file), { fromMs: warmUpMs, classify: sshGroup });
+  process.stderr.write(`  the daemon's profile against ${t.name}:\n${formatProfile(s)}`);
+  const groups = s.groups.map(({ name, ms, share }) => ({ group: name, ms, share }));
+  const top = s.self.map(({ name, ms, share }) => ({ fn: name, ms, share }));
+  return { target: t.name, seconds, runs: RATE * seconds, busyMs: s.busyMs, groups, top };
 }
 
 /** The `ID=` line of this machine's /etc/os-release (`ID=debian`): what the stock proxy's "device" prints. */
@@ -259,7 +263,6 @@ export async function runSshBench({ rounds = 5, seconds = 12, profile = false } 
     for (const t of targets) results.push(await compare(t, { rounds, seconds, dir, markerScript }));
     if (profile) {
       profiled = await profileDaemon(targets[0], { dir, seconds: 20 });
-      process.stderr.write(`  the daemon's profile against stock sshd:\n${formatProfile(profiled)}`);
     }
   } finally {
     await stock.stop();

@@ -32,14 +32,9 @@ export interface RunResult {
   targets?: TargetResult[];
 }
 
-/** One device of a fleet-target run (src/kinds/shared/fleet-targets.ts). */
-export interface TargetResult {
+/** One device of a fleet-target run (src/kinds/shared/fleet-targets.ts): its verdict as a run's. */
+export interface TargetResult extends Pick<RunResult, 'success' | 'reason' | 'phase' | 'message' | 'durationSeconds'> {
   device: string;
-  success: boolean;
-  reason: Reason | null;
-  phase: string | null;
-  message: string | null;
-  durationSeconds: number;
 }
 
 /** The shape `fleetprobe run --json` prints and /probes serves for one run. */

@@ -9,7 +9,9 @@ import type { Secret } from '../core/redact.js';
 import { deviceAuthority } from '../net/connect-tunnel.js';
 import { listOnlineDevices, readDevice, type ApiDevice, type ApiEndpoint } from './shared/platform-api.js';
 import { withoutPhases } from './shared/context.js';
+import { inParallel, nameSome } from './shared/batch.js';
 import { sampleOf } from './shared/fleet-pick.js';
+import { listingFields } from './shared/fleet-selector.js';
 import { deviceUuid, fleetSlug } from './shared/device.js';
 import { portNumber } from './shared/host-port.js';
 import { httpUrl } from './shared/http-expect.js';
@@ -50,8 +52,8 @@ const schema = z.object({
   offlineGrace: duration.default(2 * 60_000),
   sample: z.number().int().min(1).max(1000).default(10),
   concurrency: z.number().int().min(1).max(64).default(5),
-  maxDevices: z.number().int().min(1).max(100_000).default(1000),
-  pageSize: z.number().int().min(1).max(1000).default(200),
+  maxDevices: listingFields.maxDevices,
+  pageSize: listingFields.pageSize,
   minReachableRatio: z.number().min(0).max(1).default(0.9),
 });
 type StatusConfig = z.output<typeof schema>;
@@ -181,23 +183,20 @@ type Checked = { uuid: string; reach: Reach } | { uuid: string; error: unknown }
 
 /** Checks every uuid through the tunnel, at most `concurrency` at once; stops early on a path error. */
 async function checkAll(ctx: ProbeContext, cfg: StatusConfig, uuids: string[]): Promise<Checked[]> {
-  const queue = [...uuids];
   const out: Checked[] = [];
   const stop = new AbortController();
   const c: ProbeContext = { ...withoutPhases(ctx), signal: AbortSignal.any([ctx.signal, stop.signal]) };
-  const worker = async () => {
-    for (let uuid = queue.shift(); uuid !== undefined && !c.signal.aborted; uuid = queue.shift()) {
-      try {
-        out.push({ uuid, reach: await tunnelCheck(c, cfg, uuid) });
-      } catch (err) {
-        if (c.signal.aborted) return;
-        out.push({ uuid, error: err });
-        // Our token or the proxy's certificate is wrong: every other check would say the same.
-        if (PATH_REASONS.has(classifyError(err))) stop.abort(err);
-      }
+  await inParallel(uuids.length, cfg.concurrency, c.signal, async (i) => {
+    const uuid = uuids[i];
+    try {
+      out.push({ uuid, reach: await tunnelCheck(c, cfg, uuid) });
+    } catch (err) {
+      if (c.signal.aborted) return;
+      out.push({ uuid, error: err });
+      // Our token or the proxy's certificate is wrong: every other check would say the same.
+      if (PATH_REASONS.has(classifyError(err))) stop.abort(err);
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(cfg.concurrency, uuids.length) }, worker));
+  });
   ctx.signal.throwIfAborted();
   if (stop.signal.aborted) throw stop.signal.reason;
   return out;
@@ -234,10 +233,9 @@ async function runSample(ctx: ProbeContext, cfg: StatusConfig): Promise<void> {
       if (failed.length) ctx.log.warn({ fleet, inconclusive: failed.length }, `fleet sample${inconclusive}`);
       return;
     }
-    const list = offline.slice(0, QUOTED_UUIDS).join(', ') + (offline.length > QUOTED_UUIDS ? `, and ${offline.length - QUOTED_UUIDS} more` : '');
     throw new ProbeError(
       'status_drift',
-      `${reachable} of ${conclusive} sampled devices of fleet ${fleet} that the API marks online were reachable (${(ratio * 100).toFixed(0)}%, below minReachableRatio ${cfg.minReachableRatio}); not reachable: ${list}${inconclusive}`,
+      `${reachable} of ${conclusive} sampled devices of fleet ${fleet} that the API marks online were reachable (${(ratio * 100).toFixed(0)}%, below minReachableRatio ${cfg.minReachableRatio}); not reachable: ${nameSome(offline, QUOTED_UUIDS)}${inconclusive}`,
     );
   });
 }

@@ -18,6 +18,9 @@ export const LAB_FLEET_SIZE = 50;
 /** Devices 48, 49 and 50 (of 50) are offline from the start (and the API says so). */
 export const LAB_FLEET_OFFLINE_AT_START = 3;
 
+/** The server the fleet's devices without one of their own share (an HTTP app, an SSH server). */
+export const LAB_FLEET_SHARED = { uuid: 'lab-fleet', name: 'lab-fleet-device' } as const;
+
 export function labDeviceUuid(n: number): string {
   return 'c0ffee' + String(n).padStart(26, '0');
 }
@@ -125,6 +128,14 @@ export class LabDeviceStates {
   /** Devices of a fleet in id order. */
   list(fleet: string): LabDeviceRecord[] {
     return [...this.devices.values()].filter((d) => d.fleet === fleet);
+  }
+
+  /**
+   * Where a device's requests go: its own server (`own`, by uuid: the named devices) or, for any
+   * other device of the fleet, the one they share; undefined for a uuid the lab does not know.
+   */
+  serverOf<T>(uuid: string, own: ReadonlyMap<string, T>, shared: T): T | undefined {
+    return own.get(uuid) ?? (this.get(uuid) ? shared : undefined);
   }
 
   /** Undefined for a device the lab does not know (the tunnel proxy then decides by its routes). */

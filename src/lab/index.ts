@@ -10,7 +10,7 @@ import { LabReleases, startBuilder } from './builder.js';
 import { createLabCa } from './ca.js';
 import { startControl } from './control.js';
 import { startDeviceHttp, type DeviceHttpServer, type LabDevice } from './device-http.js';
-import { LAB_FLEET_SIZE, LAB_FLEET_SLUG, LabDeviceStates, labDeviceUuid } from './device-state.js';
+import { LAB_FLEET_SHARED, LAB_FLEET_SIZE, LAB_FLEET_SLUG, LabDeviceStates } from './device-state.js';
 import { FaultSwitchboard } from './faults.js';
 import { startSshLab } from './ssh-lab.js';
 import { LAB_HOST, type LabServer } from './listen.js';
@@ -99,37 +99,29 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     const byUuid = new Map(deviceServers.map((s) => [s.device.uuid, s]));
     // The fleet for sample mode: the named devices and more behind one shared HTTP endpoint.
     const deviceStates = new LabDeviceStates(faults, new Map(LAB_DEVICES.map((d, i) => [i + 1, d.name])), opts.fleetSize ?? LAB_FLEET_SIZE);
-    const fleetDevices = new Set(deviceStates.all().map((d) => d.uuid));
-    const fleetDevice = await startDeviceHttp({ uuid: 'lab-fleet', name: 'lab-fleet-device' }, faults, log);
+    const online = (uuid: string) => deviceStates.isOnline(uuid);
+    const fleetDevice = await startDeviceHttp(LAB_FLEET_SHARED, faults, log);
     servers.push(fleetDevice);
 
     // Every device of the lab fleet has a public URL; the named ones their own server, the rest a shared one.
     const front = await startUrlFront({
       ca,
       faults,
-      lookup: (uuid) => byUuid.get(uuid) ?? (fleetDevices.has(uuid) ? fleetDevice : undefined),
-      online: (uuid) => deviceStates.isOnline(uuid),
+      lookup: (uuid) => deviceStates.serverOf(uuid, byUuid, fleetDevice),
+      online,
       domain: LAB_URL_DOMAIN,
       log,
     });
     servers.push(front);
 
-    const ssh = await startSshLab({
-      dir,
-      faults,
-      devices: LAB_DEVICES,
-      servers,
-      writePrivate,
-      fleet: { has: (uuid) => fleetDevices.has(uuid), online: (uuid) => deviceStates.isOnline(uuid) },
-      log,
-    });
+    const ssh = await startSshLab({ dir, faults, devices: LAB_DEVICES, servers, writePrivate, fleet: deviceStates, log });
 
     // One routing table for the tunnel proxy: each lab part registers the device ports it serves.
     const tunnelRoutes = new TunnelRoutes();
     for (const s of deviceServers) tunnelRoutes.add(s.device.uuid, 80, { port: s.port });
-    for (let n = LAB_DEVICES.length + 1; n <= deviceStates.size; n++) {
-      tunnelRoutes.add(labDeviceUuid(n), 80, { port: fleetDevice.port });
-      tunnelRoutes.add(labDeviceUuid(n), 22222, { port: ssh.fleetPort });
+    for (const { uuid } of deviceStates.all().filter((d) => !byUuid.has(d.uuid))) {
+      tunnelRoutes.add(uuid, 80, { port: fleetDevice.port });
+      tunnelRoutes.add(uuid, 22222, { port: ssh.fleetPort });
     }
     // The builder and the API share one token, as the platform's do (an API key works on both).
     // Random per lab; it is a secret like any token, so it is redacted from every output.
@@ -140,7 +132,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     const tunnelTokenFile = path.join(dir, 'tunnel-token');
     writePrivate(tunnelTokenFile, tunnelToken + '\n');
     // The API token opens tunnels too, as a platform API key does (a device-status probe uses one token).
-    const proxyOptions = { ca, faults, routes: tunnelRoutes, tokens: [tunnelToken, builderToken], online: (uuid: string) => deviceStates.isOnline(uuid), log };
+    const proxyOptions = { ca, faults, routes: tunnelRoutes, tokens: [tunnelToken, builderToken], online, log };
     const tunnel = await startTunnelProxy(proxyOptions);
     servers.push(tunnel);
     // The same proxy without TLS, as older platforms' `vpn.<domain>:3128` (`tunnelTls: false`).

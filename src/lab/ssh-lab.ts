@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { createHmac, randomBytes } from 'node:crypto';
 import { fingerprintSha256 } from '../net/known-hosts.js';
+import { LAB_FLEET_SHARED, type LabDeviceStates } from './device-state.js';
 import type { FaultSwitchboard } from './faults.js';
 import { LAB_HOST, type LabServer } from './listen.js';
 import { startSshDevice, type SshDeviceServer } from './ssh-device.js';
@@ -42,8 +43,8 @@ export async function startSshLab(opts: {
   /** Every started server is pushed here at once, so a failure later still closes it. */
   servers: LabServer[];
   writePrivate(file: string, content: string): void;
-  /** The lab fleet: which uuids it holds and whether each is connected. */
-  fleet: { has(uuid: string): boolean; online(uuid: string): boolean | undefined };
+  /** The lab fleet: where each device's SSH goes and whether it is connected. */
+  fleet: Pick<LabDeviceStates, 'serverOf' | 'isOnline'>;
   log?: Logger;
 }): Promise<SshLab> {
   const userKey = generateLabKey('lab-user@fleetprobe-lab');
@@ -58,13 +59,10 @@ export async function startSshLab(opts: {
     opts.servers.push(s);
     devices.push(s);
   }
-  const fleetDevice = await startSshDevice({
-    device: { uuid: 'lab-fleet', name: 'lab-fleet-device' },
-    faults: opts.faults,
-    authorized: () => authorized,
-    log: opts.log,
-  });
+  const fleetDevice = await startSshDevice({ device: LAB_FLEET_SHARED, faults: opts.faults, authorized: () => authorized, log: opts.log });
   opts.servers.push(fleetDevice);
+  const own = new Map(devices.map((d) => [d.device.uuid.toLowerCase(), { uuid: d.device.uuid, port: d.port, hostKey: publicBlob(d.hostKey) }]));
+  const shared = { uuid: LAB_FLEET_SHARED.uuid, port: fleetDevice.port, hostKey: publicBlob(fleetDevice.hostKey) };
   const proxy = await startSshProxy({
     faults: opts.faults,
     user: LAB_SSH_USER,
@@ -72,9 +70,9 @@ export async function startSshLab(opts: {
     hostKey,
     otherHostKey,
     identity,
-    devices: devices.map((d) => ({ uuid: d.device.uuid, port: d.port, hostKey: publicBlob(d.hostKey) })),
-    fleet: { device: { uuid: 'lab-fleet', port: fleetDevice.port, hostKey: publicBlob(fleetDevice.hostKey) }, has: (uuid) => opts.fleet.has(uuid) },
-    online: (uuid) => opts.fleet.online(uuid),
+    devices: [...own.values()],
+    lookup: (uuid) => opts.fleet.serverOf(uuid, own, shared),
+    online: (uuid) => opts.fleet.isOnline(uuid),
     log: opts.log,
   });
   opts.servers.push(proxy);

@@ -53,9 +53,10 @@ export interface SshProxyOptions {
   otherHostKey: LabKeyPair;
   /** The proxy's own identity for devices. */
   identity: LabKeyPair;
+  /** The devices' own SSH servers: the jump-mode bastion forwards to these ports only. */
   devices: readonly LabSshDevice[];
-  /** The lab fleet's other devices, all served by one shared SSH server (`device`). */
-  fleet?: { device: LabSshDevice; has(uuid: string): boolean };
+  /** The SSH server behind a uuid (a device's own, or one the lab fleet's others share); undefined: no such device. */
+  lookup(uuid: string): LabSshDevice | undefined;
   /** Whether a device is connected right now (undefined: no state kept); when false the proxy cannot reach it. */
   online?(uuid: string): boolean | undefined;
   log?: Logger;
@@ -77,7 +78,6 @@ function hostErrorFault(faults: FaultSwitchboard, uuid: string): string | undefi
 export async function startSshProxy(opts: SshProxyOptions): Promise<LabServer> {
   const { faults, log } = opts;
   const keystore = new Keystore([opts.identity], () => faults.isOn('proxy-agent-empty'));
-  const byUuid = new Map(opts.devices.map((d) => [d.uuid.toLowerCase(), d]));
   const userBlob = publicBlob(opts.userKey);
 
   /** Ends the user's session the proxy's way: message on stderr, exit status 0 regardless. */
@@ -94,7 +94,7 @@ export async function startSshProxy(opts: SshProxyOptions): Promise<LabServer> {
     }
     const uuid = m[2].toLowerCase();
     const container = m[3];
-    const device = byUuid.get(uuid) ?? (opts.fleet?.has(uuid) ? opts.fleet.device : undefined);
+    const device = opts.lookup(uuid);
     if (!device) return finish(stream, `error: device ${uuid} not found\n`);
     if (faults.isOn('device-offline') || opts.online?.(uuid) === false) {
       return finish(stream, `error: host error: Could not connect to device ${uuid}: HTTP/1.0 503 Service Unavailable\n`);

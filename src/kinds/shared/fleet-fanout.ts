@@ -4,6 +4,7 @@ import type { ProbeContext } from '../../core/kind.js';
 import { CERT_EXPIRY } from '../../core/observations.js';
 import type { Reason } from '../../core/reasons.js';
 import type { TargetResult } from '../../core/result.js';
+import { inParallel, mostCommon, nameSome } from './batch.js';
 
 /**
  * The devices of a fleet-target run, probed at most `concurrency` at once inside the run's one
@@ -16,15 +17,14 @@ import type { TargetResult } from '../../core/result.js';
 const QUOTED_DEVICES = 5;
 
 /**
- * One device's run: the kind's own run on a context of its own. Its phases are timed for its
- * result (they overlap with the other devices', so they are not the run's phases); its signal ends
+ * One device's run: the kind's own run on a context of its own. Its phases are not the run's (they
+ * overlap with the other devices'): the last one entered is kept for its result; its signal ends
  * with it, so whatever it left open closes; its observations are the kind's per-target values and
  * are dropped, except a certificate's expiry (the earliest is kept).
  */
 async function probeOne(ctx: ProbeContext, device: string, run: (sub: ProbeContext) => Promise<void>): Promise<TargetResult> {
   const done = new AbortController();
   const signal = AbortSignal.any([ctx.signal, done.signal]);
-  const phases: Record<string, number> = {};
   let last: string | null = null;
   const log = ctx.log.child({ device });
   const sub: ProbeContext = {
@@ -34,12 +34,7 @@ async function probeOne(ctx: ProbeContext, device: string, run: (sub: ProbeConte
     async phase(name, fn) {
       signal.throwIfAborted();
       last = name;
-      const t0 = performance.now();
-      try {
-        return await fn();
-      } finally {
-        phases[name] = (phases[name] ?? 0) + (performance.now() - t0) / 1000;
-      }
+      return await fn();
     },
     observe(key, value) {
       if (key !== CERT_EXPIRY || typeof value !== 'number') return;
@@ -73,24 +68,12 @@ export async function fanOut(
   run: (sub: ProbeContext, device: string) => Promise<void>,
 ): Promise<TargetResult[]> {
   const results: (TargetResult | undefined)[] = devices.map(() => undefined);
-  let next = 0;
-  const worker = async () => {
-    while (next < devices.length && !ctx.signal.aborted) {
-      const i = next++;
-      results[i] = await probeOne(ctx, devices[i], (sub) => run(sub, devices[i]));
-      ctx.reportTargets?.(results.filter((r): r is TargetResult => r !== undefined));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, devices.length) }, worker));
+  await inParallel(devices.length, concurrency, ctx.signal, async (i) => {
+    results[i] = await probeOne(ctx, devices[i], (sub) => run(sub, devices[i]));
+    ctx.reportTargets?.(results.filter((r): r is TargetResult => r !== undefined));
+  });
   ctx.signal.throwIfAborted();
   return results as TargetResult[];
-}
-
-/** The most common value, ties to the one seen first. */
-function mostCommon<T>(values: readonly T[]): T {
-  const counts = new Map<T, number>();
-  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
-  return [...counts].reduce((best, cur) => (cur[1] > best[1] ? cur : best))[0];
 }
 
 /** The verdict over a run's devices: returns on a pass, throws the run's failure otherwise. */
@@ -101,14 +84,13 @@ export function judgeTargets(results: readonly TargetResult[], minSuccess: numbe
   if (ratio >= minSuccess) return;
   const reason: Reason = mostCommon(failed.map((f) => f.reason!));
   const first = failed.find((f) => f.reason === reason)!;
-  const named = failed
-    .slice(0, QUOTED_DEVICES)
-    .map((f) => `${f.device} ${f.reason}${f.phase ? ` in ${f.phase}` : ''}`)
-    .join(', ');
-  const more = failed.length > QUOTED_DEVICES ? `, and ${failed.length - QUOTED_DEVICES} more` : '';
+  const named = nameSome(
+    failed.map((f) => `${f.device} ${f.reason}${f.phase ? ` in ${f.phase}` : ''}`),
+    QUOTED_DEVICES,
+  );
   throw new ProbeError(
     reason,
     `${failed.length} of ${results.length} devices of ${what} failed (${passed} passed, ${(ratio * 100).toFixed(0)}% < minSuccess ${minSuccess}): ` +
-      `${named}${more}; ${first.device}: ${first.message ?? reason}`,
+      `${named}; ${first.device}: ${first.message ?? reason}`,
   );
 }

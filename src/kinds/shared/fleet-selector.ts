@@ -9,6 +9,14 @@ import { tlsField } from './tls.js';
  * (or a numeric id) is short for `fleet: { slug: <org>/<fleet> }` with every default.
  */
 
+/** How a fleet's device list is read from the API (also device-status's sample mode). */
+export const listingFields = {
+  /** Devices per API request. */
+  pageSize: z.number().int().min(1).max(1000).default(200),
+  /** At most this many devices are listed (by id: the same ones every time). */
+  maxDevices: z.number().int().min(1).max(100_000).default(1000),
+};
+
 const selector = z.strictObject({
   slug: fleetSlug.optional(),
   id: z.number().int().positive().optional(),
@@ -32,9 +40,7 @@ const selector = z.strictObject({
   listTtl: duration.default(5 * 60_000),
   /** Limit of each API request. */
   apiTimeout: duration.default(10_000),
-  pageSize: z.number().int().min(1).max(1000).default(200),
-  /** At most this many devices are listed (by id: the same ones every time). */
-  maxDevices: z.number().int().min(1).max(100_000).default(1000),
+  ...listingFields,
   /** TLS to the API. */
   tls: tlsField,
   /** The API token, when it is not the probe's `token`. */

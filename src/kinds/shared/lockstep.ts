@@ -140,10 +140,3 @@ function batchDeadline(ctx: ProbeContext): { signal: AbortSignal; deadline: numb
   timer.unref?.();
   return { signal: controller.signal, deadline: Date.now() + ms, done: () => clearTimeout(timer) };
 }
-
-/** The q-quantile (0..1) of values, nearest rank; 0 for none. */
-export function quantile(values: number[], q: number): number {
-  if (!values.length) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-}

@@ -4,7 +4,8 @@ import { formatDuration, formatSeconds } from '../../core/duration.js';
 import { ProbeError } from '../../core/errors.js';
 import type { KindMetric, ProbeContext } from '../../core/kind.js';
 import { REASONS, type Reason } from '../../core/reasons.js';
-import { quantile, runLockstep, type SessionOutcome } from './lockstep.js';
+import { mostCommon, quantile } from './batch.js';
+import { runLockstep, type SessionOutcome } from './lockstep.js';
 
 /**
  * The concurrency mode a kind can offer (`ssh`, `tunnel`): `sessions: N` runs N sessions of the
@@ -152,19 +153,13 @@ function batchFailure(
 ): { phase: string; error: ProbeError } {
   const failed = outcomes.filter((o) => !o.ok);
   const ratio = (outcomes.length - failed.length) / outcomes.length;
-  const [reason] = [...byReason].sort((a, b) => b[1] - a[1])[0];
+  const reason = mostCommon(failed.map((o) => o.reason!));
   const same = failed.filter((o) => o.reason === reason);
-  const [phase] = mostCommon(same.map((o) => o.phase ?? 'connect'));
+  const phase = mostCommon(same.map((o) => o.phase ?? 'connect'));
   const summary = [...byReason].map(([r, n]) => `${r} x${n}`).join(', ');
   const also = slow.length ? `; ${slow.map((b) => b.text).join('; ')}` : '';
   const message = `${failed.length} of ${outcomes.length} sessions failed (success ratio ${ratio.toFixed(2)} < ${minSuccessRatio}; ${summary})${also}; first: ${same[0].message}`;
   return { phase, error: new ProbeError(reason, message, { cause: same[0].error }) };
-}
-
-function mostCommon(values: string[]): [string, number] {
-  const counts = new Map<string, number>();
-  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
-  return [...counts].sort((a, b) => b[1] - a[1])[0];
 }
 
 interface LatencyBreach {
