@@ -197,10 +197,16 @@ const OBS = { ratio: 'ssh_sessions_success_ratio', latency: 'ssh_session_latency
 // Percentiles, not a `quantile` label: Prometheus reserves that for summaries (promtool rejects it).
 const PERCENTILES = ['50', '90', '99', '100'] as const;
 
+/** The session series are a batch's (`sessions: N`): one session is probe_success and probe_duration_seconds. */
+const batch = (cfg: { sessions?: number }) => (cfg.sessions ?? 1) > 1;
+
 export const sshKind = defineKind({
   kind: 'ssh',
   description: 'an SSH session through the platform proxy (or a bastion, or direct) to a command on the device, checked by markers, exit status and output',
   phases: ['resolve', 'connect', 'handshake', 'auth', 'session', 'corroborate', 'command'],
+  reasons: ['hostkey', 'auth', 'device_auth', 'device_offline', 'denied', 'proxy', 'protocol', 'assertion'],
+  // A session through the proxy takes 0.2-3 s; 5 s is the latency objective.
+  buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10],
   schema,
   platformFields: ['sshProxy', 'bastion', 'user', 'sshKey', 'sshKeyPassphrase', 'hostKeys', 'tunnel', 'tunnelTls', 'api', 'token'],
   check,
@@ -210,6 +216,7 @@ export const sshKind = defineKind({
       help: 'Share of the sessions of the last run that passed (sessions: N opens N at once).',
       type: 'gauge',
       observation: OBS.ratio,
+      when: batch,
     },
     {
       name: 'probe_ssh_session_latency_seconds',
@@ -217,6 +224,7 @@ export const sshKind = defineKind({
       type: 'gauge',
       observation: OBS.latency,
       label: { name: 'percentile', values: PERCENTILES },
+      when: batch,
     },
     {
       name: 'probe_ssh_session_failures_total',
@@ -224,6 +232,8 @@ export const sshKind = defineKind({
       type: 'counter',
       observation: OBS.failures,
       label: { name: 'reason', values: REASONS },
+      declaredReasonsOnly: true,
+      when: batch,
     },
   ],
   async run(ctx, cfg) {

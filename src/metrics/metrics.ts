@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { nominalIntervalMs } from '../config/schedule.js';
 import { CERT_EXPIRY } from '../core/observations.js';
@@ -71,7 +72,12 @@ export class Metrics {
     registers: [this.prom],
   });
 
-  constructor(version: string, kinds: Record<string, ProbeKind>) {
+  /** `log`: where a reason a kind did not declare is reported (once per kind and reason) as a bug. */
+  constructor(
+    version: string,
+    private readonly kinds: Record<string, ProbeKind>,
+    log?: Pick<Logger, 'warn'>,
+  ) {
     collectDefaultMetrics({ register: this.prom });
     // prom-client names these gauges *_total, which `promtool check metrics` rejects (only counters
     // end in _total). nodejs_active_handles / _requests / _resources (by type) carry the same numbers.
@@ -81,7 +87,15 @@ export class Metrics {
     this.buildInfo.set({ version, nodejs: process.version }, 1);
     this.shardCount.set(1);
     this.shardIndex.set(0);
-    this.probes = new ProbeSeries(kinds);
+    const undeclared = new Set<string>();
+    this.probes = new ProbeSeries(kinds, (probe, kind, reason) => {
+      if (undeclared.has(`${kind}/${reason}`)) return;
+      undeclared.add(`${kind}/${reason}`);
+      log?.warn(
+        { probe, kind, reason },
+        `probe ${probe} failed with reason ${reason}, which the ${kind} kind does not declare (its series was made now, so its first failure is missing from rate()): a bug in the kind's reasons list`,
+      );
+    });
     this.kindNames = Object.keys(kinds);
     for (const k of this.kindNames) this.probesConfigured.set({ kind: k }, 0);
     const prom = this.prom;
@@ -98,7 +112,18 @@ export class Metrics {
 
   /** Creates the series of the given probes and removes those of probes no longer configured. */
   configure(specs: ProbeSpec[]): void {
-    this.probes.configure(specs.map((s) => ({ name: s.name, kind: s.kind, labels: s.labels, intervalSeconds: nominalIntervalMs(s) / 1000 })));
+    const kindOf = new Map(specs.map((s) => [s.name, s.kind]));
+    this.probes.configure(
+      specs.map((s) => ({
+        name: s.name,
+        kind: s.kind,
+        labels: s.labels,
+        intervalSeconds: nominalIntervalMs(s) / 1000,
+        buckets: s.buckets,
+        config: s.config,
+        companionKinds: (this.kinds[s.kind]?.companions?.(s.config as never) ?? []).flatMap((c) => kindOf.get(c.probe) ?? []),
+      })),
+    );
     const byKind = new Map<string, number>();
     for (const s of specs) byKind.set(s.kind, (byKind.get(s.kind) ?? 0) + 1);
     for (const k of this.kindNames) this.probesConfigured.set({ kind: k }, byKind.get(k) ?? 0);
