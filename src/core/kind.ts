@@ -120,7 +120,6 @@ export interface KindMetric {
    * Whether a probe of this configuration has the series at all (e.g. held-tunnel series only for
    * a held probe): probes that never feed it do not export it at 0. Absent: every probe of the kind.
    */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the kind's own config type; the metric list is not generic over it
   when?(cfg: any): boolean;
 }
 

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { Logger } from 'pino';
 import { FleetprobeError } from '../core/errors.js';
+import { acceptsGzip, gzipBody } from '../metrics/compress.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { capConnections, DEFAULT_MAX_CONNECTIONS } from './connection-cap.js';
 import type { StatusStore } from './status.js';
@@ -109,8 +110,9 @@ async function handle(deps: { metrics: Metrics; status: StatusStore; state: Serv
   switch (pathname) {
     case '/metrics': {
       const body = await deps.metrics.renderBytes();
-      const contentType = deps.metrics.registry.contentType;
-      res.writeHead(200, { 'content-type': contentType }).end(body);
+      const headers: http.OutgoingHttpHeaders = { 'content-type': deps.metrics.registry.contentType, vary: 'accept-encoding' };
+      if (!acceptsGzip(req.headers['accept-encoding'])) return void res.writeHead(200, headers).end(body);
+      res.writeHead(200, { ...headers, 'content-encoding': 'gzip' }).end(await gzipBody(body));
       return;
     }
     case '/healthz':

@@ -25,7 +25,7 @@ export const buildKind = defineKind({
   phases: ['pack', 'resolve', 'connect', 'tls', 'upload', 'queue', 'build'],
   reasons: ['tls', 'auth', 'proxy', 'protocol', 'build_failed'],
   // A draft build takes a minute to a quarter of an hour (the default timeout); no latency objective.
-  buckets: [10, 30, 60, 120, 300, 600, 900],
+  buckets: [30, 60, 120, 300, 600, 900],
   schema,
   check: checkConfig,
   platformFields: ['builder', 'api', 'token'],

@@ -67,7 +67,11 @@ describe('Metrics', () => {
       expect(find(all, 'probe_phase_duration_seconds', id)).toHaveLength(KINDS[kind].phases.length);
       // The reasons the kind declares, and only those: another reason's series appears when it happens.
       for (const reason of declared(kind)) expect(value(all, 'probe_failures_total', { ...id, reason }), reason).toBe(0);
-      expect(find(all, 'probe_failures_total', id).map((x) => x.labels.reason).sort()).toEqual([...declared(kind)].sort());
+      expect(
+        find(all, 'probe_failures_total', id)
+          .map((x) => x.labels.reason)
+          .sort(),
+      ).toEqual([...declared(kind)].sort());
       // `aborted` appears at the first aborted run (a shutdown): runs that matter for rate() exist.
       for (const r of ['success', 'failure']) expect(value(all, 'probe_runs_total', { ...id, result: r })).toBe(0);
       expect(find(all, 'probe_runs_total', id)).toHaveLength(2);
@@ -183,11 +187,17 @@ describe('Metrics', () => {
   });
 
   it("a probe that reads a companion declares the companion's reasons too (it fails with them)", async () => {
-    const reader: ProbeKind = { ...fakeKind('reader', ['api'], ['status_drift']), companions: (c: { of?: string }) => (c.of ? [{ field: 'of', probe: c.of }] : []) };
+    const reader: ProbeKind = {
+      ...fakeKind('reader', ['api'], ['status_drift']),
+      companions: (c: { of?: string }) => (c.of ? [{ field: 'of', probe: c.of }] : []),
+    };
     const m = new Metrics('t', { ...KINDS, reader });
     m.configure([spec('box', 'shell'), { ...spec('r', 'reader'), config: { of: 'box' } }, spec('alone', 'reader')]);
     const all = await samples(m);
-    const reasons = (probe: string) => find(all, 'probe_failures_total', { probe }).map((x) => x.labels.reason).sort();
+    const reasons = (probe: string) =>
+      find(all, 'probe_failures_total', { probe })
+        .map((x) => x.labels.reason)
+        .sort();
     expect(reasons('r')).toEqual([...SHARED_REASONS, 'status_drift', 'auth', 'hostkey'].sort());
     expect(reasons('alone')).toEqual([...SHARED_REASONS, 'status_drift'].sort());
   });
@@ -227,7 +237,11 @@ describe('Metrics', () => {
     const all = await samples(m);
     expect(find(all, 'probe_batch_ratio', { probe: 'one' })).toEqual([]);
     expect(find(all, 'probe_batch_failures_total', { probe: 'one' })).toEqual([]);
-    expect(find(all, 'probe_batch_failures_total', { probe: 'many' }).map((x) => x.labels.reason).sort()).toEqual([...SHARED_REASONS, 'auth'].sort());
+    expect(
+      find(all, 'probe_batch_failures_total', { probe: 'many' })
+        .map((x) => x.labels.reason)
+        .sort(),
+    ).toEqual([...SHARED_REASONS, 'auth'].sort());
     m.record(result(spec('many', 'batched'), { observations }));
     const after = await samples(m);
     expect(value(after, 'probe_batch_ratio', { probe: 'many' })).toBe(0.5);
