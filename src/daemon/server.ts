@@ -111,8 +111,14 @@ async function handle(deps: { metrics: Metrics; status: StatusStore; state: Serv
     case '/metrics': {
       const body = await deps.metrics.renderBytes();
       const headers: http.OutgoingHttpHeaders = { 'content-type': deps.metrics.registry.contentType, vary: 'accept-encoding' };
-      if (!acceptsGzip(req.headers['accept-encoding'])) return void res.writeHead(200, headers).end(body);
-      res.writeHead(200, { ...headers, 'content-encoding': 'gzip' }).end(await gzipBody(body));
+      if (!acceptsGzip(req.headers['accept-encoding'])) {
+        // Given back only once sent: a half-sent body is still read by the socket.
+        res.once('finish', () => deps.metrics.recycle(body));
+        return void res.writeHead(200, headers).end(body);
+      }
+      const compressed = await gzipBody(body);
+      deps.metrics.recycle(body);
+      res.writeHead(200, { ...headers, 'content-encoding': 'gzip' }).end(compressed);
       return;
     }
     case '/healthz':

@@ -155,7 +155,15 @@ export class Metrics {
    */
   lastSeriesRender = { wallMs: 0, workMs: 0 };
 
-  /** The exposition as bytes, for the HTTP server (at scale, tens of MB: no string in between). */
+  /** Hands back a body of renderBytes once nothing reads it (sent, or compressed), for the next render to fill. */
+  recycle(body: Buffer): void {
+    this.probes.recycle(body);
+  }
+
+  /**
+   * The exposition as bytes, for the HTTP server (at scale, tens of MB: no string in between). The
+   * caller may give it back with recycle() when done with it.
+   */
   async renderBytes(): Promise<Buffer> {
     const prefix = `${await this.prom.metrics()}\n`;
     const t = performance.now();

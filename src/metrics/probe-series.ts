@@ -26,6 +26,8 @@ interface Entry {
   bytes?: Uint8Array;
   /** This probe's samples of each family as last rendered (views into one buffer); dropped when a value changes. */
   lines?: Uint8Array[];
+  /** Their bytes in all. */
+  size?: number;
   layout: Layout;
   v: Float64Array;
 }
@@ -96,7 +98,7 @@ export class ProbeSeries {
       const old = this.entries.get(spec.name);
       const entry: Entry = old && old.text === text && old.layout === layout ? old : { labels, text, layout, v: layout.initial.slice() };
       // Set on every reload: an interval can change while the labels stay.
-      if (entry.v[entry.layout.interval] !== spec.intervalSeconds) entry.lines = undefined;
+      if (entry.v[entry.layout.interval] !== spec.intervalSeconds) this.changed(entry);
       entry.v[entry.layout.interval] = spec.intervalSeconds;
       next.set(spec.name, entry);
     }
@@ -121,7 +123,7 @@ export class ProbeSeries {
   ): void {
     const e = this.entries.get(name);
     if (!e) return; // removed by a reload while it ran
-    e.lines = undefined;
+    this.changed(e);
     const { layout: l, v } = e;
     const result: Result = r.aborted ? 'aborted' : r.success ? 'success' : 'failure';
     bump(v, l.runs + RESULTS.indexOf(result), 1);
@@ -154,7 +156,7 @@ export class ProbeSeries {
     const e = this.entries.get(name);
     if (!e) return;
     e.v[e.layout.skipped]++;
-    e.lines = undefined;
+    this.changed(e);
   }
 
   /** Feeds the kind's own series (KindMetric) the probe has: a gauge is set, a counter increased. */
@@ -166,7 +168,7 @@ export class ProbeSeries {
       for (let i = 0; i < keys.length; i++) {
         const x = observations[keys[i]];
         if (typeof x !== 'number') continue;
-        e.lines = undefined;
+        this.changed(e);
         if (metric.type === 'gauge') e.v[slot + i] = x;
         else bump(e.v, slot + i, x);
       }
@@ -294,32 +296,77 @@ export class ProbeSeries {
   /** Time the last renderAsync spent rendering, its slices added up (not the turns between them). */
   lastRenderWorkMs = 0;
 
+  /**
+   * A probe's values changed: its lines are formatted again soon, in the background (a few hundred
+   * probes per turn of the event loop), so that a scrape mostly copies lines already made instead
+   * of formatting the ones that changed since the last scrape (at 11,500 probes, 2,000 a scrape).
+   */
+  private changed(e: Entry): void {
+    e.lines = undefined;
+    this.dirty.add(e);
+    if (this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => this.flush());
+  }
+  private dirty = new Set<Entry>();
+  private flushing = false;
+
+  private flush(): void {
+    let n = 0;
+    for (const e of this.dirty) {
+      this.dirty.delete(e);
+      if (!e.lines) this.format(e);
+      if (++n === RENDER_CHUNK) return void setImmediate(() => this.flush());
+    }
+    this.flushing = false;
+  }
+
+  /** Formats one probe's samples of every family into one buffer, a view per family. */
+  private format(e: Entry): Uint8Array[] {
+    const writers = this.familyWriters();
+    const scratch = (this.scratch ??= new ByteWriter(16 * 1024));
+    e.bytes ??= Buffer.from(e.text, 'utf8');
+    scratch.reset();
+    const offsets = [0];
+    for (const f of writers) {
+      f.write(scratch, e);
+      offsets.push(scratch.length);
+    }
+    const all = Buffer.from(scratch.done());
+    e.lines = writers.map((_, i) => all.subarray(offsets[i], offsets[i + 1]));
+    e.size = all.length;
+    return e.lines;
+  }
+
+  /** Gives back a buffer render returned once nothing reads it any more, for the next render to fill. */
+  recycle(body: Buffer): void {
+    const whole = this.issued.get(body.buffer);
+    this.issued.delete(body.buffer);
+    if (whole && (!this.spare || whole.length > this.spare.length)) this.spare = whole;
+  }
+  private spare?: Buffer;
+  /** The buffers renders returned views of, by their memory (only these may be recycled). */
+  private issued = new WeakMap<ArrayBufferLike, Buffer>();
+
   private *renderSteps(prefix: string): Generator<void, Buffer> {
     const writers = this.familyWriters();
     const entries = [...this.entries.values()];
-    const scratch = (this.scratch ??= new ByteWriter(16 * 1024));
     // Each probe's lines as of this render: a run recorded during a pause drops the probe's cache
     // but not this snapshot, so every probe's samples stay consistent with each other.
     const lines: Uint8Array[][] = new Array(entries.length);
     let size = Buffer.byteLength(prefix) + writers.reduce((a, f) => a + f.head.length + 1, 0);
     for (let k = 0; k < entries.length; k++) {
       const e = entries[k];
-      if (!e.lines) {
-        e.bytes ??= Buffer.from(e.text, 'utf8');
-        scratch.reset();
-        const offsets = [0];
-        for (const f of writers) {
-          f.write(scratch, e);
-          offsets.push(scratch.length);
-        }
-        const all = Buffer.from(scratch.done());
-        e.lines = writers.map((_, i) => all.subarray(offsets[i], offsets[i + 1]));
-      }
-      lines[k] = e.lines;
-      for (const part of e.lines) size += part.length;
+      lines[k] = e.lines ?? this.format(e);
+      size += e.size!;
       if (k % RENDER_CHUNK === RENDER_CHUNK - 1) yield;
     }
-    const out = Buffer.allocUnsafe(size);
+    // A recycled buffer saves the page faults of a fresh one of tens of MB (a third of the copy's cost).
+    let out = this.spare;
+    this.spare = undefined;
+    // Room to grow, so a recycled buffer serves the next renders too.
+    if (!out || out.length < size) out = Buffer.allocUnsafeSlow(Math.ceil(size * 1.05));
+    this.issued.set(out.buffer, out);
     let o = out.write(prefix, 0, 'utf8');
     for (let i = 0; i < writers.length; i++) {
       if (i > 0) out[o++] = 10;
@@ -327,6 +374,8 @@ export class ProbeSeries {
       o += writers[i].head.length;
       for (let k = 0; k < lines.length; k++) {
         const part = lines[k][i];
+        // Most probes have none of another kind's series: no call for an empty part.
+        if (part.length === 0) continue;
         out.set(part, o);
         o += part.length;
       }

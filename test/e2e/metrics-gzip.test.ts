@@ -57,7 +57,7 @@ describe('/metrics with Accept-Encoding: gzip', () => {
     }
 
     // Without gzip among the accepted codings (absent, or refused with q=0): plain text, the same families.
-    for (const headers of [{}, { 'accept-encoding': 'gzip;q=0, identity' }, { 'accept-encoding': 'br' }]) {
+    for (const headers of [{}, { 'accept-encoding': 'gzip;q=0, identity' }, { 'accept-encoding': 'br' }] as Record<string, string>[]) {
       const plain = await get(`${base}/metrics`, headers);
       expect(plain.headers['content-encoding'], JSON.stringify(headers)).toBeUndefined();
       const families = (t: string) => [...t.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]);

@@ -126,6 +126,23 @@ describe('ProbeSeries', () => {
     expect(text).not.toContain('probe_success{');
   });
 
+  it('a render given back with recycle() is filled again by the next one, never a buffer it did not make', async () => {
+    const series = new ProbeSeries({ web: kind });
+    const run = { success: true, aborted: false, reason: null, durationSeconds: 1, phases: {}, startedAt: 1000 };
+    series.configure(['a', 'b'].map((name) => ({ name, kind: 'web', labels: {}, intervalSeconds: 60 })));
+    const first = await series.renderAsync('# prefix\n');
+    series.recycle(first);
+    series.recordRun('a', run);
+    const second = await series.renderAsync('# prefix\n');
+    expect(second.buffer).toBe(first.buffer);
+    // The same text as a render into a fresh buffer.
+    expect(second.toString()).toBe(series.render('# prefix\n').toString());
+    expect(second.toString()).toContain('probe_runs_total{probe="a",kind="web",result="success"} 1\n');
+    const foreign = Buffer.alloc(1 << 20);
+    series.recycle(foreign);
+    expect((await series.renderAsync()).buffer).not.toBe(foreign.buffer);
+  });
+
   it('writes whole and fractional numbers exactly', () => {
     const series = new ProbeSeries({ web: kind });
     series.configure([{ name: 'a', kind: 'web', labels: {}, intervalSeconds: 86_400 * 365 }]);
