@@ -1,4 +1,4 @@
-// `npm run bench [-- NAME...] [--minutes M] [--short]`: runs the benchmarks (all by default: http,
+// `npm run bench [-- NAME...] [--minutes M] [--short] [--scale F] [--shards on|off]`: runs the benchmarks (all by default: http,
 // ssh, timing, scale) and renders bench/RESULTS.md from bench/results.json (each benchmark keeps its
 // latest result, so running one alone updates only its section).
 import fs from 'node:fs';
@@ -15,6 +15,8 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string' },
     scale: { type: 'string' },
     concurrency: { type: 'string' },
+    // scale: `--shards off` skips the sharded run of the full size, `--shards on` adds it at any size.
+    shards: { type: 'string' },
     'no-write': { type: 'boolean' },
   },
 });
@@ -43,6 +45,7 @@ for (const name of chosen) {
       minutes: values.minutes ? Number(values.minutes) : undefined,
       factor: values.scale ? Number(values.scale) : undefined,
       concurrency: values.concurrency ? Number(values.concurrency) : undefined,
+      shards: values.shards === undefined ? undefined : values.shards === 'on',
     });
   }
   result.command = argv;
