@@ -62,19 +62,32 @@ export function declaredReasons(kinds: Record<string, ProbeKind>, kind: string, 
 const bucketLabel = (b: number) => Buffer.from(`le="${b}"`, 'latin1');
 const INF_LABEL = Buffer.from('le="+Inf"', 'latin1');
 
-// long: one slot table, one line per family; splitting it would scatter the layout over functions.
-export function makeLayout(kinds: Record<string, ProbeKind>, shape: ProbeShape): Layout {
+/** What a probe's layout is made from, and the key that says which probes share one. */
+export interface ResolvedShape {
+  key: string;
+  kind: string;
+  phases: readonly string[];
+  buckets: readonly number[];
+  declared: Set<Reason>;
+  metrics: KindMetric[];
+}
+
+export function resolveShape(kinds: Record<string, ProbeKind>, shape: ProbeShape): ResolvedShape {
   const k = kinds[shape.kind];
-  const phases = k?.phases ?? [];
   const buckets = shape.buckets ?? k?.buckets ?? LATENCY_BUCKETS;
   const declared = declaredReasons(kinds, shape.kind, shape.companionKinds);
   const metrics = (k?.metrics ?? []).filter((m) => !m.when || m.when(shape.config ?? {}));
   const key = [shape.kind, buckets.join(','), [...declared].sort().join(','), metrics.map((m) => m.name).join(',')].join('|');
+  return { key, kind: shape.kind, phases: k?.phases ?? [], buckets, declared, metrics };
+}
+
+// long: one slot table, one line per family; splitting it would scatter the layout over functions.
+export function makeLayout({ key, kind, phases, buckets, declared, metrics }: ResolvedShape): Layout {
   let next = 0;
   const take = (n: number) => ((next += n), next - n);
   const l: Omit<Layout, 'initial'> = {
     key,
-    kind: shape.kind,
+    kind,
     phases,
     phaseLabels: phases.map((p) => labelBytes('phase', p)),
     declared,
