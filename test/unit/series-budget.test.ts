@@ -7,28 +7,13 @@ import { KINDS } from '../../src/kinds/index.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { declaredReasons } from '../../src/metrics/probe-layout.js';
 import { ROOT } from '../helpers/cli.js';
+import { docTable } from '../helpers/doc-tables.js';
 import { fakeResult } from '../helpers/results.js';
 
 /**
  * The series budget: docs/metrics.md's table says how many series a probe of each kind has, and
  * of what; here the real kinds' probes are configured, run once, and their series counted.
  */
-
-function tableRows(file: string, name: string): string[][] {
-  const text = fs.readFileSync(path.join(ROOT, file), 'utf8');
-  const m = new RegExp(`<!-- ${name}:start -->\\n([\\s\\S]*?)<!-- ${name}:end -->`).exec(text);
-  if (!m) throw new Error(`${file} has no ${name} table`);
-  return m[1]
-    .split('\n')
-    .filter((l) => l.startsWith('|'))
-    .slice(2)
-    .map((row) =>
-      row
-        .split('|')
-        .slice(1, -1)
-        .map((c) => c.trim().replace(/^`|`$/g, '')),
-    );
-}
 
 /** One probe of `kind` with `config`, after a passing run that set every gauge it has. */
 async function seriesOf(kind: string, config: Record<string, unknown>): Promise<string[]> {
@@ -45,7 +30,7 @@ async function seriesOf(kind: string, config: Record<string, unknown>): Promise<
   return (await m.render()).body.split('\n').filter((l) => l.includes('probe="p"'));
 }
 
-const rows = tableRows('docs/metrics.md', 'series-per-kind');
+const rows = docTable('docs/metrics.md', 'series-per-kind');
 
 describe('series per probe (docs/metrics.md)', () => {
   it('the table has a row for every kind', () => {
