@@ -18,9 +18,11 @@ const { values, positionals } = parseArgs({
     // scale: `--shards off` skips the sharded run of the full size, `--shards on` adds it at any size.
     shards: { type: 'string' },
     'no-write': { type: 'boolean' },
+    // Writes RESULTS.md again from results.json, running nothing (after a change to its wording).
+    'render-only': { type: 'boolean' },
   },
 });
-const chosen = positionals.length ? positionals : ALL;
+const chosen = values['render-only'] ? [] : positionals.length ? positionals : ALL;
 for (const c of chosen) if (!ALL.includes(c)) throw new Error(`unknown benchmark "${c}"; known: ${ALL.join(', ')}`);
 
 const argv = `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;

@@ -337,6 +337,8 @@ export function scaleMarkdown(r) {
     ...r.checks.map((c) => `| ${c.what} | ${c.got} | ${c.bound} | ${c.ok ? 'yes' : '**no**'} |`),
     '',
     runParagraph(m),
+    '',
+    'Where a bound does not hold, [docs/performance.md](../docs/performance.md) ("What does not hold, and why") says why, with what the render and the memory are made of.',
   ];
   if (r.idle) {
     lines.push(
