@@ -1,5 +1,6 @@
-// `npm run bench [-- NAME...] [--minutes M] [--short]`: runs the benchmarks (all by default: http,
-// http-daemon, ssh, timing, scale) and renders bench/RESULTS.md from bench/results.json (each benchmark keeps its
+// `npm run bench [-- NAME...] [--minutes M] [--short] [--scale F] [--shards on|off]`: runs the
+// benchmarks (all by default: http, http-daemon, ssh, timing, scale) and renders bench/RESULTS.md
+// from bench/results.json (each benchmark keeps its
 // latest result, so running one alone updates only its section).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,16 +18,19 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string' },
     scale: { type: 'string' },
     concurrency: { type: 'string' },
+    // scale: `--shards off` skips the sharded run of the full size, `--shards on` adds it at any size.
+    shards: { type: 'string' },
     'no-write': { type: 'boolean' },
     seconds: { type: 'string' },
     profile: { type: 'boolean' },
-    render: { type: 'boolean' },
     rates: { type: 'string' },
     'no-profile': { type: 'boolean' },
+    // Writes RESULTS.md again from results.json, running nothing (after a change to its wording).
+    render: { type: 'boolean' },
+    'render-only': { type: 'boolean' },
   },
 });
-// --render: only re-render RESULTS.md from results.json (after a change to a section's text).
-const chosen = values.render ? [] : positionals.length ? positionals : ALL;
+const chosen = values.render || values['render-only'] ? [] : positionals.length ? positionals : ALL;
 for (const c of chosen) if (!ALL.includes(c)) throw new Error(`unknown benchmark "${c}"; known: ${ALL.join(', ')}`);
 
 const argv = `npm run bench${process.argv.length > 2 ? ' -- ' + process.argv.slice(2).join(' ') : ''}`;
@@ -63,6 +67,7 @@ for (const name of chosen) {
       minutes: values.minutes ? Number(values.minutes) : undefined,
       factor: values.scale ? Number(values.scale) : undefined,
       concurrency: values.concurrency ? Number(values.concurrency) : undefined,
+      shards: values.shards === undefined ? undefined : values.shards === 'on',
     });
   }
   result.command = argv;

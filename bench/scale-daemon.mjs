@@ -10,6 +10,9 @@ let daemon;
 const lags = [];
 const renders = [];
 const seriesRenders = [];
+// Each /metrics response: from the render's start to the body ready to send (compressed, for a
+// scraper that asks for gzip), taken when the server gives the body back (Metrics.recycle).
+const responses = [];
 const counts = { skipped: 0, runs: 0, failures: 0 };
 const failuresByKind = {};
 let firstFailures = [];
@@ -28,7 +31,7 @@ function memory() {
 }
 
 serveWorker({
-  async start({ configFile, concurrency }) {
+  async start({ configFile, concurrency, shard }) {
     const t0 = performance.now();
     // The scheduler adds random jitter (up to 1% of the interval, 600 ms at 60 s) on purpose, and
     // its lag metric counts from the slot before jitter. To measure how late runs start against
@@ -37,7 +40,7 @@ serveWorker({
     const random = Math.random;
     Math.random = () => 0;
     try {
-      daemon = await startDaemon({ configPaths: [configFile], listen: '127.0.0.1:0', concurrency: concurrency ?? 64, graceMs: 5000, log });
+      daemon = await startDaemon({ configPaths: [configFile], listen: '127.0.0.1:0', concurrency: concurrency ?? 64, graceMs: 5000, log, shard });
     } finally {
       Math.random = random;
     }
@@ -64,14 +67,22 @@ serveWorker({
       record(r);
     };
     const render = m.renderBytes.bind(m);
+    const started = new WeakMap();
     m.renderBytes = async () => {
       const t = performance.now();
       const out = await render();
+      started.set(out.buffer, t);
       renders.push({ ms: performance.now() - t, bytes: out.length });
       // The probes' series alone, apart from the whole /metrics (which also awaits prom-client's
       // process metrics): wall time, turns given to other work included, and the render's own work.
       seriesRenders.push({ ...m.lastSeriesRender });
       return out;
+    };
+    const recycle = m.recycle.bind(m);
+    m.recycle = (body) => {
+      const t = started.get(body.buffer);
+      if (t !== undefined) responses.push(performance.now() - t);
+      recycle(body);
     };
     const setInFlight = m.inFlight.set.bind(m.inFlight);
     m.inFlight.set = (n) => {
@@ -96,6 +107,7 @@ serveWorker({
       lags: lags.splice(0),
       renders: renders.splice(0),
       seriesRenders: seriesRenders.splice(0),
+      responses: responses.splice(0),
       counts: { ...counts },
       failuresByKind: { ...failuresByKind },
       firstFailures,

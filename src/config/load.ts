@@ -62,7 +62,7 @@ function fileContext(parsed: ParsedFile, base: Pick<FileContext, 'issues' | 'see
       });
     }
   }
-  return { ...parsed, ...base, defaults: parsedFile.data.defaults ?? {}, platform, probes: parsedFile.data.probes };
+  return { ...parsed, ...base, defaults: parsedFile.data.defaults ?? {}, platform, buckets: parsedFile.data.buckets, probes: parsedFile.data.probes };
 }
 
 export function loadConfig(opts: LoadOptions): LoadedConfig {

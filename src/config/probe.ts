@@ -10,12 +10,14 @@ import { zodIssues } from './issues.js';
 import { formatPath, locateLine } from './locate.js';
 import type { ParsedFile } from './read.js';
 import { deriveSchedule } from './schedule.js';
-import { commonProbeFields } from './schema.js';
+import { bucketsFor, commonProbeFields, type bucketsSchema } from './schema.js';
 
 /** What every probe of one file shares while it is loaded. */
 export interface FileContext extends ParsedFile {
   defaults: { interval?: number; timeout?: number; labels?: Record<string, string> };
   platform: Record<string, unknown>;
+  /** The file's `buckets:` (latency histogram bounds), if set. */
+  buckets?: z.output<typeof bucketsSchema>;
   /** The file's probes as written, before their kind's schema. */
   probes: Record<string, unknown>[];
   issues: ConfigIssue[];
@@ -161,6 +163,8 @@ function loadOne(f: FileContext, rawProbe: Record<string, unknown>, index: numbe
     config,
     digest,
   };
+  const buckets = bucketsFor(f.buckets, kind.kind);
+  if (buckets) spec.buckets = buckets;
   const refs = kind.companions?.(config as never) ?? [];
   if (refs.length) f.companions.push({ spec, refs, issue: (field, message) => issueOn(later, at, field, message) });
   return spec;

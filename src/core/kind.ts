@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { Observation, ObservationKey } from './observations.js';
 import type { TargetResult } from './result.js';
+import type { Reason } from './reasons.js';
 
 /**
  * Everything a probe kind may use during one run. A kind never touches metrics or log format.
@@ -98,6 +99,8 @@ export interface ProbeSpec<C = unknown> {
   source: { file: string; line?: number };
   /** The kind's own settings, parsed and defaulted by the kind's schema. */
   config: C;
+  /** `probe_latency_seconds` bucket bounds from the file's `buckets:` (else the kind's, else the default). */
+  buckets?: readonly number[];
   /** Stable digest of everything above, so a reload only restarts probes that changed. */
   digest: string;
 }
@@ -114,7 +117,29 @@ export interface KindMetric {
   type: 'gauge' | 'counter';
   observation: Observation;
   label?: { name: string; values: readonly string[] };
+  /**
+   * With a `reason` label: pre-create (at 0) only the probe's declared reasons (see
+   * ProbeKind.reasons); another reason's series appears when it is first observed.
+   */
+  declaredReasonsOnly?: boolean;
+  /**
+   * Whether a probe of this configuration has the series at all (e.g. held-tunnel series only for
+   * a held probe): probes that never feed it do not export it at 0. Absent: every probe of the kind.
+   */
+  when?(cfg: any): boolean;
 }
+
+/**
+ * Reasons any kind can fail with, whatever it does: the network layer's (no name, no connection,
+ * the run deadline). A kind's `reasons` add to these; their series exist from the start.
+ */
+export const SHARED_REASONS = ['dns', 'connect', 'timeout'] as const satisfies readonly Reason[];
+/**
+ * fleetprobe's own trouble, in any kind: out of file descriptors, a bug. Expected of every kind
+ * (never logged as a gap in a declaration), but their series appear only when they happen: they
+ * say nothing about the target, and the bug or the shortage has its own log line.
+ */
+export const PROBER_REASONS = ['resources', 'internal'] as const satisfies readonly Reason[];
 
 export interface ProbeKind<S extends z.ZodObject = z.ZodObject, P extends string = string> {
   readonly kind: string;
@@ -123,6 +148,17 @@ export interface ProbeKind<S extends z.ZodObject = z.ZodObject, P extends string
   readonly metrics?: readonly KindMetric[];
   /** Declared up front so every phase series exists before the first run. */
   readonly phases: readonly P[];
+  /**
+   * The failure reasons this kind can produce beyond SHARED_REASONS: only these (and a companion's
+   * reasons) get a `probe_failures_total` series at 0 up front. Another reason still gets its series
+   * when it happens, and the daemon logs it as a bug in this list (the fault matrix test checks it).
+   */
+  readonly reasons: readonly Reason[];
+  /**
+   * Default `probe_latency_seconds` bucket bounds for this kind (a file's `buckets:` overrides):
+   * chosen for the latencies its runs really take, with the alert rules' objectives among them.
+   */
+  readonly buckets?: readonly number[];
   /** The kind's own fields of a probe definition (common fields are added by the loader). */
   readonly schema: S;
   /**

@@ -68,7 +68,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   // Other shards may own them all (a few probes over many replicas).
   if (config.probes.length === 0) log.warn({ paths: opts.configPaths, shard: `${shard.index}/${shard.count}` }, 'no probes in this shard');
 
-  const metrics = new Metrics(VERSION, KINDS);
+  const metrics = new Metrics(VERSION, KINDS, log);
   metrics.shardIndex.set(shard.index);
   metrics.shardCount.set(shard.count);
   // Each probe's memory between runs (ProbeContext.state), dropped when a reload changes the probe.

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { Logger } from 'pino';
 import { FleetprobeError } from '../core/errors.js';
+import { acceptsGzip, gzipBody } from '../metrics/compress.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { capConnections, DEFAULT_MAX_CONNECTIONS } from './connection-cap.js';
 import type { StatusStore } from './status.js';
@@ -109,8 +110,15 @@ async function handle(deps: { metrics: Metrics; status: StatusStore; state: Serv
   switch (pathname) {
     case '/metrics': {
       const body = await deps.metrics.renderBytes();
-      const contentType = deps.metrics.registry.contentType;
-      res.writeHead(200, { 'content-type': contentType }).end(body);
+      const headers: http.OutgoingHttpHeaders = { 'content-type': deps.metrics.registry.contentType, vary: 'accept-encoding' };
+      if (!acceptsGzip(req.headers['accept-encoding'])) {
+        // Given back only once sent: a half-sent body is still read by the socket.
+        res.once('finish', () => deps.metrics.recycle(body));
+        return void res.writeHead(200, headers).end(body);
+      }
+      const compressed = await gzipBody(body);
+      deps.metrics.recycle(body);
+      res.writeHead(200, { ...headers, 'content-encoding': 'gzip' }).end(compressed);
       return;
     }
     case '/healthz':

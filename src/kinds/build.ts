@@ -23,6 +23,9 @@ export const buildKind = defineKind({
   kind: 'build',
   description: "a small test build on the platform's remote builder (as a draft release) or a Docker engine, timed per step",
   phases: ['pack', 'resolve', 'connect', 'tls', 'upload', 'queue', 'build'],
+  reasons: ['tls', 'auth', 'proxy', 'protocol', 'build_failed'],
+  // A draft build takes a minute to a quarter of an hour (the default timeout); no latency objective.
+  buckets: [30, 60, 120, 300, 600, 900],
   schema,
   check: checkConfig,
   platformFields: ['builder', 'api', 'token'],

@@ -240,41 +240,54 @@ async function runSample(ctx: ProbeContext, cfg: StatusConfig): Promise<void> {
   });
 }
 
+/** Which mode's series a probe has: one device's, or a fleet sample's. */
+const sampleMode = (cfg: { fleet?: string }) => cfg.fleet !== undefined;
+const deviceMode = (cfg: { fleet?: string }) => cfg.fleet === undefined;
+
 export const deviceStatusKind = defineKind({
   kind: 'device-status',
   description:
     "compares the API's device status (is_online) with reachability through the tunnel (a companion probe or its own check); fleet sample mode checks a random sample of a fleet's online devices",
   phases: ['api', 'reachability'],
+  // The API's and the tunnel check's; a companion's own reasons are added per probe.
+  reasons: ['tls', 'auth', 'denied', 'proxy', 'protocol', 'assertion', 'status_drift'],
+  // An API read and a CONNECT: 50 ms to 1 s; 3 s is the latency objective.
+  buckets: [0.05, 0.1, 0.25, 0.5, 1, 3, 5],
   platformFields: ['api', 'token', 'tunnel', 'tunnelTls', 'user'],
   metrics: [
     {
       name: 'fleetprobe_device_api_online',
       type: 'gauge',
       observation: 'device_api_online',
+      when: deviceMode,
       help: 'Whether the API said the device is online (is_online) in the last run: 1 or 0.',
     },
     {
       name: 'fleetprobe_device_status_drift_seconds',
       type: 'gauge',
       observation: 'device_status_drift_seconds',
+      when: deviceMode,
       help: "How long the API's status and the device's reachability have disagreed (0 when they agree).",
     },
     {
       name: 'fleetprobe_device_fleet_online_devices',
       type: 'gauge',
       observation: 'device_fleet_online_devices',
+      when: sampleMode,
       help: 'Fleet sample mode: devices of the fleet the API marks online (at most maxDevices).',
     },
     {
       name: 'fleetprobe_device_sample_reachable_ratio',
       type: 'gauge',
       observation: 'device_sample_reachable_ratio',
+      when: sampleMode,
       help: 'Fleet sample mode: share of the sampled online devices that were reachable through the tunnel.',
     },
     {
       name: 'fleetprobe_device_sample_drifted_devices',
       type: 'gauge',
       observation: 'device_sample_drifted_devices',
+      when: sampleMode,
       help: 'Fleet sample mode: sampled devices the API marks online that the tunnel proxy says are not connected.',
     },
   ],

@@ -197,6 +197,9 @@ const sshKindOne = defineKind({
   kind: 'ssh',
   description: 'an SSH session through the platform proxy (or a bastion, or direct) to a command on the device, checked by markers, exit status and output',
   phases: PHASES,
+  reasons: ['hostkey', 'auth', 'device_auth', 'device_offline', 'denied', 'proxy', 'protocol', 'assertion'],
+  // A session through the proxy takes 0.2-3 s; 5 s is the latency objective.
+  buckets: [0.25, 0.5, 1, 2, 5, 10],
   schema,
   platformFields: ['sshProxy', 'bastion', 'user', 'sshKey', 'sshKeyPassphrase', 'hostKeys', 'tunnel', 'tunnelTls', 'api', 'token'],
   check,

@@ -17,35 +17,46 @@ import { openAndCheck } from './tunnel-session.js';
 // Files: tunnel-config.ts (fields), tunnel-session.ts (one tunnel and its checks),
 // tunnel-stream-reader.ts (what the device sends, in a bounded window), tunnel-hold.ts (hold).
 
+/** The held-tunnel series are only a held probe's. */
+const held = (cfg: { hold?: unknown }) => cfg.hold !== undefined;
+
 const tunnelKindOne = defineKind({
   kind: 'tunnel',
   description:
     "a port tunnel through the platform's CONNECT proxy to a device port, checked end to end (banner, send/expect, HTTP, an SSH session), optionally held open",
   phases: PHASES,
+  // hostkey and auth also from an `ssh:` check through the tunnel.
+  reasons: ['tls', 'auth', 'denied', 'device_offline', 'proxy', 'protocol', 'assertion', 'hostkey'],
+  // A tunnel and its check take 0.1 s to a few s; 5 s is the latency objective, 10 s above it.
+  buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10],
   platformFields: ['tunnel', 'tunnelTls', 'user', 'token'],
   metrics: [
     {
       name: 'fleetprobe_tunnel_interruptions_total',
       type: 'counter',
       observation: 'tunnel_interruptions',
+      when: held,
       help: 'Held tunnels that broke after they were up (reset, closed, or keepalive stalled or wrong).',
     },
     {
       name: 'fleetprobe_tunnel_held_seconds',
       type: 'gauge',
       observation: 'tunnel_held_seconds',
+      when: held,
       help: 'How long the current held tunnel has been up, as of its last keepalive (0 while down).',
     },
     {
       name: 'fleetprobe_tunnel_last_interruption_seconds',
       type: 'gauge',
       observation: 'tunnel_last_interruption_seconds',
+      when: held,
       help: 'How long the last interruption of a held tunnel lasted, from the break to the next working tunnel.',
     },
     {
       name: 'fleetprobe_tunnel_down_seconds_total',
       type: 'counter',
       observation: 'tunnel_down_seconds',
+      when: held,
       help: 'Total time held tunnels spent interrupted (added when each interruption ends).',
     },
     ...sessionMetrics('tunnel', 'tunnel sessions'),

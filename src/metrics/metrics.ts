@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { nominalIntervalMs } from '../config/schedule.js';
 import { CERT_EXPIRY } from '../core/observations.js';
@@ -71,7 +72,12 @@ export class Metrics {
     registers: [this.prom],
   });
 
-  constructor(version: string, kinds: Record<string, ProbeKind>) {
+  /** `log`: where a reason a kind did not declare is reported (once per kind and reason) as a bug. */
+  constructor(
+    version: string,
+    private readonly kinds: Record<string, ProbeKind>,
+    log?: Pick<Logger, 'warn'>,
+  ) {
     // prom-client samples the event loop's delay with a 10 ms timer by default: 100 wakeups a
     // second, 2.5 ms of CPU a second in an otherwise idle daemon (50 us per run at 50 runs/s).
     // Every 50 ms still gives its nodejs_eventloop_lag_* hundreds of samples per scrape.
@@ -84,7 +90,15 @@ export class Metrics {
     this.buildInfo.set({ version, nodejs: process.version }, 1);
     this.shardCount.set(1);
     this.shardIndex.set(0);
-    this.probes = new ProbeSeries(kinds);
+    const undeclared = new Set<string>();
+    this.probes = new ProbeSeries(kinds, (probe, kind, reason) => {
+      if (undeclared.has(`${kind}/${reason}`)) return;
+      undeclared.add(`${kind}/${reason}`);
+      log?.warn(
+        { probe, kind, reason },
+        `probe ${probe} failed with reason ${reason}, which the ${kind} kind does not declare (its series was made now, so its first failure is missing from rate()): a bug in the kind's reasons list`,
+      );
+    });
     this.kindNames = Object.keys(kinds);
     for (const k of this.kindNames) this.probesConfigured.set({ kind: k }, 0);
     const prom = this.prom;
@@ -101,7 +115,18 @@ export class Metrics {
 
   /** Creates the series of the given probes and removes those of probes no longer configured. */
   configure(specs: ProbeSpec[]): void {
-    this.probes.configure(specs.map((s) => ({ name: s.name, kind: s.kind, labels: s.labels, intervalSeconds: nominalIntervalMs(s) / 1000 })));
+    const kindOf = new Map(specs.map((s) => [s.name, s.kind]));
+    this.probes.configure(
+      specs.map((s) => ({
+        name: s.name,
+        kind: s.kind,
+        labels: s.labels,
+        intervalSeconds: nominalIntervalMs(s) / 1000,
+        buckets: s.buckets,
+        config: s.config,
+        companionKinds: (this.kinds[s.kind]?.companions?.(s.config as never) ?? []).flatMap((c) => kindOf.get(c.probe) ?? []),
+      })),
+    );
     const byKind = new Map<string, number>();
     for (const s of specs) byKind.set(s.kind, (byKind.get(s.kind) ?? 0) + 1);
     for (const k of this.kindNames) this.probesConfigured.set({ kind: k }, byKind.get(k) ?? 0);
@@ -133,7 +158,15 @@ export class Metrics {
    */
   lastSeriesRender = { wallMs: 0, workMs: 0 };
 
-  /** The exposition as bytes, for the HTTP server (at scale, tens of MB: no string in between). */
+  /** Hands back a body of renderBytes once nothing reads it (sent, or compressed), for the next render to fill. */
+  recycle(body: Buffer): void {
+    this.probes.recycle(body);
+  }
+
+  /**
+   * The exposition as bytes, for the HTTP server (at scale, tens of MB: no string in between). The
+   * caller may give it back with recycle() when done with it.
+   */
   async renderBytes(): Promise<Buffer> {
     const prefix = `${await this.prom.metrics()}\n`;
     const t = performance.now();

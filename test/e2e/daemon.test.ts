@@ -20,11 +20,13 @@ describe('daemon against the embedded lab', () => {
     const base = await daemon.url();
     let text = await daemon.waitForMetrics((t) => up(t, 'url-1'));
 
-    // Every phase and reason series exists, labels include the static location label.
+    // Every phase series and the kind's reasons exist, labels include the static location label;
+    // a reason an http probe cannot fail with has no series.
     for (const phase of ['resolve', 'connect', 'tls', 'request', 'transfer']) {
       expect(text).toMatch(new RegExp(`probe_phase_duration_seconds\\{probe="url-1",kind="http",location="test",phase="${phase}"\\} `));
     }
-    expect(metricValue(text, 'probe_failures_total', { probe: 'url-1', reason: 'status_drift' })).toBe(0);
+    expect(metricValue(text, 'probe_failures_total', { probe: 'url-1', reason: 'device_offline' })).toBe(0);
+    expect(metricValue(text, 'probe_failures_total', { probe: 'url-1', reason: 'status_drift' })).toBeUndefined();
     expect(metricValue(text, 'fleetprobe_config_last_reload_successful')).toBe(1);
     expect(metricValue(text, 'probe_ssl_earliest_cert_expiry', { probe: 'url-1' })! * 1000).toBeGreaterThan(Date.now());
 

@@ -43,6 +43,7 @@ const deafKind = defineKind({
   kind: 'deaf',
   description: 'never settles, ignores its signal',
   phases: ['wait'],
+  reasons: [],
   schema: z.object({}),
   run: (ctx) => ctx.phase('wait', () => new Promise<void>(() => {})),
 }) as unknown as ProbeKind;

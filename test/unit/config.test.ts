@@ -312,6 +312,28 @@ describe('loadConfig: valid configurations', () => {
     ]);
   });
 
+  it("takes a file's buckets: for every probe, or per kind; other files' probes keep their kind's", () => {
+    const dir = tree({
+      'a.yaml': yaml('buckets: [0.1, 0.5, 2]', 'probes:', probe('all')),
+      'b.yaml': yaml('buckets:', '  ssh: [1, 5]', '  http: [0.2, 2]', 'probes:', probe('per-kind')),
+      'c.yaml': yaml('probes:', probe('none')),
+    });
+    expect(loadConfig({ paths: [dir] }).probes.map((p) => p.buckets)).toEqual([[0.1, 0.5, 2], [0.2, 2], undefined]);
+  });
+
+  it('rejects bad buckets: naming file, line, field and problem', () => {
+    const dir = tree({
+      'p.yaml': yaml('buckets:', '  http: [1, 0.5]', '  htp: [1]', '  ssh: [0, -1]', '  build: []', 'probes:', probe('x')),
+      'q.yaml': yaml('buckets: fast', 'probes:', probe('y')),
+    });
+    const lines = issueLines({ paths: [dir] }, dir);
+    expect(lines).toContain('p.yaml:2: buckets.http: bucket bounds must increase, each larger than the one before');
+    expect(lines).toContain('p.yaml:3: buckets.htp: unknown field');
+    expect(lines).toContain('p.yaml:4: buckets.ssh[0]: a bucket bound is a number of seconds above 0');
+    expect(lines).toContain('p.yaml:5: buckets.build: needs at least one bound (+Inf is always added)');
+    expect(lines.find((l) => l.startsWith('q.yaml:1: buckets:'))).toMatch(/a list of bounds in seconds .* or one per kind .*kinds: http, /);
+  });
+
   it('skips `lab: true` files unless asked, and loads them with `vars` when asked', () => {
     const dir = tree({
       'lab.yaml': yaml('lab: true', 'probes:', '  - name: lab-probe', '    kind: http', '    url: http://127.0.0.1:${FP_TEST_LAB_PORT}/'),

@@ -1,11 +1,9 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REASON_DESCRIPTIONS } from '../../src/core/reasons.js';
 import { KIND_NAMES, KINDS, PLATFORM_FIELDS } from '../../src/kinds/index.js';
 import { LAB_FAULTS } from '../../src/lab/faults.js';
 import { Metrics } from '../../src/metrics/metrics.js';
-import { ROOT } from '../helpers/cli.js';
+import { docTable, marked, readDoc } from '../helpers/doc-tables.js';
 import { MATRIX_DOC } from '../reliability/matrix-docs.js';
 
 /**
@@ -13,28 +11,8 @@ import { MATRIX_DOC } from '../reliability/matrix-docs.js';
  * <!-- NAME:start --> and <!-- NAME:end --> markers in the page that holds it.
  */
 
-const read = (file: string) => fs.readFileSync(path.join(ROOT, file), 'utf8');
-
-/** What lies between <!-- NAME:start --> and <!-- NAME:end --> in `file`. */
-function marked(file: string, name: string): string {
-  const m = new RegExp(`<!-- ${name}:start -->([\\s\\S]*?)<!-- ${name}:end -->`).exec(read(file));
-  if (!m) throw new Error(`${file} has no <!-- ${name}:start --> … <!-- ${name}:end --> section`);
-  return m[1];
-}
-
-/** The rows of the Markdown table in `file` between the NAME markers, header removed, cells unquoted. */
-function table(file: string, name: string): string[][] {
-  return marked(file, name)
-    .split('\n')
-    .filter((line) => line.startsWith('|'))
-    .slice(2)
-    .map((row) =>
-      row
-        .split('|')
-        .slice(1, -1)
-        .map((c) => c.trim().replace(/^`|`$/g, '')),
-    );
-}
+const read = readDoc;
+const table = docTable;
 
 const sorted = (names: Iterable<string>) => [...names].sort();
 

@@ -1,18 +1,20 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { ProbeKind } from '../../src/core/kind.js';
-import { REASONS } from '../../src/core/reasons.js';
+import { SHARED_REASONS, type ProbeKind } from '../../src/core/kind.js';
+import { REASONS, type Reason } from '../../src/core/reasons.js';
 import { Metrics, RESULTS } from '../../src/metrics/metrics.js';
 import { fakeResult, fakeSpec } from '../helpers/results.js';
 
-function fakeKind(kind: string, phases: string[]): ProbeKind {
-  return { kind, description: `fake ${kind}`, phases, schema: z.object({}), run: async () => {} };
+function fakeKind(kind: string, phases: string[], reasons: Reason[]): ProbeKind {
+  return { kind, description: `fake ${kind}`, phases, reasons, schema: z.object({}), run: async () => {} };
 }
 const KINDS: Record<string, ProbeKind> = {
-  web: fakeKind('web', ['dns', 'connect', 'tls', 'request']),
-  shell: fakeKind('shell', ['connect', 'auth', 'exec']),
+  web: fakeKind('web', ['dns', 'connect', 'tls', 'request'], ['tls', 'assertion']),
+  shell: fakeKind('shell', ['connect', 'auth', 'exec'], ['auth', 'hostkey']),
 };
+/** The reasons each fake kind has series for from the start: the shared ones and its own. */
+const declared = (kind: string) => [...SHARED_REASONS, ...KINDS[kind].reasons];
 
 const spec = fakeSpec;
 const result = fakeResult;
@@ -52,7 +54,7 @@ function value(all: Sample[], name: string, match: Record<string, string>): numb
 }
 
 describe('Metrics', () => {
-  it('creates every phase, reason and result series at 0 as soon as a probe is configured', async () => {
+  it('creates every phase, declared reason and result series at 0 as soon as a probe is configured', async () => {
     const m = new Metrics('1.2.3', KINDS);
     m.configure([spec('site', 'web'), spec('box', 'shell')]);
     const all = await samples(m);
@@ -63,10 +65,16 @@ describe('Metrics', () => {
       const id = { probe, kind };
       for (const phase of KINDS[kind].phases) expect(value(all, 'probe_phase_duration_seconds', { ...id, phase })).toBe(0);
       expect(find(all, 'probe_phase_duration_seconds', id)).toHaveLength(KINDS[kind].phases.length);
-      for (const reason of REASONS) expect(value(all, 'probe_failures_total', { ...id, reason }), reason).toBe(0);
-      expect(find(all, 'probe_failures_total', id)).toHaveLength(REASONS.length);
-      for (const r of ['success', 'failure', 'aborted']) expect(value(all, 'probe_runs_total', { ...id, result: r })).toBe(0);
-      expect(find(all, 'probe_runs_total', id)).toHaveLength(3);
+      // The reasons the kind declares, and only those: another reason's series appears when it happens.
+      for (const reason of declared(kind)) expect(value(all, 'probe_failures_total', { ...id, reason }), reason).toBe(0);
+      expect(
+        find(all, 'probe_failures_total', id)
+          .map((x) => x.labels.reason)
+          .sort(),
+      ).toEqual([...declared(kind)].sort());
+      // `aborted` appears at the first aborted run (a shutdown): runs that matter for rate() exist.
+      for (const r of ['success', 'failure']) expect(value(all, 'probe_runs_total', { ...id, result: r })).toBe(0);
+      expect(find(all, 'probe_runs_total', id)).toHaveLength(2);
       expect(value(all, 'probe_skipped_runs_total', id)).toBe(0);
       expect(value(all, 'probe_latency_seconds_count', id)).toBe(0);
       expect(value(all, 'probe_latency_seconds_bucket', { ...id, le: '+Inf' })).toBe(0);
@@ -98,7 +106,7 @@ describe('Metrics', () => {
     expect(value(all, 'probe_phase_duration_seconds', { ...id, phase: 'request' })).toBe(0.27);
     expect(value(all, 'probe_runs_total', { ...id, result: 'success' })).toBe(1);
     expect(value(all, 'probe_runs_total', { ...id, result: 'failure' })).toBe(0);
-    expect(value(all, 'probe_runs_total', { ...id, result: 'aborted' })).toBe(0);
+    expect(value(all, 'probe_runs_total', { ...id, result: 'aborted' })).toBeUndefined();
     expect(find(all, 'probe_failures_total', id).every((x) => x.value === 0)).toBe(true);
     expect(value(all, 'probe_latency_seconds_count', id)).toBe(1);
     expect(value(all, 'probe_latency_seconds_sum', id)).toBe(0.4);
@@ -151,6 +159,94 @@ describe('Metrics', () => {
     expect(value(all, 'probe_latency_seconds_count', id)).toBe(3);
     expect(value(all, 'probe_last_run_timestamp_seconds', id)).toBe(1_700_000_120);
     expect(value(all, 'probe_last_success_timestamp_seconds', id)).toBe(1_700_000_000);
+  });
+
+  it('a reason the kind did not declare gets its series when it happens, logged once as a bug in the declaration', async () => {
+    const warnings: { obj: Record<string, unknown>; msg: string }[] = [];
+    const m = new Metrics('t', KINDS, { warn: ((obj: Record<string, unknown>, msg: string) => warnings.push({ obj, msg })) as never });
+    const [a, b] = [spec('a', 'web'), spec('b', 'web')];
+    m.configure([a, b]);
+    expect(value(await samples(m), 'probe_failures_total', { probe: 'a', reason: 'hostkey' })).toBeUndefined();
+    const fail = (s: typeof a, reason: Reason) => m.record(result(s, { success: false, reason, phase: 'tls', message: 'x' }));
+    fail(a, 'hostkey');
+    fail(a, 'hostkey');
+    fail(b, 'hostkey');
+    const all = await samples(m);
+    expect(value(all, 'probe_failures_total', { probe: 'a', reason: 'hostkey' })).toBe(2);
+    expect(value(all, 'probe_failures_total', { probe: 'b', reason: 'hostkey' })).toBe(1);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0].obj).toEqual({ probe: 'a', kind: 'web', reason: 'hostkey' });
+    expect(warnings[0].msg).toMatch(/reason hostkey, which the web kind does not declare.*a bug in the kind's reasons list/);
+    // fleetprobe's own trouble (prober reasons) is expected of every kind: a series, no warning.
+    fail(a, 'resources');
+    fail(b, 'internal');
+    const after = await samples(m);
+    expect(value(after, 'probe_failures_total', { probe: 'a', reason: 'resources' })).toBe(1);
+    expect(value(after, 'probe_failures_total', { probe: 'b', reason: 'internal' })).toBe(1);
+    expect(warnings).toHaveLength(1);
+  });
+
+  it("a probe that reads a companion declares the companion's reasons too (it fails with them)", async () => {
+    const reader: ProbeKind = {
+      ...fakeKind('reader', ['api'], ['status_drift']),
+      companions: (c: { of?: string }) => (c.of ? [{ field: 'of', probe: c.of }] : []),
+    };
+    const m = new Metrics('t', { ...KINDS, reader });
+    m.configure([spec('box', 'shell'), { ...spec('r', 'reader'), config: { of: 'box' } }, spec('alone', 'reader')]);
+    const all = await samples(m);
+    const reasons = (probe: string) =>
+      find(all, 'probe_failures_total', { probe })
+        .map((x) => x.labels.reason)
+        .sort();
+    expect(reasons('r')).toEqual([...SHARED_REASONS, 'status_drift', 'auth', 'hostkey'].sort());
+    expect(reasons('alone')).toEqual([...SHARED_REASONS, 'status_drift'].sort());
+  });
+
+  it("latency buckets: the kind's own, or the probe's (a file's buckets:), each with +Inf", async () => {
+    const m = new Metrics('t', { ...KINDS, web: { ...KINDS.web, buckets: [0.1, 1, 2] } });
+    m.configure([spec('site', 'web'), { ...spec('own', 'web'), buckets: [0.5, 5] }, spec('box', 'shell')]);
+    m.record(result(spec('own', 'web'), { durationSeconds: 3 }));
+    const all = await samples(m);
+    const les = (probe: string) => find(all, 'probe_latency_seconds_bucket', { probe }).map((x) => x.labels.le);
+    expect(les('site')).toEqual(['0.1', '1', '2', '+Inf']);
+    expect(les('own')).toEqual(['0.5', '5', '+Inf']);
+    expect(find(all, 'probe_latency_seconds_bucket', { probe: 'own' }).map((x) => x.value)).toEqual([0, 1, 1]);
+    expect(les('box')).toEqual(['0.05', '0.1', '0.25', '0.5', '1', '2', '3', '5', '10', '30', '+Inf']);
+  });
+
+  it("a kind's own series exist only for probes that use them (when), counters by reason only for declared reasons", async () => {
+    const batched: ProbeKind = {
+      ...fakeKind('batched', ['run'], ['auth']),
+      metrics: [
+        { name: 'probe_batch_ratio', help: 'g', type: 'gauge', observation: 'ssh_sessions_success_ratio', when: (c: { n?: number }) => (c.n ?? 1) > 1 },
+        {
+          name: 'probe_batch_failures_total',
+          help: 'c',
+          type: 'counter',
+          observation: 'ssh_session_failures',
+          label: { name: 'reason', values: REASONS },
+          declaredReasonsOnly: true,
+          when: (c: { n?: number }) => (c.n ?? 1) > 1,
+        },
+      ],
+    };
+    const m = new Metrics('t', { batched });
+    m.configure([spec('one', 'batched'), { ...spec('many', 'batched'), config: { n: 3 } }]);
+    const observations = { ssh_sessions_success_ratio: 0.5, 'ssh_session_failures.hostkey': 2 };
+    m.record(result(spec('one', 'batched'), { observations }));
+    const all = await samples(m);
+    expect(find(all, 'probe_batch_ratio', { probe: 'one' })).toEqual([]);
+    expect(find(all, 'probe_batch_failures_total', { probe: 'one' })).toEqual([]);
+    expect(
+      find(all, 'probe_batch_failures_total', { probe: 'many' })
+        .map((x) => x.labels.reason)
+        .sort(),
+    ).toEqual([...SHARED_REASONS, 'auth'].sort());
+    m.record(result(spec('many', 'batched'), { observations }));
+    const after = await samples(m);
+    expect(value(after, 'probe_batch_ratio', { probe: 'many' })).toBe(0.5);
+    expect(value(after, 'probe_batch_failures_total', { probe: 'many', reason: 'hostkey' })).toBe(2);
+    expect(value(after, 'probe_batch_failures_total', { probe: 'many', reason: 'auth' })).toBe(0);
   });
 
   it('an aborted result increments only result="aborted"', async () => {
@@ -261,7 +357,7 @@ describe('Metrics', () => {
     expect(value(all, 'probe_runs_total', { probe: 'a', env: 'prod', result: 'success' })).toBe(0);
     expect(value(all, 'probe_skipped_runs_total', { probe: 'a' })).toBe(0);
     expect(value(all, 'probe_skipped_runs_total', { probe: 'b', env: '', team: '' })).toBe(0);
-    expect(find(all, 'probe_failures_total', { probe: 'b' })).toHaveLength(REASONS.length);
+    expect(find(all, 'probe_failures_total', { probe: 'b' })).toHaveLength(declared('shell').length);
     expect(find(all, 'probe_success')).toEqual([]);
     m.record(result(a2));
     expect(value(await samples(m), 'probe_success', { probe: 'a', env: 'prod', team: 'x' })).toBe(1);

@@ -1,8 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { ProbeKind } from '../../src/core/kind.js';
-import { REASONS } from '../../src/core/reasons.js';
+import { SHARED_REASONS, type ProbeKind } from '../../src/core/kind.js';
 import { LATENCY_BUCKETS, PROBE_FAMILIES, ProbeSeries, RESULTS } from '../../src/metrics/probe-series.js';
 
 // ProbeSeries renders by hand what prom-client used to: the same samples must come out, whatever
@@ -11,6 +10,7 @@ const kind: ProbeKind = {
   kind: 'web',
   description: 'fake',
   phases: ['connect', 'tls'],
+  reasons: ['tls', 'assertion'],
   schema: z.object({}),
   metrics: [
     { name: 'probe_web_ratio', help: 'a gauge', type: 'gauge', observation: 'device_sample_reachable_ratio' },
@@ -58,7 +58,7 @@ describe('ProbeSeries', () => {
       phase: g(F.phase, ['phase']),
       runs: c(F.runs, ['result']),
       failures: c(F.failures, ['reason']),
-      latency: new Histogram({ name: F.latency.name, help: F.latency.help, labelNames, buckets: LATENCY_BUCKETS, registers: [reg] }),
+      latency: new Histogram({ name: F.latency.name, help: F.latency.help, labelNames, buckets: [...LATENCY_BUCKETS], registers: [reg] }),
       lastRun: g(F.lastRun),
       lastSuccess: g(F.lastSuccess),
       skipped: c(F.skipped),
@@ -70,8 +70,9 @@ describe('ProbeSeries', () => {
     names.forEach((name, i) => {
       const l = { probe: name, kind: 'web', team: i % 2 ? `t${i}"x` : '' };
       for (const phase of kind.phases) p.phase.set({ ...l, phase }, 0);
-      for (const result of RESULTS) p.runs.inc({ ...l, result }, 0);
-      for (const reason of REASONS) p.failures.inc({ ...l, reason }, 0);
+      // Results but `aborted` (it appears at the first aborted run), the reasons the kind declares.
+      for (const result of RESULTS.filter((r) => r !== 'aborted')) p.runs.inc({ ...l, result }, 0);
+      for (const reason of [...SHARED_REASONS, ...kind.reasons]) p.failures.inc({ ...l, reason }, 0);
       p.skipped.inc(l, 0);
       p.latency.zero(l);
       p.interval.set(l, 60);
@@ -123,6 +124,23 @@ describe('ProbeSeries', () => {
     text = series.render().toString();
     expect(text).toContain('probe_runs_total{probe="a",kind="web",region="eu",result="success"} 0\n');
     expect(text).not.toContain('probe_success{');
+  });
+
+  it('a render given back with recycle() is filled again by the next one, never a buffer it did not make', async () => {
+    const series = new ProbeSeries({ web: kind });
+    const run = { success: true, aborted: false, reason: null, durationSeconds: 1, phases: {}, startedAt: 1000 };
+    series.configure(['a', 'b'].map((name) => ({ name, kind: 'web', labels: {}, intervalSeconds: 60 })));
+    const first = await series.renderAsync('# prefix\n');
+    series.recycle(first);
+    series.recordRun('a', run);
+    const second = await series.renderAsync('# prefix\n');
+    expect(second.buffer).toBe(first.buffer);
+    // The same text as a render into a fresh buffer.
+    expect(second.toString()).toBe(series.render('# prefix\n').toString());
+    expect(second.toString()).toContain('probe_runs_total{probe="a",kind="web",result="success"} 1\n');
+    const foreign = Buffer.alloc(1 << 20);
+    series.recycle(foreign);
+    expect((await series.renderAsync()).buffer).not.toBe(foreign.buffer);
   });
 
   it('writes whole and fractional numbers exactly', () => {

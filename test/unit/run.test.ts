@@ -26,7 +26,7 @@ function spec(over: Partial<ProbeSpec> = {}): ProbeSpec {
 }
 
 function kind(run: (ctx: ProbeContext) => Promise<void>, phases: readonly string[] = ['a', 'b', 'c']): ProbeKind {
-  return { kind: 'fake', description: 'a fake kind for unit tests', phases, schema: z.object({}), run: (ctx) => run(ctx) };
+  return { kind: 'fake', description: 'a fake kind for unit tests', phases, reasons: [], schema: z.object({}), run: (ctx) => run(ctx) };
 }
 
 /** A kind that throws `err` inside phase 'b'. */

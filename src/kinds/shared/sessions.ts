@@ -34,12 +34,16 @@ function observationsOf(kind: SessionsKind) {
 /** The kind's series of its sessions: `what` names them in the help text ("SSH sessions"). */
 export function sessionMetrics(kind: SessionsKind, what: string): KindMetric[] {
   const obs = observationsOf(kind);
+  // The session series are a batch's (`sessions: N`): one session is probe_success and
+  // probe_duration_seconds already.
+  const batch = (cfg: { sessions?: number }) => (cfg.sessions ?? 1) > 1;
   return [
     {
       name: `probe_${kind}_sessions_success_ratio`,
       help: `Share of the ${what} of the last run that passed (sessions: N opens N at once).`,
       type: 'gauge',
       observation: obs.ratio,
+      when: batch,
     },
     {
       name: `probe_${kind}_session_latency_seconds`,
@@ -47,6 +51,7 @@ export function sessionMetrics(kind: SessionsKind, what: string): KindMetric[] {
       type: 'gauge',
       observation: obs.latency,
       label: { name: 'percentile', values: PERCENTILES },
+      when: batch,
     },
     {
       name: `probe_${kind}_session_failures_total`,
@@ -54,6 +59,8 @@ export function sessionMetrics(kind: SessionsKind, what: string): KindMetric[] {
       type: 'counter',
       observation: obs.failures,
       label: { name: 'reason', values: REASONS },
+      declaredReasonsOnly: true,
+      when: batch,
     },
   ];
 }
