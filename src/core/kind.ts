@@ -159,6 +159,13 @@ export interface ProbeKind<S extends z.ZodObject = z.ZodObject, P extends string
    * chosen for the latencies its runs really take, with the alert rules' objectives among them.
    */
   readonly buckets?: readonly number[];
+  /**
+   * The phases a probe of this config can enter, when a mode adds some (fleet targets' `discover`
+   * and `targets`): only these get phase series. Absent: `phases`.
+   */
+  readonly phasesFor?: (cfg: any) => readonly string[];
+  /** Reasons a probe of this config can produce beyond `reasons` (a mode's own, e.g. the API's for fleet targets). */
+  readonly reasonsFor?: (cfg: any) => readonly Reason[];
   /** The kind's own fields of a probe definition (common fields are added by the loader). */
   readonly schema: S;
   /**

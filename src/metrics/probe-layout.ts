@@ -75,10 +75,13 @@ export interface ResolvedShape {
 export function resolveShape(kinds: Record<string, ProbeKind>, shape: ProbeShape): ResolvedShape {
   const k = kinds[shape.kind];
   const buckets = shape.buckets ?? k?.buckets ?? LATENCY_BUCKETS;
+  const cfg = shape.config ?? {};
   const declared = declaredReasons(kinds, shape.kind, shape.companionKinds);
-  const metrics = (k?.metrics ?? []).filter((m) => !m.when || m.when(shape.config ?? {}));
-  const key = [shape.kind, buckets.join(','), [...declared].sort().join(','), metrics.map((m) => m.name).join(',')].join('|');
-  return { key, kind: shape.kind, phases: k?.phases ?? [], buckets, declared, metrics };
+  for (const r of k?.reasonsFor?.(cfg) ?? []) if (!(PROBER_REASONS as readonly Reason[]).includes(r)) declared.add(r);
+  const metrics = (k?.metrics ?? []).filter((m) => !m.when || m.when(cfg));
+  const phases = k?.phasesFor?.(cfg) ?? k?.phases ?? [];
+  const key = [shape.kind, phases.join(','), buckets.join(','), [...declared].sort().join(','), metrics.map((m) => m.name).join(',')].join('|');
+  return { key, kind: shape.kind, phases, buckets, declared, metrics };
 }
 
 // long: one slot table, one line per family; splitting it would scatter the layout over functions.

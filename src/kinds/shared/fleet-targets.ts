@@ -2,6 +2,7 @@ import { type z } from 'zod';
 import { secretRef } from '../../config/fields.js';
 import type { KindMetric, ProbeContext, ProbeKind, ProbeSpec } from '../../core/kind.js';
 import type { Secret } from '../../core/redact.js';
+import type { Reason } from '../../core/reasons.js';
 import { discover } from './fleet-discover.js';
 import { fanOut, judgeTargets } from './fleet-fanout.js';
 import { fleetSelectorField, minSuccessOf, selectorProblems, type FleetSelector } from './fleet-selector.js';
@@ -22,23 +23,32 @@ import { httpUrl } from './http-expect.js';
 export const FLEET_PHASES = ['discover', 'targets'] as const;
 type FleetPhase = (typeof FLEET_PHASES)[number];
 
+/** What discovery can fail with (the API's answer) beyond the shared reasons; a device's own reasons are its kind's. */
+const DISCOVER_REASONS: readonly Reason[] = ['auth', 'proxy', 'protocol', 'assertion'];
+
+/** The fleet series are only a fleet probe's. */
+const isFleet = (cfg: { fleet?: unknown }) => cfg.fleet !== undefined;
+
 export const FLEET_METRICS: readonly KindMetric[] = [
   {
     name: 'probe_targets',
     type: 'gauge',
     observation: 'targets',
+    when: isFleet,
     help: 'Fleet targets: devices probed in the last run (absent for a probe of one device).',
   },
   {
     name: 'probe_targets_failed',
     type: 'gauge',
     observation: 'targets_failed',
+    when: isFleet,
     help: 'Fleet targets: devices that failed in the last run.',
   },
   {
     name: 'probe_targets_list_age_seconds',
     type: 'gauge',
     observation: 'targets_list_age_seconds',
+    when: isFleet,
     help: 'Fleet targets: age of the device list the last run picked from (it grows while the API cannot be read and the last good list is used).',
   },
 ];
@@ -96,6 +106,10 @@ export function withFleetTargets<S extends z.ZodObject, P extends string>(
   return {
     ...(kind as unknown as ProbeKind<z.ZodObject, P | FleetPhase>),
     phases: [...kind.phases, ...FLEET_PHASES],
+    // A probe without `fleet` never enters discover/targets nor meets the API's reasons: its series
+    // stay those of the kind alone.
+    phasesFor: (cfg: Cfg) => [...(kind.phasesFor?.(cfg) ?? kind.phases), ...(cfg.fleet ? FLEET_PHASES : [])],
+    reasonsFor: (cfg: Cfg) => [...(kind.reasonsFor?.(cfg) ?? []), ...(cfg.fleet ? DISCOVER_REASONS : [])],
     metrics: [...(kind.metrics ?? []), ...FLEET_METRICS],
     platformFields: [...new Set([...(kind.platformFields ?? []), 'api', 'token'])],
     schema,
