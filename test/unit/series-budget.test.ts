@@ -5,7 +5,6 @@ import { parse as parseYaml } from 'yaml';
 import type { ProbeSpec } from '../../src/core/kind.js';
 import { KINDS } from '../../src/kinds/index.js';
 import { Metrics } from '../../src/metrics/metrics.js';
-import { declaredReasons } from '../../src/metrics/probe-layout.js';
 import { ROOT } from '../helpers/cli.js';
 import { docTable } from '../helpers/doc-tables.js';
 import { fakeResult } from '../helpers/results.js';
