@@ -78,7 +78,9 @@ describe("the README's walkthrough prints what the README says", () => {
     expectLines(out.slice(start, start + timeline.length), timeline, 'status lab-url');
 
     expect(await (await fetch(`${control}/faults/device-offline`, { method: 'DELETE' })).text()).toBe('lab fault device-offline: off\n');
-  });
+    // The whole walkthrough (every lab probe started, a fault seen, status, the repair) waits up to
+    // 30 s at each of its steps: the test's budget is theirs, not vitest's 30 s default.
+  }, 90_000);
 
   it('fleetprobe run lab-url --lab --lab-fault device-offline: the timeline as quoted', async () => {
     const [command, ...output] = blockAfter('one run with its phase timeline:\n');
