@@ -14,6 +14,19 @@ import * as SHARDS from './scale-shards.mjs';
 import { startLabHost } from './targets.mjs';
 
 const MB = 1024 * 1024;
+/**
+ * The daemon runs with the V8 flags the sharded StatefulSet gives it (NODE_OPTIONS there): the heap
+ * cap decides how much garbage V8 lets pile up between full collections, so RSS is measured as
+ * deployed. On this 24 GB machine, without it V8's cap would be 4 GB and its heap growth the largest.
+ */
+export const HEAP_FLAGS = manifestNodeOptions();
+
+function manifestNodeOptions() {
+  const file = path.join(BENCH, '..', 'deploy/kubernetes/sharded/workload/statefulset.yaml');
+  const found = /- name: NODE_OPTIONS\n\s+value: (.+)\n/.exec(fs.readFileSync(file, 'utf8'));
+  if (!found) throw new Error(`${file}: no NODE_OPTIONS for the daemon`);
+  return found[1].trim().split(/\s+/);
+}
 /** The sharded run's length (at most the main run's). */
 const SHARDED_MINUTES = 5;
 const FULL = {
@@ -117,7 +130,7 @@ export async function driveDaemons({ configFile, concurrency, durationMs, shards
   const ds = [];
   try {
     for (let i = 0; i < shards; i++) {
-      const w = startWorker(path.join(BENCH, 'scale-daemon.mjs'), [], { nodeArgs });
+      const w = startWorker(path.join(BENCH, 'scale-daemon.mjs'), [], { nodeArgs: [...HEAP_FLAGS, ...nodeArgs] });
       const d = { w, lags: [], renders: [], seriesRenders: [], responses: [], scrapes: [], last: undefined, startInfo: undefined, names: [] };
       ds.push(d);
       d.startInfo = await w.call({ op: 'start', configFile, concurrency, shard: shards > 1 ? { index: i, count: shards } : undefined });
@@ -323,14 +336,14 @@ export function runParagraph(m) {
         .map((f) => '`' + f.slice(0, 200) + '`')
         .join('; ')})`
     : '';
-  return `Runs ${m.runs} (starts ${m.starts}), failed ${m.failures}${failures}; lag p50 ${fmt(m.lagP50Ms, 1)} ms, max ${fmt(m.lagMaxMs, 0)} ms; heap max ${fmt(m.heapMaxMb, 0)} MB; /metrics ${fmt(m.metricsBytes / MB, 1)} MB (${fmt(m.seriesPerProbe, 1)} series per probe), ${m.metricsGzip ? `${fmt(m.metricsWireBytes / MB, 2)} MB gzip-compressed as Prometheus asks for it` : 'not compressed'}. The /metrics response inside the daemon (from the request to the body ready to send, compressed) median ${fmt(m.responseMedianMs, 0)} ms, max ${fmt(m.responseMaxMs, 0)} ms; before compression median ${fmt(m.renderMedianMs, 0)} ms, max ${fmt(m.renderMaxMs, 0)} ms, of which the probes' series median ${fmt(m.seriesRenderMedianMs, 0)} ms: rendering proper (its slices added up, without the turns the event loop gives to runs between them; each probe's lines are formatted in the background when its values change, so a scrape mostly copies them) median ${fmt(m.renderWorkMedianMs, 0)} ms, max ${fmt(m.renderWorkMaxMs, 0)} ms (${fmt(m.renderWorkMaxSteadyMs, 0)} ms after the first scrape); the parent's scrape (request to last byte received) median ${fmt(m.scrapeMedianMs, 0)} ms, max ${fmt(m.scrapeMaxMs, 0)} ms; config load and start ${fmt(m.configLoadSeconds, 1)} s. The daemon used ${fmt(m.daemonCpuShare * 100, 0)}% of one core on average; its event loop delay (blocking work, GC, or waiting for a CPU) p99 ${fmt(m.eventLoopDelayP99Ms, 0)} ms, max ${fmt(m.eventLoopDelayMaxMs, 0)} ms.`;
+  return `Runs ${m.runs} (starts ${m.starts}), failed ${m.failures}${failures}; lag p50 ${fmt(m.lagP50Ms, 1)} ms, max ${fmt(m.lagMaxMs, 0)} ms; heap max ${fmt(m.heapMaxMb, 0)} MB; /metrics ${fmt(m.metricsBytes / MB, 1)} MB (${fmt(m.seriesPerProbe, 1)} series per probe), ${m.metricsGzip ? `${fmt(m.metricsWireBytes / MB, 2)} MB gzip-compressed as Prometheus asks for it` : 'not compressed'}. The /metrics response inside the daemon (from the request to the body ready to send, compressed) median ${fmt(m.responseMedianMs, 0)} ms, max ${fmt(m.responseMaxMs, 0)} ms; before compression median ${fmt(m.renderMedianMs, 0)} ms, max ${fmt(m.renderMaxMs, 0)} ms, of which the probes' series median ${fmt(m.seriesRenderMedianMs, 0)} ms: rendering proper (its slices added up, without the turns the event loop gives to runs between them; each probe's lines are formatted in the background when its values change, and a scrape copies the unchanged probes' lines from the last exposition in runs) median ${fmt(m.renderWorkMedianMs, 0)} ms, max ${fmt(m.renderWorkMaxMs, 0)} ms (${fmt(m.renderWorkMaxSteadyMs, 0)} ms after the first scrape); the parent's scrape (request to last byte received) median ${fmt(m.scrapeMedianMs, 0)} ms, max ${fmt(m.scrapeMaxMs, 0)} ms; config load and start ${fmt(m.configLoadSeconds, 1)} s. The daemon used ${fmt(m.daemonCpuShare * 100, 0)}% of one core on average; its event loop delay (blocking work, GC, or waiting for a CPU) p99 ${fmt(m.eventLoopDelayP99Ms, 0)} ms, max ${fmt(m.eventLoopDelayMaxMs, 0)} ms.`;
 }
 
 export function scaleMarkdown(r) {
   const p = r.params;
   const m = r.measured;
   const lines = [
-    `${p.http} http + ${p.tunnel} tunnel + ${p.ssh} ssh probes at a ${p.interval} interval for ${fmt(p.minutes, 1)} min, ${p.target}. The daemon is \`startDaemon\` in a child process (--concurrency ${p.concurrency}; at most ${m.inFlightMax} runs were in flight at once); lags are every run's start lag as the scheduler reports it (raw values, not histogram buckets); RSS sampled each second; /metrics scraped every 10 s by the parent with \`Accept-Encoding: gzip\` (render and response times measured inside the daemon).`,
+    `${p.http} http + ${p.tunnel} tunnel + ${p.ssh} ssh probes at a ${p.interval} interval for ${fmt(p.minutes, 1)} min, ${p.target}. The daemon is \`startDaemon\` in a child process (node ${HEAP_FLAGS.join(' ')}, as the sharded StatefulSet runs it; --concurrency ${p.concurrency}; at most ${m.inFlightMax} runs were in flight at once); lags are every run's start lag as the scheduler reports it (raw values, not histogram buckets); RSS sampled each second; /metrics scraped every 10 s by the parent with \`Accept-Encoding: gzip\` (render and response times measured inside the daemon).`,
     '',
     '| check | measured | bound | holds |',
     '| --- | --- | --- | --- |',

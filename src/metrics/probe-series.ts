@@ -3,6 +3,7 @@ import { REASONS, type Reason } from '../core/reasons.js';
 import { PROBE_FAMILIES, RESULTS, type Family, type MetricType } from './families.js';
 import { ByteWriter, escapeHelp, escapeLabel, labelBytes, latin1 } from './exposition.js';
 import { bump, makeLayout, resolveShape, type Layout, type ProbeShape } from './probe-layout.js';
+import { Assembler, type Rendered } from './probe-render.js';
 
 /**
  * The per-probe series of /metrics: 20-35 per probe (see docs/metrics.md), so 11,500 probes make
@@ -17,16 +18,12 @@ export { LATENCY_BUCKETS, PROBE_FAMILIES, RESULTS } from './families.js';
 type Result = (typeof RESULTS)[number];
 type Labels = Record<string, string>;
 
-interface Entry {
+interface Entry extends Rendered {
   labels: Labels;
   /** `probe="x",kind="http",...`, escaped, without braces. */
   text: string;
   /** The same as UTF-8, made at the first render. */
   bytes?: Uint8Array;
-  /** This probe's samples of each family as last rendered (views into one buffer); dropped when a value changes. */
-  lines?: Uint8Array[];
-  /** Their bytes in all. */
-  size?: number;
   layout: Layout;
   v: Float64Array;
 }
@@ -44,6 +41,14 @@ export interface SeriesSpec extends ProbeShape {
   intervalSeconds: number;
 }
 
+/**
+ * Every field from the start, in one order: the render's loops read tens of thousands of entries,
+ * and entries that gained fields in different orders would have different shapes (slower reads).
+ */
+function newEntry(labels: Labels, text: string, layout: Layout): Entry {
+  return { labels, text, bytes: undefined, layout, v: layout.initial.slice(), lines: undefined, size: 0, pos: undefined, gen: 0, version: 0 };
+}
+
 export class ProbeSeries {
   private entries = new Map<string, Entry>();
   private layouts = new Map<string, Layout>();
@@ -58,7 +63,9 @@ export class ProbeSeries {
   constructor(
     private readonly kinds: Record<string, ProbeKind>,
     private readonly onUndeclared?: (probe: string, kind: string, reason: string) => void,
+    options: { sliceMs?: number } = {},
   ) {
+    this.assembler = new Assembler(options.sliceMs);
     for (const k of Object.values(kinds)) for (const m of k.metrics ?? []) if (!this.extraFamilies.has(m.name)) this.extraFamilies.set(m.name, m);
   }
 
@@ -94,10 +101,14 @@ export class ProbeSeries {
         .join(',');
       const layout = this.layoutOf(spec);
       const old = this.entries.get(spec.name);
-      const entry: Entry = old && old.text === text && old.layout === layout ? old : { labels, text, layout, v: layout.initial.slice() };
+      const kept = old && old.text === text && old.layout === layout;
+      const entry: Entry = kept ? old : newEntry(labels, text, layout);
       // Set on every reload: an interval can change while the labels stay.
       if (entry.v[entry.layout.interval] !== spec.intervalSeconds) this.changed(entry);
       entry.v[entry.layout.interval] = spec.intervalSeconds;
+      // A new probe's lines are formatted in the background too, not by the first scrape after a
+      // start or reload (at 11,500 probes, that scrape would format them all at once).
+      if (!kept) this.changed(entry);
       next.set(spec.name, entry);
     }
     this.entries = next;
@@ -266,6 +277,7 @@ export class ProbeSeries {
    * probes are copied, not formatted again.
    */
   render(prefix = ''): Buffer {
+    if (this.rendering) throw new Error('ProbeSeries.render: a renderAsync is still running');
     const steps = this.renderSteps(prefix);
     for (;;) {
       const step = steps.next();
@@ -274,23 +286,35 @@ export class ProbeSeries {
   }
 
   /**
-   * The same as render, giving the event loop a turn every few thousand probes: at 10,000+ probes
-   * a render takes 0.1-0.3 s, and runs due meanwhile would all start that much late.
+   * The same as render, giving the event loop a turn every few hundred probes: at 10,000+ probes
+   * a render takes tens of ms, and runs due meanwhile would all start that much late. Renders run
+   * one after another (each copies from the last one's buffer).
    */
   async renderAsync(prefix = ''): Promise<Buffer> {
-    const steps = this.renderSteps(prefix);
-    let work = 0;
-    for (;;) {
-      const t0 = performance.now();
-      const step = steps.next();
-      work += performance.now() - t0;
-      if (step.done) {
-        this.lastRenderWorkMs = work;
-        return step.value;
+    const before = this.rendering;
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    this.rendering = mine;
+    await before;
+    try {
+      const steps = this.renderSteps(prefix);
+      let work = 0;
+      for (;;) {
+        const t0 = performance.now();
+        const step = steps.next();
+        work += performance.now() - t0;
+        if (step.done) {
+          this.lastRenderWorkMs = work;
+          return step.value;
+        }
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      await new Promise<void>((resolve) => setImmediate(resolve));
+    } finally {
+      if (this.rendering === mine) this.rendering = undefined;
+      done();
     }
   }
+  private rendering?: Promise<void>;
   /** Time the last renderAsync spent rendering, its slices added up (not the turns between them). */
   lastRenderWorkMs = 0;
 
@@ -300,7 +324,7 @@ export class ProbeSeries {
    * of formatting the ones that changed since the last scrape (at 11,500 probes, 2,000 a scrape).
    */
   private changed(e: Entry): void {
-    e.lines = undefined;
+    Assembler.changed(e);
     this.dirty.add(e);
     if (this.flushing) return;
     this.flushing = true;
@@ -313,7 +337,7 @@ export class ProbeSeries {
     let n = 0;
     for (const e of this.dirty) {
       this.dirty.delete(e);
-      if (!e.lines) this.format(e);
+      if (!e.lines && e.gen === 0) this.format(e);
       if (++n === RENDER_CHUNK) return void setImmediate(() => this.flush());
     }
     this.flushing = false;
@@ -331,8 +355,8 @@ export class ProbeSeries {
       offsets.push(scratch.length);
     }
     // A memory of its own, not a slice of Node's shared 8 KB pool: a pool slab lives as long as any
-    // slice of it, so probes formatted again at different times kept up to 3 slabs' worth alive
-    // each (at 11,500 probes, 60 MB of ArrayBuffers beyond the 30 MB of lines).
+    // slice of it, and while nothing scrapes, each probe keeps its lines (a slab's worth each, at
+    // worst, for probes formatted at different times).
     const done = scratch.done();
     const all = Buffer.allocUnsafeSlow(done.length);
     all.set(done);
@@ -341,50 +365,15 @@ export class ProbeSeries {
     return e.lines;
   }
 
-  /** Gives back a buffer render returned once nothing reads it any more, for the next render to fill. */
+  /** Gives back a buffer render returned once nothing reads it any more, for a later render to fill. */
   recycle(body: Buffer): void {
-    const whole = this.issued.get(body.buffer);
-    this.issued.delete(body.buffer);
-    if (whole && (!this.spare || whole.length > this.spare.length)) this.spare = whole;
+    this.assembler.recycle(body);
   }
-  private spare?: Buffer;
-  /** The buffers renders returned views of, by their memory (only these may be recycled). */
-  private issued = new WeakMap<ArrayBufferLike, Buffer>();
+  private readonly assembler: Assembler;
 
-  private *renderSteps(prefix: string): Generator<void, Buffer> {
-    const writers = this.familyWriters();
+  private renderSteps(prefix: string): Generator<void, Buffer> {
     const entries = [...this.entries.values()];
-    // Each probe's lines as of this render: a run recorded during a pause drops the probe's cache
-    // but not this snapshot, so every probe's samples stay consistent with each other.
-    const lines: Uint8Array[][] = new Array(entries.length);
-    let size = Buffer.byteLength(prefix) + writers.reduce((a, f) => a + f.head.length + 1, 0);
-    for (let k = 0; k < entries.length; k++) {
-      const e = entries[k];
-      lines[k] = e.lines ?? this.format(e);
-      size += e.size!;
-      if (k % RENDER_CHUNK === RENDER_CHUNK - 1) yield;
-    }
-    // A recycled buffer saves the page faults of a fresh one of tens of MB (a third of the copy's cost).
-    let out = this.spare;
-    this.spare = undefined;
-    // Room to grow, so a recycled buffer serves the next renders too.
-    if (!out || out.length < size) out = Buffer.allocUnsafeSlow(Math.ceil(size * 1.05));
-    this.issued.set(out.buffer, out);
-    let o = out.write(prefix, 0, 'utf8');
-    for (let i = 0; i < writers.length; i++) {
-      if (i > 0) out[o++] = 10;
-      out.set(writers[i].head, o);
-      o += writers[i].head.length;
-      for (let k = 0; k < lines.length; k++) {
-        const part = lines[k][i];
-        // Most probes have none of another kind's series: no call for an empty part.
-        if (part.length === 0) continue;
-        out.set(part, o);
-        o += part.length;
-      }
-      yield;
-    }
-    return out.subarray(0, o);
+    return this.assembler.steps(prefix, this.familyWriters(), entries, (e) => this.format(e as Entry));
   }
   private scratch?: ByteWriter;
 }

@@ -44,7 +44,22 @@ function expectHardenedPod(pod: Obj, cm: Obj): Obj {
   expect(vols.probes.configMap.name).toBe(cm.metadata.name);
   expect(cm.metadata.name).toMatch(/^fleetprobe-probes-[a-z0-9]+$/);
   expect(c.envFrom).toEqual([{ configMapRef: { name: expect.stringMatching(/^fleetprobe-settings-[a-z0-9]+$/) } }]);
+  expectHeapCapUnderLimit(c);
   return c;
+}
+
+/**
+ * V8's heap cap (NODE_OPTIONS) below the container's memory limit, with room for what is outside
+ * the heap (buffers, the exposition, code): V8 collects before the kernel kills the pod.
+ */
+function expectHeapCapUnderLimit(c: Obj): void {
+  const options = c.env.find((e: Obj) => e.name === 'NODE_OPTIONS')?.value ?? '';
+  const cap = /--max-old-space-size=(\d+)/.exec(options);
+  expect(cap, `NODE_OPTIONS "${options}" sets --max-old-space-size`).not.toBeNull();
+  const limit = /^(\d+)(Mi|Gi)$/.exec(c.resources.limits.memory)!;
+  const limitMb = Number(limit[1]) * (limit[2] === 'Gi' ? 1024 : 1);
+  expect(Number(cap![1]), `heap cap vs memory limit ${c.resources.limits.memory}`).toBeLessThanOrEqual(limitMb * 0.8);
+  expect(Number(cap![1])).toBeGreaterThanOrEqual(limitMb * 0.5);
 }
 
 /** The generated ConfigMap of the probe files (the other one holds the settings). */
@@ -312,6 +327,7 @@ describe.skipIf(!shardedKubectl)('Kubernetes sharded variant (deploy/kubernetes/
     const [svc] = of('Service');
     const [c] = sts.spec.template.spec.containers;
     expect(c.env.find((e: Obj) => e.name === 'FLEETPROBE_SHARD').value).toBe(`auto/${sts.spec.replicas}`);
+    expectHeapCapUnderLimit(c);
     expect(sts.spec.replicas).toBeGreaterThan(1);
     expect(sts.spec.serviceName).toBe(svc.metadata.name);
     expect(svc.spec.clusterIP).toBe('None');

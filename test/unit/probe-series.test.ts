@@ -126,21 +126,83 @@ describe('ProbeSeries', () => {
     expect(text).not.toContain('probe_success{');
   });
 
-  it('a render given back with recycle() is filled again by the next one, never a buffer it did not make', async () => {
+  it('a render given back with recycle() is filled again once another is the last, never a buffer it did not make', async () => {
     const series = new ProbeSeries({ web: kind });
     const run = { success: true, aborted: false, reason: null, durationSeconds: 1, phases: {}, startedAt: 1000 };
     series.configure(['a', 'b'].map((name) => ({ name, kind: 'web', labels: {}, intervalSeconds: 60 })));
+    series.recordRun('a', run);
+    series.recordRun('b', run);
     const first = await series.renderAsync('# prefix\n');
     series.recycle(first);
     series.recordRun('a', run);
+    // The next render copies the unchanged probes from the last one: it cannot write into it.
     const second = await series.renderAsync('# prefix\n');
-    expect(second.buffer).toBe(first.buffer);
-    // The same text as a render into a fresh buffer.
-    expect(second.toString()).toBe(series.render('# prefix\n').toString());
-    expect(second.toString()).toContain('probe_runs_total{probe="a",kind="web",result="success"} 1\n');
+    expect(second.buffer).not.toBe(first.buffer);
+    series.recycle(second);
+    series.recordRun('b', run);
+    const third = await series.renderAsync('# prefix\n');
+    expect(third.buffer).toBe(first.buffer);
+    // The same text as a render from scratch.
+    const fresh = new ProbeSeries({ web: kind });
+    fresh.configure(['a', 'b'].map((name) => ({ name, kind: 'web', labels: {}, intervalSeconds: 60 })));
+    for (const name of ['a', 'b', 'a', 'b']) fresh.recordRun(name, run);
+    expect(third.toString()).toBe(fresh.render('# prefix\n').toString());
+    expect(third.toString()).toContain('probe_runs_total{probe="a",kind="web",result="success"} 2\n');
     const foreign = Buffer.alloc(1 << 20);
     series.recycle(foreign);
     expect((await series.renderAsync()).buffer).not.toBe(foreign.buffer);
+  });
+
+  it('two scrapes at once render one after the other, each whole', async () => {
+    const series = new ProbeSeries({ web: kind }, undefined, { sliceMs: 0 });
+    const specs = Array.from({ length: 1200 }, (_, i) => ({ name: `p${i}`, kind: 'web', labels: {}, intervalSeconds: 60 }));
+    series.configure(specs);
+    const run = { success: true, aborted: false, reason: null, durationSeconds: 0.5, phases: {}, startedAt: 1000 };
+    await series.renderAsync();
+    series.recordRun('p3', run);
+    const [a, b] = await Promise.all([series.renderAsync(), series.renderAsync()]);
+    const fresh = new ProbeSeries({ web: kind });
+    fresh.configure(specs);
+    fresh.recordRun('p3', run);
+    const want = fresh.render().toString();
+    expect(a.toString()).toBe(want);
+    expect(b.toString()).toBe(want);
+    expect(b.buffer).not.toBe(a.buffer);
+  });
+
+  it('renders what a render from scratch gives, scrape after scrape, with runs during renders and reloads between them', async () => {
+    const names = Array.from({ length: 1500 }, (_, i) => `p${i}`);
+    const spec = (name: string, interval = 60) => ({ name, kind: 'web', labels: { zone: name.length % 2 ? 'a' : 'b' }, intervalSeconds: interval });
+    // A turn of the event loop every few hundred probes, as a render of 10,000s does.
+    const live = new ProbeSeries({ web: kind }, undefined, { sliceMs: 0 });
+    const ops: ((s: ProbeSeries) => void)[] = [];
+    const apply = (op: (s: ProbeSeries) => void) => {
+      ops.push(op);
+      op(live);
+    };
+    let seed = 7;
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    apply((s) => s.configure(names.map((n) => spec(n))));
+    let body: Buffer | undefined;
+    for (let round = 0; round < 12; round++) {
+      for (let j = 0; j < 200; j++) {
+        const name = names[Math.floor(rand() * names.length)];
+        const r = { success: rand() < 0.8, aborted: false, reason: 'connect', durationSeconds: rand(), phases: { connect: rand() }, startedAt: 1000 + round };
+        apply((s) => s.recordRun(name, r));
+      }
+      // A reload now and then: a probe dropped, one added, an interval changed.
+      if (round % 4 === 3) apply((s) => s.configure([...names.slice(round).map((n) => spec(n, n === 'p20' ? 30 : 60)), spec(`new${round}`)]));
+      if (body) live.recycle(body);
+      const pending = live.renderAsync('# p\n');
+      // Runs recorded while the render yields are in the next render, not this one.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const expected = new ProbeSeries({ web: kind });
+      for (const op of ops) op(expected);
+      const late = { success: false, aborted: false, reason: 'timeout', durationSeconds: 2, phases: {}, startedAt: 5000 + round };
+      apply((s) => s.recordRun(names[round * 7], late));
+      body = await pending;
+      expect(body.toString()).toBe(expected.render('# p\n').toString());
+    }
   });
 
   it('writes whole and fractional numbers exactly', () => {
