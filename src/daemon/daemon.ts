@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
+import { collectGarbage } from './collect-garbage.js';
 import { ConfigError } from '../core/errors.js';
 import { DEFAULT_HISTORY_LIMITS, RunHistory, type HistoryLimits } from './history.js';
 import { HeldProbes, isHeld } from './hold.js';
@@ -60,6 +61,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         { shard: `${shard.index}/${shard.count}`, probes: probes.length, total: all.probes.length },
         `shard ${shard.index}/${shard.count}: running ${probes.length} of ${all.probes.length} probes`,
       );
+    // The parse's garbage goes now, not on top of the runs' (collect-garbage.ts).
+    collectGarbage();
     return { ...all, probes };
   };
   const config = load();

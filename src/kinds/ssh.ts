@@ -127,8 +127,25 @@ function forwardOut(client: Client, host: string, port: number, signal: AbortSig
   });
 }
 
+type SecondOpinion = (ctx: ProbeContext, err: UnexplainedHostError) => Promise<ProbeError>;
+
+/**
+ * Corroboration once a run: the sessions of a batch (`sessions: N`) go to one device, so when
+ * several meet a bare host error, the first asks the tunnel and the API and the others wait for
+ * its answer (in their own `corroborate` phase) instead of opening N tunnels and making N API
+ * calls about the same device: load on the platform at the moment it is in trouble.
+ */
+function oncePerRun(c: SshConfig): SecondOpinion {
+  let asked: Promise<ProbeError> | undefined;
+  return async (ctx, err) => {
+    if (!asked) return (asked = corroborate(ctx, c, err));
+    const verdict = await ctx.phase('corroborate', () => asked!);
+    return new ProbeError(verdict.reason, verdict.message);
+  };
+}
+
 /** One session of the probe, from DNS to the checked command. Closes everything it opened. */
-async function runOne(ctx: ProbeContext, c: SshConfig): Promise<void> {
+async function runOne(ctx: ProbeContext, c: SshConfig, secondOpinion: SecondOpinion): Promise<void> {
   const credentials = credentialsOf(c);
   const first = c.mode === 'proxy' ? c.sshProxy : c.mode === 'jump' ? c.bastion! : c.host!;
   const common = { credentials, keepaliveMs: c.keepalive, handshakeTimeoutMs: c.timeouts.handshake, authTimeoutMs: c.timeouts.auth };
@@ -157,7 +174,7 @@ async function runOne(ctx: ProbeContext, c: SshConfig): Promise<void> {
       await runSshSession(ctx, socket, firstHop, { ...command, proxyCommand, target: `device ${c.device}${c.container ? ` container ${c.container}` : ''}` });
     } catch (err) {
       if (!(err instanceof UnexplainedHostError)) throw err;
-      const verdict = await corroborate(ctx, c, err);
+      const verdict = await secondOpinion(ctx, err);
       // The session is what failed: the verdict is charged to it, after `corroborate` in the timeline.
       await ctx.phase('session', () => {
         throw verdict;
@@ -207,7 +224,8 @@ const sshKindOne = defineKind({
   async run(ctx, cfg) {
     if (cfg.insecureAcceptAnyHostKey)
       ctx.log.warn('SSH host key verification is disabled for this probe (insecureAcceptAnyHostKey): anyone in the middle can answer');
-    await runSessions(ctx, 'ssh', cfg, (sub) => runOne(sub, cfg));
+    const secondOpinion = oncePerRun(cfg);
+    await runSessions(ctx, 'ssh', cfg, (sub) => runOne(sub, cfg, secondOpinion));
   },
 });
 

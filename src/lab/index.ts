@@ -55,7 +55,7 @@ export interface Lab {
   /** Which devices are connected (the tunnel proxy's view) and what the API says about them. */
   deviceStates: LabDeviceStates;
   /** The tunnel proxy's connection counts, for tests of bounded concurrency. */
-  tunnelProxy: { openTunnels(): number; peakConnections(): number; resetPeak(): void };
+  tunnelProxy: { openTunnels(): number; peakConnections(): number; resetPeak(): void; accepted(): number };
   /** Closes every server and every open connection; idempotent. */
   close(): Promise<void>;
 }

@@ -65,6 +65,8 @@ export interface TunnelProxy extends LabServer {
   /** Most client connections open at once since the last resetPeak() (tests of bounded concurrency). */
   peakConnections(): number;
   resetPeak(): void;
+  /** Client connections accepted since the start (tests of how often a probe opens a tunnel). */
+  accepted(): number;
 }
 
 function tokenOk(header: string | undefined, tokens: string[]): boolean {
@@ -113,11 +115,13 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
 
   let connections = 0;
   let peak = 0;
+  let accepted = 0;
   // tunnel-queue: when the single worker is next free (ms since the epoch).
   let queueFreeAt = 0;
   const accept = (client: net.Socket) => {
     client.on('error', () => undefined);
     peak = Math.max(peak, ++connections);
+    accepted++;
     client.once('close', () => connections--);
     let head = Buffer.alloc(0);
     const onData = (d: Buffer) => {
@@ -216,6 +220,7 @@ export async function startTunnelProxy(opts: TunnelProxyOptions): Promise<Tunnel
     openTunnels: () => tunnels.size,
     peakConnections: () => peak,
     resetPeak: () => (peak = connections),
+    accepted: () => accepted,
     close: async () => {
       unsubscribe();
       delays.cancelAll();

@@ -74,15 +74,19 @@ export class Assembler {
 
   /**
    * `prefix`, then every family's head and every probe's lines of it, families separated by a
-   * blank line. Yields every few hundred probes. `format` gives a probe's lines when it changed
-   * since the last render; a probe that changes while this runs keeps the lines it had when the
-   * render began (every probe's samples stay consistent with each other), and is copied from its
-   * new lines next time. Renders must not overlap: each reads the last one's buffer.
+   * blank line. Yields every few hundred probes, by the clock. `format` gives a probe's lines when
+   * it changed since the last render. Each probe is taken as it is when the first pass reaches it
+   * (the first few hundred when the render begins, the others a turn or more later): a change after
+   * that is in the next render, so all of a probe's samples come from one moment. Renders must not
+   * overlap: each reads the last one's buffer.
    */
   // long: two passes (snapshot and sizes, then family by family) that share their running state.
   *steps(prefix: string, families: readonly Family[], entries: readonly Rendered[], format: (e: Rendered) => Uint8Array[]): Generator<void, Buffer> {
     const last = this.last;
     const lastGen = this.lastGen;
+    // Positions are rewritten as this goes: a render that never finishes (an error) must leave
+    // the next one copying nothing from `last`.
+    this.lastGen = -1;
     const F = families.length;
     const fresh: (Uint8Array[] | undefined)[] = new Array(entries.length);
     const versions = new Int32Array(entries.length);
@@ -113,6 +117,12 @@ export class Assembler {
       let to = -1;
       let at = 0;
       for (let k = 0; k < entries.length; k++) {
+        // A turn for the event loop mid-family too (a family of 11,500 probes is 2-25 ms): the
+        // pending run stays pending, its source `last` does not change while a render runs.
+        if (k % CHUNK === 0 && k > 0 && performance.now() - slice >= this.sliceMs) {
+          yield;
+          slice = performance.now();
+        }
         const e = entries[k];
         const part = fresh[k];
         const pos = (e.pos ??= new Array<number>(2 * F).fill(0));

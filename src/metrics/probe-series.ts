@@ -272,9 +272,9 @@ export class ProbeSeries {
 
   /**
    * Exposition text of every family (HELP, TYPE, samples), families separated by a blank line,
-   * after `prefix` (the rest of /metrics), in one buffer. Each probe's lines are kept from the
-   * last render until one of its values changes: with scrapes more frequent than runs, most
-   * probes are copied, not formatted again.
+   * after `prefix` (the rest of /metrics), in one buffer. A probe is formatted again only when
+   * one of its values changed (in the background, see changed()); the others' lines are copied
+   * from the last render (probe-render.ts): with scrapes more frequent than runs, most probes.
    */
   render(prefix = ''): Buffer {
     if (this.rendering) throw new Error('ProbeSeries.render: a renderAsync is still running');

@@ -314,6 +314,21 @@ describe('ssh kind against the embedded lab', () => {
     }
   });
 
+  it('a batch of sessions that all meet a bare host error corroborates once: one tunnel, the same verdict for each', async () => {
+    lab.faults.set('proxy-host-error', true);
+    try {
+      const before = lab.tunnelProxy.accepted();
+      const r = await runSsh(corroborated({ tunnel: true }, { sessions: 3 }));
+      expect(r.success).toBe(false);
+      expect(r.reason).toBe('device_auth');
+      expect(r.message).toContain('3 of 3 sessions failed');
+      expect(r.message).toContain('device_auth x3');
+      expect(lab.tunnelProxy.accepted() - before).toBe(1);
+    } finally {
+      lab.faults.set('proxy-host-error', false);
+    }
+  });
+
   it('a healthy run with corroboration configured never enters corroborate', async () => {
     const r = await runSsh(corroborated({ tunnel: true, api: true }));
     expectOutcome(r, PASS);
