@@ -158,6 +158,11 @@ export class Metrics {
    */
   lastSeriesRender = { wallMs: 0, workMs: 0 };
 
+  /** Renders the probes' series once, for nobody: the next render copies from it (call before runs start). */
+  prime(): void {
+    this.probes.recycle(this.probes.render());
+  }
+
   /** Hands back a body of renderBytes once nothing reads it (sent, or compressed), for the next render to fill. */
   recycle(body: Buffer): void {
     this.probes.recycle(body);
