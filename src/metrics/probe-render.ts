@@ -14,12 +14,9 @@ export interface Rendered {
   lines?: Uint8Array[];
   /** Their bytes in all (still right once `lines` is dropped: they are unchanged). */
   size?: number;
-  /**
-   * Where its lines of each family are in the last exposition: start and length, family by family.
-   * A plain array of small integers: a typed array this size would be an ArrayBuffer of its own per probe.
-   */
-  pos?: number[];
-  /** The render `pos` refers to, 0 when its values changed since (its lines must come from `lines`). */
+  /** Its place in the last render's order (where the render's table has its lines' places). */
+  idx: number;
+  /** The render `idx` refers to, 0 when its values changed since (its lines must come from `lines`). */
   gen: number;
   /** Counts changes, so a render knows whether one came while it ran. */
   version: number;
@@ -44,6 +41,13 @@ export class Assembler {
 
   /** The last exposition made, which the next one copies from; never written while it is the last. */
   private last?: Buffer;
+  /**
+   * Where each probe's lines of each family are in `last`, family by family (for family i, probe
+   * k: start at 2(i n + k), length after it): one table that the family loops walk in order,
+   * rather than a small array on each probe, which cost a cache miss per probe and family.
+   */
+  private lastPos = new Int32Array(0);
+  private lastN = 0;
   private lastGen = 0;
   private gen = 0;
   /** The last exposition was handed back (recycle): once another is the last, it may be filled again. */
@@ -80,24 +84,25 @@ export class Assembler {
    * that is in the next render, so all of a probe's samples come from one moment. Renders must not
    * overlap: each reads the last one's buffer.
    */
-  // long: two passes (snapshot and sizes, then family by family) that share their running state.
   *steps(prefix: string, families: readonly Family[], entries: readonly Rendered[], format: (e: Rendered) => Uint8Array[]): Generator<void, Buffer> {
     const last = this.last;
     const lastGen = this.lastGen;
     // Positions are rewritten as this goes: a render that never finishes (an error) must leave
     // the next one copying nothing from `last`.
     this.lastGen = -1;
+    const lastPos = this.lastPos;
+    const lastN = this.lastN;
     const F = families.length;
-    const fresh: (Uint8Array[] | undefined)[] = new Array(entries.length);
-    const versions = new Int32Array(entries.length);
+    const n = entries.length;
+    // Where each probe's unchanged lines are in `last` (its index there), or -1: from `fresh`.
+    const src = new Int32Array(n);
+    const fresh: (Uint8Array[] | undefined)[] = new Array(n);
+    const versions = new Int32Array(n);
     let size = Buffer.byteLength(prefix) + families.reduce((a, f) => a + f.head.length + 1, 0);
     let slice = performance.now();
-    for (let k = 0; k < entries.length; k++) {
-      const e = entries[k];
-      versions[k] = e.version;
-      if (!(last && e.gen === lastGen && e.pos)) fresh[k] = e.lines ?? format(e);
-      size += e.size!;
-      if (k % CHUNK === CHUNK - 1 && performance.now() - slice >= this.sliceMs) {
+    for (let k = 0; k < n; k += CHUNK) {
+      size += snapshot(entries, k, Math.min(n, k + CHUNK), last ? lastGen : NaN, src, fresh, versions, format);
+      if (performance.now() - slice >= this.sliceMs) {
         yield;
         slice = performance.now();
       }
@@ -107,69 +112,140 @@ export class Assembler {
     this.spare = undefined;
     // Room to grow, so a recycled buffer serves the next renders too.
     if (!out || out.length < size) out = Buffer.allocUnsafeSlow(Math.ceil(size * 1.05));
-    let o = out.write(prefix, 0, 'utf8');
+    const pos = new Int32Array(2 * F * n);
+    const c: Cursor = { o: out.write(prefix, 0, 'utf8'), from: -1, to: -1, at: 0 };
     for (let i = 0; i < F; i++) {
-      if (i > 0) out[o++] = 10;
-      out.set(families[i].head, o);
-      o += families[i].head.length;
-      // A run of unchanged probes waiting to be copied: last[from, to) goes to out at `at`.
-      let from = -1;
-      let to = -1;
-      let at = 0;
-      for (let k = 0; k < entries.length; k++) {
+      if (i > 0) out[c.o++] = 10;
+      out.set(families[i].head, c.o);
+      c.o += families[i].head.length;
+      c.from = c.to = -1;
+      const from = { last: lastPos, base: 2 * i * lastN };
+      for (let k = 0; k < n; k += CHUNK) {
         // A turn for the event loop mid-family too (a family of 11,500 probes is 2-25 ms): the
         // pending run stays pending, its source `last` does not change while a render runs.
-        if (k % CHUNK === 0 && k > 0 && performance.now() - slice >= this.sliceMs) {
+        copyChunk(c, i, k, Math.min(n, k + CHUNK), src, fresh, from, pos, 2 * i * n, last, out);
+        if (performance.now() - slice >= this.sliceMs) {
           yield;
           slice = performance.now();
         }
-        const e = entries[k];
-        const part = fresh[k];
-        const pos = (e.pos ??= new Array<number>(2 * F).fill(0));
-        if (part === undefined) {
-          const start = pos[2 * i];
-          const len = pos[2 * i + 1];
-          pos[2 * i] = o;
-          if (len === 0) continue;
-          if (start !== to) {
-            if (to > from) last!.copy(out, at, from, to);
-            from = to = start;
-            at = o;
-          }
-          to += len;
-          o += len;
-        } else {
-          const p = part[i];
-          pos[2 * i] = o;
-          pos[2 * i + 1] = p.length;
-          if (p.length === 0) continue;
-          if (to > from) last!.copy(out, at, from, to);
-          from = to = -1;
-          out.set(p, o);
-          o += p.length;
-        }
       }
-      if (to > from) last!.copy(out, at, from, to);
-      if (performance.now() - slice >= this.sliceMs) {
-        yield;
-        slice = performance.now();
-      }
+      if (c.to > c.from) last!.copy(out, c.at, c.from, c.to);
     }
+    const o = c.o;
     const gen = ++this.gen;
     for (let k = 0; k < entries.length; k++) {
       const e = entries[k];
       // Changed while this ran: its place in `out` holds its old lines; it stays stale.
       if (e.version !== versions[k]) continue;
       e.gen = gen;
+      e.idx = k;
       e.lines = undefined;
     }
     const old = this.last;
     const oldReturned = this.lastReturned;
     this.last = out;
+    this.lastPos = pos;
+    this.lastN = n;
     this.lastGen = gen;
     this.lastReturned = false;
     if (old && oldReturned && old !== out) this.offer(old);
     this.issued.set(out.buffer, out);
     return out.subarray(0, o);
   }
+}
+
+/** Where a render writes, and the run of unchanged probes waiting to be copied: last[from, to) to out at `at`. */
+interface Cursor {
+  o: number;
+  from: number;
+  to: number;
+  at: number;
+}
+
+// The two loops below are plain functions called chunk by chunk, not the generator's own loops:
+// V8 optimizes a function called hundreds of times a render at once, but a generator only after
+// several renders (its loops are not optimized while it runs), which made the first minute's
+// renders 2-3 times as slow.
+
+/**
+ * Entries [k0, k1) as this render takes them: their version, and where their lines come from:
+ * their place in the render of generation `lastGen` (NaN: there is none) if unchanged since, else
+ * their lines. Returns their size in bytes.
+ */
+function snapshot(
+  entries: readonly Rendered[],
+  k0: number,
+  k1: number,
+  lastGen: number,
+  src: Int32Array,
+  fresh: (Uint8Array[] | undefined)[],
+  versions: Int32Array,
+  format: (e: Rendered) => Uint8Array[],
+): number {
+  let size = 0;
+  for (let k = k0; k < k1; k++) {
+    const e = entries[k];
+    versions[k] = e.version;
+    if (e.gen === lastGen) src[k] = e.idx;
+    else {
+      src[k] = -1;
+      fresh[k] = e.lines ?? format(e);
+    }
+    size += e.size!;
+  }
+  return size;
+}
+
+/**
+ * Family `i` of entries [k0, k1) into `out` at the cursor, their places noted in `pos` from `base`:
+ * an unchanged probe's lines extend the run waiting to be copied from `last`, a changed probe's
+ * are copied from its lines.
+ */
+function copyChunk(
+  c: Cursor,
+  i: number,
+  k0: number,
+  k1: number,
+  src: Int32Array,
+  fresh: readonly (Uint8Array[] | undefined)[],
+  from: { last: Int32Array; base: number },
+  pos: Int32Array,
+  base: number,
+  last: Buffer | undefined,
+  out: Buffer,
+): void {
+  const lastPos = from.last;
+  const lastBase = from.base;
+  let { o, from: runFrom, to, at } = c;
+  for (let k = k0; k < k1; k++) {
+    const j = src[k];
+    const at2 = base + 2 * k;
+    if (j >= 0) {
+      const start = lastPos[lastBase + 2 * j];
+      const len = lastPos[lastBase + 2 * j + 1];
+      pos[at2] = o;
+      pos[at2 + 1] = len;
+      if (len === 0) continue;
+      if (start !== to) {
+        if (to > runFrom) last!.copy(out, at, runFrom, to);
+        runFrom = to = start;
+        at = o;
+      }
+      to += len;
+      o += len;
+    } else {
+      const p = fresh[k]![i];
+      pos[at2] = o;
+      pos[at2 + 1] = p.length;
+      if (p.length === 0) continue;
+      if (to > runFrom) last!.copy(out, at, runFrom, to);
+      runFrom = to = -1;
+      out.set(p, o);
+      o += p.length;
+    }
+  }
+  c.o = o;
+  c.from = runFrom;
+  c.to = to;
+  c.at = at;
 }

@@ -46,7 +46,7 @@ export interface SeriesSpec extends ProbeShape {
  * and entries that gained fields in different orders would have different shapes (slower reads).
  */
 function newEntry(labels: Labels, text: string, layout: Layout): Entry {
-  return { labels, text, bytes: undefined, layout, v: layout.initial.slice(), lines: undefined, size: 0, pos: undefined, gen: 0, version: 0 };
+  return { labels, text, bytes: undefined, layout, v: layout.initial.slice(), lines: undefined, size: 0, idx: 0, gen: 0, version: 0 };
 }
 
 export class ProbeSeries {

@@ -28,7 +28,7 @@ function change(p: P, value: number): void {
 }
 
 describe('Assembler', () => {
-  const probes = (): P[] => Array.from({ length: 10 }, (_, i) => ({ name: `p${i}`, value: i, gen: 0, version: 0 }));
+  const probes = (): P[] => Array.from({ length: 10 }, (_, i) => ({ name: `p${i}`, value: i, idx: 0, gen: 0, version: 0 }));
 
   it('copies unchanged probes from the last exposition and the changed ones from their new lines', () => {
     const a = new Assembler(0);
