@@ -97,8 +97,18 @@ export function tlsPeer(cert: { certPem: string; keyPem: string }, onSocket: (s:
   return listenPeer(tls.createServer({ cert: cert.certPem, key: cert.keyPem }, onSocket), 'https');
 }
 
-/** A port nothing listens on: bound, then released. */
+/**
+ * A port nothing listens on. First a low one, below the range the kernel picks ports 0 from: a
+ * port bound and released could be taken meanwhile by a server of a test file running beside
+ * (seen: "nothing listens" met a TLS server's reset). Checked refused; if none is, the old way.
+ */
 export async function closedPort(): Promise<number> {
+  for (const port of [1, 9, 47]) if (await refused(port)) return port;
+  return freePort();
+}
+
+/** A port free for a server to listen on: bound, then released (for a peer that cannot take port 0). */
+export async function freePort(): Promise<number> {
   const s = net.createServer();
   await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
   const port = (s.address() as net.AddressInfo).port;
@@ -139,5 +149,14 @@ export function readRequestBody(req: http.IncomingMessage): Promise<string> {
     req.on('data', (c: string) => (body += c));
     req.on('end', () => resolve(body));
     req.on('error', reject);
+  });
+}
+
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.once('connect', () => (c.destroy(), resolve(false)));
+    c.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+    c.setTimeout(1000, () => (c.destroy(), resolve(false)));
   });
 }

@@ -6,7 +6,7 @@ import type { RunResult } from '../../src/core/result.js';
 import { tunnelKind } from '../../src/kinds/tunnel.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { tempDir } from '../helpers/cli.js';
-import { closedPort } from '../helpers/http-peers.js';
+import { closedPort, freePort } from '../helpers/http-peers.js';
 import { runKindOnce } from '../helpers/run-kind.js';
 
 /**
@@ -51,7 +51,7 @@ async function waitForPort(port: number, child: ChildProcess, ms = 5000): Promis
 
 /** Stock tinyproxy on a free port with BasicAuth and these extra config lines; stop() ends it. */
 async function startTinyproxy(extra: string[]): Promise<{ port: number; stop(): Promise<void> }> {
-  const port = await closedPort();
+  const port = await freePort();
   const dir = tempDir('fleetprobe-tinyproxy-');
   const conf = path.join(dir, 'tinyproxy.conf');
   fs.writeFileSync(
