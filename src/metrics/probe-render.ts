@@ -113,17 +113,17 @@ export class Assembler {
     // Room to grow, so a recycled buffer serves the next renders too.
     if (!out || out.length < size) out = Buffer.allocUnsafeSlow(Math.ceil(size * 1.05));
     const pos = new Int32Array(2 * F * n);
+    const p: Pass = { src, fresh, last, lastPos, lastN, out, pos, n };
     const c: Cursor = { o: out.write(prefix, 0, 'utf8'), from: -1, to: -1, at: 0 };
     for (let i = 0; i < F; i++) {
       if (i > 0) out[c.o++] = 10;
       out.set(families[i].head, c.o);
       c.o += families[i].head.length;
       c.from = c.to = -1;
-      const from = { last: lastPos, base: 2 * i * lastN };
       for (let k = 0; k < n; k += CHUNK) {
         // A turn for the event loop mid-family too (a family of 11,500 probes is 2-25 ms): the
         // pending run stays pending, its source `last` does not change while a render runs.
-        copyChunk(c, i, k, Math.min(n, k + CHUNK), src, fresh, from, pos, 2 * i * n, last, out);
+        copyChunk(p, c, i, k, Math.min(n, k + CHUNK));
         if (performance.now() - slice >= this.sliceMs) {
           yield;
           slice = performance.now();
@@ -152,6 +152,21 @@ export class Assembler {
     this.issued.set(out.buffer, out);
     return out.subarray(0, o);
   }
+}
+
+/** What the family loops of one render read and fill. */
+interface Pass {
+  /** Each probe's index in the last render, or -1: its lines are in `fresh`. */
+  src: Int32Array;
+  fresh: readonly (Uint8Array[] | undefined)[];
+  last: Buffer | undefined;
+  /** The last render's places (family-major, see Assembler.lastPos) over its `lastN` probes. */
+  lastPos: Int32Array;
+  lastN: number;
+  out: Buffer;
+  /** This render's places, filled as it goes, over its `n` probes. */
+  pos: Int32Array;
+  n: number;
 }
 
 /** Where a render writes, and the run of unchanged probes waiting to be copied: last[from, to) to out at `at`. */
@@ -197,25 +212,14 @@ function snapshot(
 }
 
 /**
- * Family `i` of entries [k0, k1) into `out` at the cursor, their places noted in `pos` from `base`:
- * an unchanged probe's lines extend the run waiting to be copied from `last`, a changed probe's
- * are copied from its lines.
+ * Family `i` of entries [k0, k1) into `out` at the cursor, their places noted in `pos`: an
+ * unchanged probe's lines extend the run waiting to be copied from `last`, a changed probe's are
+ * copied from its lines.
  */
-function copyChunk(
-  c: Cursor,
-  i: number,
-  k0: number,
-  k1: number,
-  src: Int32Array,
-  fresh: readonly (Uint8Array[] | undefined)[],
-  from: { last: Int32Array; base: number },
-  pos: Int32Array,
-  base: number,
-  last: Buffer | undefined,
-  out: Buffer,
-): void {
-  const lastPos = from.last;
-  const lastBase = from.base;
+function copyChunk(p: Pass, c: Cursor, i: number, k0: number, k1: number): void {
+  const { src, fresh, last, lastPos, out, pos } = p;
+  const lastBase = 2 * i * p.lastN;
+  const base = 2 * i * p.n;
   let { o, from: runFrom, to, at } = c;
   for (let k = k0; k < k1; k++) {
     const j = src[k];
@@ -234,14 +238,14 @@ function copyChunk(
       to += len;
       o += len;
     } else {
-      const p = fresh[k]![i];
+      const part = fresh[k]![i];
       pos[at2] = o;
-      pos[at2 + 1] = p.length;
-      if (p.length === 0) continue;
+      pos[at2 + 1] = part.length;
+      if (part.length === 0) continue;
       if (to > runFrom) last!.copy(out, at, runFrom, to);
       runFrom = to = -1;
-      out.set(p, o);
-      o += p.length;
+      out.set(part, o);
+      o += part.length;
     }
   }
   c.o = o;

@@ -103,12 +103,11 @@ export class ProbeSeries {
       const old = this.entries.get(spec.name);
       const kept = old && old.text === text && old.layout === layout;
       const entry: Entry = kept ? old : newEntry(labels, text, layout);
-      // Set on every reload: an interval can change while the labels stay.
-      if (entry.v[entry.layout.interval] !== spec.intervalSeconds) this.changed(entry);
+      // Set on every reload: an interval can change while the labels stay. A new probe's lines
+      // are formatted in the background too, not by the first scrape after a start or reload (at
+      // 11,500 probes, that scrape would format them all at once).
+      if (!kept || entry.v[entry.layout.interval] !== spec.intervalSeconds) this.changed(entry);
       entry.v[entry.layout.interval] = spec.intervalSeconds;
-      // A new probe's lines are formatted in the background too, not by the first scrape after a
-      // start or reload (at 11,500 probes, that scrape would format them all at once).
-      if (!kept) this.changed(entry);
       next.set(spec.name, entry);
     }
     this.entries = next;
