@@ -39,11 +39,11 @@ export async function startDaemonProcess({ configFile, nodeArgs = [], args = [],
     async runs() {
       let total = 0;
       let failed = 0;
+      // Completed runs are the latency histogram's count; every failed one counts under a reason.
       for (const line of (await metricsText()).split('\n')) {
-        if (!line.startsWith('probe_runs_total{')) continue;
         const n = Number(line.slice(line.lastIndexOf(' ') + 1));
-        total += n;
-        if (line.includes('result="failure"')) failed += n;
+        if (line.startsWith('probe_latency_seconds_count{')) total += n;
+        else if (line.startsWith('probe_failures_total{')) failed += n;
       }
       return { total, failed };
     },

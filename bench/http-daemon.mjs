@@ -90,7 +90,7 @@ export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, second
     fp = await startFleetprobe(configFile);
     const scrape = async () => {
       const text = await (await fetch(`http://127.0.0.1:${fp.port}/metrics`)).text();
-      return { failed: sumSamples(text, 'probe_runs_total', /result="failure"/), skipped: sumSamples(text, 'probe_skipped_runs_total') };
+      return { failed: sumSamples(text, 'probe_failures_total'), skipped: sumSamples(text, 'probe_skipped_runs_total') };
     };
     const window = async (side, rate) => {
       const pid = side === 'fleetprobe' ? fp.proc.pid : blackbox.proc.pid;
@@ -172,8 +172,8 @@ export async function runHttpDaemonBench({ rates = [50, 200], rounds = 5, second
     // Every run the daemon made passed, and none was skipped.
     const metrics = await (await fetch(`http://127.0.0.1:${fp.port}/metrics`)).text();
     checks = {
-      runs: sumSamples(metrics, 'probe_runs_total'),
-      failed: sumSamples(metrics, 'probe_runs_total', /result="failure"/),
+      runs: sumSamples(metrics, 'probe_latency_seconds_count'),
+      failed: sumSamples(metrics, 'probe_failures_total'),
       skipped: sumSamples(metrics, 'probe_skipped_runs_total'),
     };
     if (profile) prof = await profileDaemon({ configFile, probes, rate: rates[0], seconds: Math.max(seconds * 2, 20) });

@@ -107,7 +107,7 @@ async function daemonRound(daemon, configFile, t, seconds) {
   fs.writeFileSync(configFile, probeFile(t, count, false));
   daemon.reload();
   await sleep(1500);
-  const runs = sumOf(text1, 'probe_runs_total') - sumOf(text0, 'probe_runs_total');
+  const runs = sumOf(text1, 'probe_latency_seconds_count') - sumOf(text0, 'probe_latency_seconds_count');
   const failed = sumOf(text1, 'probe_failures_total') - sumOf(text0, 'probe_failures_total');
   if (failed > 0 || runs === 0) throw new Error(`the daemon's ssh probes of ${t.name}: ${failed} of ${runs} runs failed (${daemon.url}/probes)`);
   const latencyMs = ((sumOf(text1, 'probe_latency_seconds_sum') - sumOf(text0, 'probe_latency_seconds_sum')) / runs) * 1000;

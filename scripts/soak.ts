@@ -188,7 +188,7 @@ async function main(): Promise<number> {
       const now = {
         lagSum: metric(text, 'fleetprobe_scheduler_lag_seconds_sum'),
         lagCount: metric(text, 'fleetprobe_scheduler_lag_seconds_count'),
-        runs: metric(text, 'probe_runs_total'),
+        runs: metric(text, 'probe_latency_seconds_count'),
         at: Date.now(),
       };
       if (prev) {

@@ -4,10 +4,9 @@ import { nominalIntervalMs } from '../config/schedule.js';
 import { CERT_EXPIRY } from '../core/observations.js';
 import type { ProbeKind, ProbeSpec } from '../core/kind.js';
 import type { RunResult } from '../core/result.js';
-import { ProbeSeries, RESULTS } from './probe-series.js';
+import { ProbeSeries } from './probe-series.js';
 
 const LAG_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-export { RESULTS };
 
 /**
  * The only writer of metrics. The probes' own series live in ProbeSeries (compact, rendered by

@@ -1,14 +1,14 @@
 import { PROBER_REASONS, SHARED_REASONS, type KindMetric, type ProbeKind } from '../core/kind.js';
 import { REASONS, type Reason } from '../core/reasons.js';
 import { labelBytes } from './exposition.js';
-import { LATENCY_BUCKETS, RESULTS } from './families.js';
+import { LATENCY_BUCKETS } from './families.js';
 
 /**
  * Which series one probe has, and where each value lives in its Float64Array. Probes of one kind
  * differ in their buckets (a file's `buckets:`), their declared reasons (a companion's reasons add
  * to the kind's) and which of the kind's own series they feed (KindMetric.when); probes alike
  * share one Layout. A slot holding NaN is a series not exported (yet): a gauge never set, a reason
- * not declared that has not happened, `aborted` before the first aborted run.
+ * not declared that has not happened, the skipped and aborted counters before their first event.
  */
 export interface Layout {
   /** Identifies the layout: probes with equal keys share it. */
@@ -24,7 +24,6 @@ export interface Layout {
   success: number;
   duration: number;
   phase: number;
-  runs: number;
   /** One slot per REASONS entry. */
   failures: number;
   /** buckets.length cumulative bucket counts, then sum, then count (the +Inf bucket). */
@@ -32,6 +31,7 @@ export interface Layout {
   lastRun: number;
   lastSuccess: number;
   skipped: number;
+  aborted: number;
   certExpiry: number;
   interval: number;
   /** The kind's own series this probe has, by metric name: first slot and, with a label, one slot per value. */
@@ -99,20 +99,21 @@ export function makeLayout({ key, kind, phases, buckets, declared, metrics }: Re
     success: take(1),
     duration: take(1),
     phase: take(phases.length),
-    runs: take(RESULTS.length),
     failures: take(REASONS.length),
     latency: take(buckets.length + 2),
     lastRun: take(1),
     lastSuccess: take(1),
     skipped: take(1),
+    aborted: take(1),
     certExpiry: take(1),
     interval: take(1),
     extra: new Map(),
   };
   for (const m of metrics) l.extra.set(m.name, { metric: m, slot: take(m.label ? m.label.values.length : 1) });
   const v = new Float64Array(next);
-  // Gauges appear when first set; `aborted` at the first aborted run (a shutdown, rarely scraped).
-  for (const slot of [l.success, l.duration, l.lastRun, l.lastSuccess, l.certExpiry, l.runs + RESULTS.indexOf('aborted')]) v[slot] = NaN;
+  // Gauges appear when first set; the skipped and aborted counters at their first event (rare, and
+  // a series each for every probe: the first event is lost to increase(), the next ones are not).
+  for (const slot of [l.success, l.duration, l.lastRun, l.lastSuccess, l.certExpiry, l.skipped, l.aborted]) v[slot] = NaN;
   REASONS.forEach((r, i) => {
     if (!declared.has(r)) v[l.failures + i] = NaN;
   });

@@ -1,6 +1,6 @@
 import { PROBER_REASONS, type KindMetric, type ProbeKind } from '../core/kind.js';
 import { REASONS, type Reason } from '../core/reasons.js';
-import { PROBE_FAMILIES, RESULTS, type Family, type MetricType } from './families.js';
+import { PROBE_FAMILIES, type Family, type MetricType } from './families.js';
 import { ByteWriter, escapeHelp, escapeLabel, labelBytes, latin1 } from './exposition.js';
 import { bump, makeLayout, resolveShape, type Layout, type ProbeShape } from './probe-layout.js';
 import { Assembler, type Rendered } from './probe-render.js';
@@ -14,8 +14,7 @@ import { Assembler, type Rendered } from './probe-render.js';
  * prom-client does with a gauge never set, or a reason the probe did not declare.
  */
 
-export { LATENCY_BUCKETS, PROBE_FAMILIES, RESULTS } from './families.js';
-type Result = (typeof RESULTS)[number];
+export { LATENCY_BUCKETS, PROBE_FAMILIES } from './families.js';
 type Labels = Record<string, string>;
 
 interface Entry extends Rendered {
@@ -32,7 +31,6 @@ interface Entry extends Rendered {
 const RENDER_CHUNK = 500;
 
 const REASON_LABELS = REASONS.map((r) => Buffer.from(`reason="${r}"`, 'latin1'));
-const RESULT_LABELS = RESULTS.map((r) => Buffer.from(`result="${r}"`, 'latin1'));
 
 /** A probe as configure takes it: its name, labels and interval, and what decides its layout. */
 export interface SeriesSpec extends ProbeShape {
@@ -133,13 +131,12 @@ export class ProbeSeries {
     if (!e) return; // removed by a reload while it ran
     this.changed(e);
     const { layout: l, v } = e;
-    const result: Result = r.aborted ? 'aborted' : r.success ? 'success' : 'failure';
-    bump(v, l.runs + RESULTS.indexOf(result), 1);
-    if (r.aborted) return;
+    if (r.aborted) return bump(v, l.aborted, 1);
     v[l.success] = r.success ? 1 : 0;
     v[l.duration] = r.durationSeconds;
     for (let i = 0; i < l.phases.length; i++) v[l.phase + i] = r.phases[l.phases[i]] ?? 0;
-    if (!r.success && r.reason) this.failed(name, e, r.reason);
+    // Every failure counts under a reason: their sum is the failed runs (there is no runs counter).
+    if (!r.success) this.failed(name, e, r.reason ?? 'internal');
     const n = l.buckets.length;
     for (let i = 0; i < n; i++) if (r.durationSeconds <= l.buckets[i]) v[l.latency + i]++;
     v[l.latency + n] += r.durationSeconds;
@@ -150,8 +147,9 @@ export class ProbeSeries {
   }
 
   private failed(name: string, e: Entry, reason: string): void {
-    const at = (REASONS as readonly string[]).indexOf(reason);
-    if (at < 0) return;
+    const known = (REASONS as readonly string[]).indexOf(reason);
+    // Not a reason at all (a kind's bug): counted as fleetprobe's own trouble, so the sum stays right.
+    const at = known < 0 ? REASONS.indexOf('internal') : known;
     const slot = e.layout.failures + at;
     const first = e.v[slot] !== e.v[slot];
     bump(e.v, slot, 1);
@@ -163,7 +161,7 @@ export class ProbeSeries {
   skipped(name: string): void {
     const e = this.entries.get(name);
     if (!e) return;
-    e.v[e.layout.skipped]++;
+    bump(e.v, e.layout.skipped, 1);
     this.changed(e);
   }
 
@@ -227,11 +225,6 @@ export class ProbeSeries {
         (l) => l.phaseLabels,
       ),
       labelled(
-        F.runs,
-        (l) => l.runs,
-        () => RESULT_LABELS,
-      ),
-      labelled(
         F.failures,
         (l) => l.failures,
         () => REASON_LABELS,
@@ -250,6 +243,7 @@ export class ProbeSeries {
       single(F.lastRun, (l) => l.lastRun),
       single(F.lastSuccess, (l) => l.lastSuccess),
       single(F.skipped, (l) => l.skipped),
+      single(F.aborted, (l) => l.aborted),
       single(F.certExpiry, (l) => l.certExpiry),
       single(F.interval, (l) => l.interval),
       ...[...this.extraFamilies.values()].map((m) => {

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DaemonProcess, LAB_URL_PROBE, metricValue, promtoolPath, tempDir, writeLabConfig } from '../helpers/cli.js';
+import { DaemonProcess, failedRuns, LAB_URL_PROBE, metricValue, passedRuns, promtoolPath, tempDir, writeLabConfig } from '../helpers/cli.js';
 
 let daemon: DaemonProcess | undefined;
 afterEach(async () => {
@@ -80,8 +80,8 @@ describe('daemon against the embedded lab', () => {
     const text = await daemon.metrics();
     expect(metricValue(text, 'fleetprobe_config_last_reload_successful')).toBe(0);
     // The running config goes on: both probes still run.
-    const runs = metricValue(text, 'probe_runs_total', { probe: 'url-2', result: 'success' })!;
-    await daemon.waitForMetrics((t) => metricValue(t, 'probe_runs_total', { probe: 'url-2', result: 'success' })! > runs);
+    const runs = passedRuns(text, 'url-2');
+    await daemon.waitForMetrics((t) => passedRuns(t, 'url-2') > runs);
 
     // Removing a probe removes its series.
     writeLabConfig(dir, LAB_URL_PROBE('url-1'));
@@ -175,7 +175,8 @@ describe('daemon: probes that read a companion', () => {
     writeLabConfig(dir, probes, 'lab.yaml', 'timeout: 5s');
     daemon = new DaemonProcess(['--lab', '--config', dir]);
     const text = await daemon.waitForMetrics((t) => up(t, 'status-reader') && up(t, 'banner-companion'), 15_000);
-    expect(metricValue(text, 'probe_runs_total', { probe: 'status-reader', result: 'failure' })).toBe(0);
+    expect(failedRuns(text, 'status-reader')).toBe(0);
+    expect(metricValue(text, 'probe_latency_seconds_count', { probe: 'status-reader' })).toBeGreaterThanOrEqual(1);
     expect(daemon.lines.some((l) => (l as any).probe === 'status-reader' && (l as any).level === 'warn')).toBe(false);
   });
 });

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, freePort, LAB_URL_PROBE, metricValue, runCli, tempDir, toolPath, writeLabConfig } from '../helpers/cli.js';
+import { DaemonProcess, failedRuns, freePort, LAB_URL_PROBE, metricValue, runCli, tempDir, toolPath, writeLabConfig } from '../helpers/cli.js';
 
 /**
  * The run history, /probes/NAME, `fleetprobe status` and the status page, from a daemon on the lab
@@ -61,7 +61,7 @@ beforeAll(async () => {
   let before = 0;
   await daemon.waitForMetrics((t) => ((before = echoed(t)), true));
   // Recovered, and the build and ssh probes have failed at least once.
-  await daemon.waitForMetrics((t) => up(t) && metricValue(t, 'probe_runs_total', { probe: 'script-build', result: 'failure' })! >= 1 && echoed(t) > before);
+  await daemon.waitForMetrics((t) => up(t) && failedRuns(t, 'script-build') >= 1 && echoed(t) > before);
 }, 60_000);
 
 afterAll(async () => {

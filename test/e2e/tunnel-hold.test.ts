@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DaemonProcess, metricValue, tempDir, writeLabConfig } from '../helpers/cli.js';
+import { DaemonProcess, metricValue, passedRuns, tempDir, writeLabConfig } from '../helpers/cli.js';
 import { rawPeer } from '../helpers/http-peers.js';
 
 /**
@@ -70,7 +70,7 @@ describe('held tunnels in the daemon', () => {
     // Up, and held across keepalives (interval 1s from the test defaults) on one tunnel.
     let text = await daemon.waitForMetrics((t) => value(t, 'fleetprobe_tunnel_held_seconds') >= 1.5);
     expect(value(text, 'probe_success')).toBe(1);
-    expect(value(text, 'probe_runs_total', { result: 'success' })).toBe(1);
+    expect(passedRuns(text, 'held')).toBe(1);
     expect(value(text, 'fleetprobe_tunnel_interruptions_total')).toBe(0);
     expect(text).toMatch(/probe_phase_duration_seconds\{[^}]*probe="held"[^}]*phase="hold"/);
 
@@ -106,7 +106,7 @@ describe('held tunnels in the daemon', () => {
     const file = writeLabConfig(tempDir(), HELD);
     daemon = new DaemonProcess(['--lab', '--lab-fault', 'tunnel-drop', '--config', file]);
     const text = await daemon.waitForMetrics((t) => value(t, 'fleetprobe_tunnel_interruptions_total') >= 3, 25_000);
-    expect(value(text, 'probe_runs_total', { result: 'success' })).toBeGreaterThanOrEqual(3);
+    expect(passedRuns(text, 'held')).toBeGreaterThanOrEqual(3);
     expect(value(text, 'probe_failures_total', { reason: 'connect' })).toBeGreaterThanOrEqual(3);
     // Every interruption but the last has ended: its downtime is counted.
     expect(value(text, 'fleetprobe_tunnel_down_seconds_total')).toBeGreaterThan(0);

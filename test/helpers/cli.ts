@@ -168,6 +168,22 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return undefined;
 }
 
+/** The sum of every sample of `name` with these labels (e.g. a probe's failures over all reasons). */
+export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** A probe's failed runs: every failure counts under one reason. */
+export const failedRuns = (text: string, probe: string): number => metricSum(text, 'probe_failures_total', { probe });
+
+/** A probe's passed runs: its completed runs (the latency histogram's count) less the failed ones. */
+export const passedRuns = (text: string, probe: string): number => metricSum(text, 'probe_latency_seconds_count', { probe }) - failedRuns(text, probe);
+
 export function tempDir(prefix = 'fleetprobe-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }

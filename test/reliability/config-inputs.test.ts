@@ -169,7 +169,7 @@ describe('a file that turns hostile after load', () => {
       daemon.child.kill('SIGHUP');
       const text = await daemon.waitForMetrics((t) => metricValue(t, 'fleetprobe_config_last_reload_successful') === 0, 5000);
       // The running configuration stays: its probe is still exported and still runs.
-      expect(text).toMatch(/^probe_runs_total\{probe="refused"/m);
+      expect(text).toMatch(/^probe_latency_seconds_count\{probe="refused"/m);
       const line = await daemon.waitForLog((l) => /token\.fifo is a FIFO, not a regular file/.test(JSON.stringify(l)));
       expect(line.level).toBe('error');
       expect((await fetch(`${await daemon.url()}/healthz`)).status).toBe(200);

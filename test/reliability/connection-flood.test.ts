@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateLabKey } from '../../src/lab/ssh-server.js';
-import { DaemonProcess, metricValue, runCli, tempDir } from '../helpers/cli.js';
+import { DaemonProcess, failedRuns, metricValue, passedRuns, runCli, tempDir } from '../helpers/cli.js';
 import { httpPeer, rawPeer, type Peer } from '../helpers/http-peers.js';
 
 /**
@@ -73,7 +73,7 @@ describe('a flood of connections to the daemon', () => {
     try {
       const base = await daemon.url();
       const port = Number(new URL(base).port);
-      const runs = (t: string) => Array.from({ length: 6 }, (_, i) => metricValue(t, 'probe_runs_total', { probe: `p${i}`, result: 'success' }) ?? 0);
+      const runs = (t: string) => Array.from({ length: 6 }, (_, i) => passedRuns(t, `p${i}`));
       const before = runs(await daemon.waitForMetrics((t) => runs(t).every((n) => n >= 1)));
 
       const idle = flood(port, 1000, false);
@@ -107,7 +107,7 @@ describe('a flood of connections to the daemon', () => {
       // Every probe ran on through the flood and passed every time.
       const after = runs(last);
       after.forEach((n, i) => expect(n - before[i], `p${i}`).toBeGreaterThanOrEqual(FLOOD_SECONDS - 3));
-      for (let i = 0; i < 6; i++) expect(metricValue(last, 'probe_runs_total', { probe: `p${i}`, result: 'failure' }), `p${i}`).toBe(0);
+      for (let i = 0; i < 6; i++) expect(failedRuns(last, `p${i}`), `p${i}`).toBe(0);
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
     } finally {
       expect(await daemon.stop()).toBe(0);

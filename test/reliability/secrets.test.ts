@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { utils } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, metricValue, ROOT, runCli, tempDir } from '../helpers/cli.js';
+import { DaemonProcess, failedRuns, ROOT, runCli, tempDir } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { closedPort, connectPeer, httpPeer, httpsPeer, rawPeer, selfSignedCert, type Peer } from '../helpers/http-peers.js';
 import { sshPeer } from '../helpers/ssh-peers.js';
@@ -263,7 +263,7 @@ describe('secrets never leave the process', () => {
   it('daemon: log lines, /metrics, /probes and the status page after every probe failed', async () => {
     daemon = new DaemonProcess(['--lab', '--lab-fault', 'device-offline', '--config', dir, '--log-level', 'debug'], env);
     const base = await daemon.url();
-    const failedOnce = (t: string) => SECRET_PROBES.every((p) => (metricValue(t, 'probe_runs_total', { probe: p.name, result: 'failure' }) ?? 0) >= 1);
+    const failedOnce = (t: string) => SECRET_PROBES.every((p) => failedRuns(t, p.name) >= 1);
     const metrics = await daemon.waitForMetrics(failedOnce, 20_000);
     const probes = await (await fetch(`${base}/probes`)).text();
     // The run history and the status page: every probe's JSON and page (its config as loaded).

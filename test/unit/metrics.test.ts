@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { SHARED_REASONS, type ProbeKind } from '../../src/core/kind.js';
 import { REASONS, type Reason } from '../../src/core/reasons.js';
-import { Metrics, RESULTS } from '../../src/metrics/metrics.js';
+import { Metrics } from '../../src/metrics/metrics.js';
 import { fakeResult, fakeSpec } from '../helpers/results.js';
 
 function fakeKind(kind: string, phases: string[], reasons: Reason[]): ProbeKind {
@@ -72,16 +72,16 @@ describe('Metrics', () => {
           .map((x) => x.labels.reason)
           .sort(),
       ).toEqual([...declared(kind)].sort());
-      // `aborted` appears at the first aborted run (a shutdown): runs that matter for rate() exist.
-      for (const r of ['success', 'failure']) expect(value(all, 'probe_runs_total', { ...id, result: r })).toBe(0);
-      expect(find(all, 'probe_runs_total', id)).toHaveLength(2);
-      expect(value(all, 'probe_skipped_runs_total', id)).toBe(0);
+      // No runs counter (completed runs are the histogram's count, failed ones the reasons' sum);
+      // skipped and aborted runs appear at the first one.
+      expect(find(all, 'probe_runs_total', id)).toHaveLength(0);
+      expect(find(all, 'probe_skipped_runs_total', id)).toHaveLength(0);
+      expect(find(all, 'probe_aborted_runs_total', id)).toHaveLength(0);
       expect(value(all, 'probe_latency_seconds_count', id)).toBe(0);
       expect(value(all, 'probe_latency_seconds_bucket', { ...id, le: '+Inf' })).toBe(0);
       // Last-run gauges only appear after a run.
       expect(find(all, 'probe_success', id)).toHaveLength(0);
     }
-    expect(RESULTS).toEqual(['success', 'failure', 'aborted']);
     expect(value(all, 'fleetprobe_probes_configured', { kind: 'web' })).toBe(1);
     expect(value(all, 'fleetprobe_probes_configured', { kind: 'shell' })).toBe(1);
     expect(value(all, 'fleetprobe_build_info', { version: '1.2.3', nodejs: process.version })).toBe(1);
@@ -104,9 +104,7 @@ describe('Metrics', () => {
     expect(value(all, 'probe_duration_seconds', id)).toBe(0.4);
     expect(value(all, 'probe_phase_duration_seconds', { ...id, phase: 'tls' })).toBe(0.1);
     expect(value(all, 'probe_phase_duration_seconds', { ...id, phase: 'request' })).toBe(0.27);
-    expect(value(all, 'probe_runs_total', { ...id, result: 'success' })).toBe(1);
-    expect(value(all, 'probe_runs_total', { ...id, result: 'failure' })).toBe(0);
-    expect(value(all, 'probe_runs_total', { ...id, result: 'aborted' })).toBeUndefined();
+    expect(value(all, 'probe_aborted_runs_total', id)).toBeUndefined();
     expect(find(all, 'probe_failures_total', id).every((x) => x.value === 0)).toBe(true);
     expect(value(all, 'probe_latency_seconds_count', id)).toBe(1);
     expect(value(all, 'probe_latency_seconds_sum', id)).toBe(0.4);
@@ -146,8 +144,8 @@ describe('Metrics', () => {
     const all = await samples(m);
     const id = { probe: 'site', kind: 'web' };
     expect(value(all, 'probe_success', id)).toBe(0);
-    expect(value(all, 'probe_runs_total', { ...id, result: 'success' })).toBe(1);
-    expect(value(all, 'probe_runs_total', { ...id, result: 'failure' })).toBe(2);
+    // 3 runs, 2 failed: the histogram counts every completed run, the reasons every failure.
+    expect(value(all, 'probe_latency_seconds_count', id)).toBe(3);
     expect(value(all, 'probe_failures_total', { ...id, reason: 'tls' })).toBe(2);
     expect(
       find(all, 'probe_failures_total', id)
@@ -249,7 +247,7 @@ describe('Metrics', () => {
     expect(value(after, 'probe_batch_failures_total', { probe: 'many', reason: 'auth' })).toBe(0);
   });
 
-  it('an aborted result increments only result="aborted"', async () => {
+  it('an aborted result increments only probe_aborted_runs_total, which it creates', async () => {
     const m = new Metrics('t', KINDS);
     const s = spec('site', 'web');
     m.configure([s]);
@@ -257,18 +255,20 @@ describe('Metrics', () => {
     m.record(result(s, { success: false, aborted: true, phase: 'connect', message: 'aborted by shutdown', phases: { dns: 0.5 } }));
     const after = await samples(m);
     const id = { probe: 'site', kind: 'web' };
-    expect(value(after, 'probe_runs_total', { ...id, result: 'aborted' })).toBe(1);
+    expect(value(before, 'probe_aborted_runs_total', id)).toBeUndefined();
+    expect(value(after, 'probe_aborted_runs_total', id)).toBe(1);
     const probeSeries = (all: Sample[]) =>
       all
-        .filter((x) => x.labels.probe === 'site' && !(x.name === 'probe_runs_total' && x.labels.result === 'aborted'))
+        .filter((x) => x.labels.probe === 'site' && x.name !== 'probe_aborted_runs_total')
         .map((x) => `${x.name}${JSON.stringify(x.labels)} ${x.value}`)
         .sort();
     expect(probeSeries(after)).toEqual(probeSeries(before));
   });
 
-  it('skipped() increments probe_skipped_runs_total, and only for configured probes', async () => {
+  it('skipped() creates and increments probe_skipped_runs_total, and only for configured probes', async () => {
     const m = new Metrics('t', KINDS);
     m.configure([spec('site', 'web')]);
+    expect(find(await samples(m), 'probe_skipped_runs_total')).toHaveLength(0);
     m.skipped({ name: 'site' });
     m.skipped({ name: 'site' });
     m.skipped({ name: 'unknown' });
@@ -283,15 +283,16 @@ describe('Metrics', () => {
     const b = spec('b', 'shell', { team: 'core' });
     m.configure([a, b]);
     m.record(result(a));
+    m.skipped(b);
     const all = await samples(m);
-    for (const family of ['probe_runs_total', 'probe_failures_total', 'probe_phase_duration_seconds', 'probe_skipped_runs_total', 'probe_success']) {
+    for (const family of ['probe_latency_seconds_count', 'probe_failures_total', 'probe_phase_duration_seconds', 'probe_skipped_runs_total', 'probe_success']) {
       for (const x of find(all, family)) {
         expect(Object.keys(x.labels)).toEqual(expect.arrayContaining(['probe', 'kind', 'region', 'team']));
       }
     }
     expect(value(all, 'probe_success', { probe: 'a', kind: 'web', team: 'edge', region: 'eu' })).toBe(1);
-    expect(value(all, 'probe_skipped_runs_total', { probe: 'b', kind: 'shell', team: 'core', region: '' })).toBe(0);
-    expect(find(all, 'probe_skipped_runs_total')).toHaveLength(2);
+    expect(value(all, 'probe_skipped_runs_total', { probe: 'b', kind: 'shell', team: 'core', region: '' })).toBe(1);
+    expect(find(all, 'probe_skipped_runs_total')).toHaveLength(1);
   });
 
   it('reconfiguring without a probe removes all of its series', async () => {
@@ -320,8 +321,8 @@ describe('Metrics', () => {
     m.record(result(a));
     m.configure([{ ...a, digest: 'changed', timeoutMs: 1 }, spec('new', 'shell', { team: 'z' })]);
     const all = await samples(m);
-    expect(value(all, 'probe_runs_total', { probe: 'a', result: 'success' })).toBe(1);
-    expect(value(all, 'probe_runs_total', { probe: 'new', result: 'success' })).toBe(0);
+    expect(value(all, 'probe_latency_seconds_count', { probe: 'a' })).toBe(1);
+    expect(value(all, 'probe_latency_seconds_count', { probe: 'new' })).toBe(0);
   });
 
   it('a probe whose label value or kind changed loses its old series and gets new ones', async () => {
@@ -331,9 +332,9 @@ describe('Metrics', () => {
     m.record(result(a));
     m.configure([spec('a', 'shell', { team: 'y' })]);
     const all = await samples(m);
-    expect(find(all, 'probe_runs_total', { probe: 'a', team: 'x' })).toEqual([]);
+    expect(find(all, 'probe_latency_seconds_count', { probe: 'a', team: 'x' })).toEqual([]);
     expect(find(all, 'probe_phase_duration_seconds', { probe: 'a', kind: 'web' })).toEqual([]);
-    expect(value(all, 'probe_runs_total', { probe: 'a', kind: 'shell', team: 'y', result: 'success' })).toBe(0);
+    expect(value(all, 'probe_latency_seconds_count', { probe: 'a', kind: 'shell', team: 'y' })).toBe(0);
     expect(find(all, 'probe_phase_duration_seconds', { probe: 'a', kind: 'shell' })).toHaveLength(3);
   });
 
@@ -353,10 +354,10 @@ describe('Metrics', () => {
           .sort(),
       ).toEqual(['env', 'kind', 'probe', 'team']);
     }
-    // Rebuilt families start again from 0, and every series exists again.
-    expect(value(all, 'probe_runs_total', { probe: 'a', env: 'prod', result: 'success' })).toBe(0);
-    expect(value(all, 'probe_skipped_runs_total', { probe: 'a' })).toBe(0);
-    expect(value(all, 'probe_skipped_runs_total', { probe: 'b', env: '', team: '' })).toBe(0);
+    // Rebuilt families start again from 0, and every series exists again (skipped: at its next skip).
+    expect(value(all, 'probe_latency_seconds_count', { probe: 'a', env: 'prod' })).toBe(0);
+    expect(find(all, 'probe_skipped_runs_total')).toEqual([]);
+    expect(value(all, 'probe_latency_seconds_count', { probe: 'b', env: '', team: '' })).toBe(0);
     expect(find(all, 'probe_failures_total', { probe: 'b' })).toHaveLength(declared('shell').length);
     expect(find(all, 'probe_success')).toEqual([]);
     m.record(result(a2));
@@ -364,7 +365,7 @@ describe('Metrics', () => {
     // Back to no labels at all.
     m.configure([spec('a', 'web')]);
     const bare = await samples(m);
-    expect(find(bare, 'probe_runs_total', { result: 'success' }).map((x) => x.labels)).toEqual([{ probe: 'a', kind: 'web', result: 'success' }]);
+    expect(find(bare, 'probe_latency_seconds_count').map((x) => x.labels)).toEqual([{ probe: 'a', kind: 'web' }]);
   });
 
   it('every probe family has HELP and TYPE exactly once', async () => {
@@ -373,7 +374,7 @@ describe('Metrics', () => {
     m.configure([spec('a', 'web', { team: 'x', env: 'e' })]);
     const { body, contentType } = await m.render();
     expect(contentType).toMatch(/^text\/plain/);
-    for (const family of ['probe_success', 'probe_runs_total', 'probe_failures_total', 'probe_latency_seconds', 'probe_phase_duration_seconds']) {
+    for (const family of ['probe_success', 'probe_failures_total', 'probe_latency_seconds', 'probe_phase_duration_seconds']) {
       expect(body.split('\n').filter((l) => l.startsWith(`# TYPE ${family} `))).toHaveLength(1);
       expect(body.split('\n').filter((l) => l.startsWith(`# HELP ${family} `))).toHaveLength(1);
     }

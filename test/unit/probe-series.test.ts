@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { SHARED_REASONS, type ProbeKind } from '../../src/core/kind.js';
-import { LATENCY_BUCKETS, PROBE_FAMILIES, ProbeSeries, RESULTS } from '../../src/metrics/probe-series.js';
+import { LATENCY_BUCKETS, PROBE_FAMILIES, ProbeSeries } from '../../src/metrics/probe-series.js';
 
 // ProbeSeries renders by hand what prom-client used to: the same samples must come out, whatever
 // the label values hold (quotes, backslashes, newlines, non-ASCII) and whatever the values are.
@@ -56,12 +56,12 @@ describe('ProbeSeries', () => {
       success: g(F.success),
       duration: g(F.duration),
       phase: g(F.phase, ['phase']),
-      runs: c(F.runs, ['result']),
       failures: c(F.failures, ['reason']),
       latency: new Histogram({ name: F.latency.name, help: F.latency.help, labelNames, buckets: [...LATENCY_BUCKETS], registers: [reg] }),
       lastRun: g(F.lastRun),
       lastSuccess: g(F.lastSuccess),
       skipped: c(F.skipped),
+      aborted: c(F.aborted),
       certExpiry: g(F.certExpiry),
       interval: g(F.interval),
       ratio: g({ name: 'probe_web_ratio', help: 'a gauge' }),
@@ -70,10 +70,8 @@ describe('ProbeSeries', () => {
     names.forEach((name, i) => {
       const l = { probe: name, kind: 'web', team: i % 2 ? `t${i}"x` : '' };
       for (const phase of kind.phases) p.phase.set({ ...l, phase }, 0);
-      // Results but `aborted` (it appears at the first aborted run), the reasons the kind declares.
-      for (const result of RESULTS.filter((r) => r !== 'aborted')) p.runs.inc({ ...l, result }, 0);
+      // The reasons the kind declares; skipped and aborted appear at their first event.
       for (const reason of [...SHARED_REASONS, ...kind.reasons]) p.failures.inc({ ...l, reason }, 0);
-      p.skipped.inc(l, 0);
       p.latency.zero(l);
       p.interval.set(l, 60);
       for (const code of ['a', 'b']) p.errors.inc({ ...l, code }, 0);
@@ -88,7 +86,6 @@ describe('ProbeSeries', () => {
         p.success.set(l, r.success ? 1 : 0);
         p.duration.set(l, r.durationSeconds);
         for (const phase of kind.phases) p.phase.set({ ...l, phase }, r.phases[phase] ?? 0);
-        p.runs.inc({ ...l, result: r.success ? 'success' : 'failure' });
         if (r.reason) p.failures.inc({ ...l, reason: r.reason });
         p.latency.observe(l, r.durationSeconds);
         p.lastRun.set(l, r.startedAt / 1000);
@@ -97,11 +94,12 @@ describe('ProbeSeries', () => {
         p.ratio.set(l, 0.25 * i);
         p.errors.inc({ ...l, code: 'b' }, 3);
       }
+      if (i < 3) return; // never skipped
       series.skipped(name);
       p.skipped.inc(l);
     });
     series.recordRun('plain', { success: false, aborted: true, reason: null, durationSeconds: 1, phases: {}, startedAt: 0 });
-    p.runs.inc({ probe: 'plain', kind: 'web', team: '', result: 'aborted' });
+    p.aborted.inc({ probe: 'plain', kind: 'web', team: '' });
 
     const ours = series.render().toString('utf8');
     expect((await series.renderAsync()).toString('utf8')).toBe(ours);
@@ -118,11 +116,11 @@ describe('ProbeSeries', () => {
     series.recordRun('a', run);
     series.configure([{ name: 'a', kind: 'web', labels: {}, intervalSeconds: 30 }]);
     let text = series.render().toString();
-    expect(text).toContain('probe_runs_total{probe="a",kind="web",result="success"} 1\n');
+    expect(text).toContain('probe_latency_seconds_count{probe="a",kind="web"} 1\n');
     expect(text).toContain('probe_interval_seconds{probe="a",kind="web"} 30\n');
     series.configure([{ name: 'a', kind: 'web', labels: { region: 'eu' }, intervalSeconds: 30 }]);
     text = series.render().toString();
-    expect(text).toContain('probe_runs_total{probe="a",kind="web",region="eu",result="success"} 0\n');
+    expect(text).toContain('probe_latency_seconds_count{probe="a",kind="web",region="eu"} 0\n');
     expect(text).not.toContain('probe_success{');
   });
 
@@ -147,7 +145,7 @@ describe('ProbeSeries', () => {
     fresh.configure(['a', 'b'].map((name) => ({ name, kind: 'web', labels: {}, intervalSeconds: 60 })));
     for (const name of ['a', 'b', 'a', 'b']) fresh.recordRun(name, run);
     expect(third.toString()).toBe(fresh.render('# prefix\n').toString());
-    expect(third.toString()).toContain('probe_runs_total{probe="a",kind="web",result="success"} 2\n');
+    expect(third.toString()).toContain('probe_latency_seconds_count{probe="a",kind="web"} 2\n');
     const foreign = Buffer.alloc(1 << 20);
     series.recycle(foreign);
     expect((await series.renderAsync()).buffer).not.toBe(foreign.buffer);

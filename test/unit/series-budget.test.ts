@@ -55,6 +55,10 @@ describe('series per probe (docs/metrics.md)', () => {
     for (const kind of Object.keys(KINDS)) expect((await seriesOf(kind, {})).length, kind).toBeLessThanOrEqual(35);
   });
 
+  it('an http probe, the kind fleets have most of, stays within 25 series', async () => {
+    for (const url of ['https://x/', 'http://x/']) expect((await seriesOf('http', { url })).length, url).toBeLessThanOrEqual(25);
+  });
+
   it("each kind's buckets hold its latency objective from the alert rules, and a bound above it", () => {
     const rules = parseYaml(fs.readFileSync(path.join(ROOT, 'deploy/prometheus/rules.yml'), 'utf8')) as {
       groups: { rules: { record?: string; expr?: string; labels?: { kind?: string } }[] }[];
