@@ -46,7 +46,8 @@ const SHORT = {
   interval: '10s',
   minutes: 1,
   concurrency: 64,
-  bounds: { lagP99Ms: 500, rssMb: 400, renderMs: 1000, responseMs: 1000, idleKb: Infinity, seriesPerProbe: 35 },
+  // All http: issue 18's 25 series per http probe, as the daemon exports them.
+  bounds: { lagP99Ms: 500, rssMb: 400, renderMs: 1000, responseMs: 1000, idleKb: Infinity, seriesPerProbe: 25 },
 };
 
 /** The probe file: `counts` probes of each kind against the lab, spread over its devices. */
@@ -269,6 +270,7 @@ export async function runScaleBench({ short = false, minutes, factor = 1, concur
   }
   const b = shape.bounds;
   const m = summarize(ds[0], total);
+  /** @type {[string, string, string, boolean | null][]} what, measured, bound, holds (null: not held at this size) */
   const checks = [
     ['scheduler start lag p99', `${fmt(m.lagP99Ms, 1)} ms`, `≤ ${b.lagP99Ms} ms`, m.lagP99Ms <= b.lagP99Ms],
     ['skipped runs', String(m.skipped), '0', m.skipped === 0],
@@ -302,9 +304,21 @@ export async function runScaleBench({ short = false, minutes, factor = 1, concur
       `≤ ${b.historyMb} MB`,
       history.typical <= b.historyMb,
     ]);
+  // Beyond the target size, issue 18 asks one process for lag and RSS (and the series budget holds
+  // at any size); the render, response and history bounds are the 11,500 probes' and scale with the
+  // probes: their figures are shown against the 1x bound, not held to it.
+  const beyond = !short && factor > 1;
+  const heldBeyond = new Set(['scheduler start lag p99', 'skipped runs', 'RSS (max)', 'series per probe', 'idle memory per configured probe']);
+  for (const c of checks) {
+    if (!beyond || heldBeyond.has(c[0])) continue;
+    c[2] = `none at ${factor}x (${c[2]} at 1x)`;
+    c[3] = null;
+  }
   const label = short ? 'scale (short)' : `scale${factor > 1 ? ` ${factor}x` : ''}`;
-  const summary = checks.map(([what, got, bound, ok]) => [`${label}: ${what}`, got, bound, ok ? 'yes' : '**no**']);
-  if (sharded) summary.push(...sharded.checks.map((c) => [`scale sharded ×${sharded.shards}: ${c.what}`, c.got, c.bound, c.ok ? 'yes' : '**no**']));
+  const holds = (ok) => (ok === null ? '—' : ok ? 'yes' : '**no**');
+  const summary = checks.map(([what, got, bound, ok]) => [`${label}: ${what}`, got, bound, holds(ok)]);
+  if (sharded)
+    summary.push(...sharded.checks.map((c) => [`scale sharded ×${sharded.shards}: ${c.what}`, String(c.got), String(c.bound), c.ok ? 'yes' : '**no**']));
   return {
     params: {
       ...counts,
@@ -320,7 +334,7 @@ export async function runScaleBench({ short = false, minutes, factor = 1, concur
     history,
     sharded,
     checks: checks.map(([what, got, bound, ok]) => ({ what, got, bound, ok })),
-    pass: checks.every((c) => c[3]) && (!sharded || sharded.pass),
+    pass: checks.every((c) => c[3] !== false) && (!sharded || sharded.pass),
     summary,
     neighbours: { before, after: neighbours() },
   };
@@ -347,7 +361,7 @@ export function scaleMarkdown(r) {
     '',
     '| check | measured | bound | holds |',
     '| --- | --- | --- | --- |',
-    ...r.checks.map((c) => `| ${c.what} | ${c.got} | ${c.bound} | ${c.ok ? 'yes' : '**no**'} |`),
+    ...r.checks.map((c) => `| ${c.what} | ${c.got} | ${c.bound} | ${c.ok === null ? '—' : c.ok ? 'yes' : '**no**'} |`),
     '',
     runParagraph(m),
     '',
