@@ -31,7 +31,7 @@ export const PROBE_FAMILIES = {
   skipped: { name: 'probe_skipped_runs_total', help: 'Runs not started because the previous run of the probe was still going.', type: 'counter' },
   // No probe_runs_total{result}: completed runs are probe_latency_seconds_count and failed ones the
   // sum of probe_failures_total, so it was two series a probe saying nothing new (docs/metrics.md).
-  aborted: { name: 'probe_aborted_runs_total', help: 'Runs ended by a shutdown or reload before they finished (neither passed nor failed).', type: 'counter' },
+  aborted: { name: 'probe_aborted_runs_total', help: 'Runs ended by a shutdown before they finished (neither passed nor failed).', type: 'counter' },
   certExpiry: {
     name: 'probe_ssl_earliest_cert_expiry',
     help: 'Earliest notAfter of the certificate chain seen by the last TLS handshake (seconds since the epoch).',

@@ -11,7 +11,7 @@ const LAG_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 /**
  * The only writer of metrics. The probes' own series live in ProbeSeries (compact, rendered by
  * hand: they are most of /metrics at scale); the daemon's few series and the process metrics stay
- * in prom-client. Series for every phase, reason and result exist from the moment a probe is
+ * in prom-client. Series for every phase, declared reason and the latency histogram exist from the moment a probe is
  * configured, so `rate()` and alerts work before the first failure.
  */
 export class Metrics {

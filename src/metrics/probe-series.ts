@@ -7,7 +7,7 @@ import { Assembler, type Rendered } from './probe-render.js';
 
 /**
  * The per-probe series of /metrics: 20-35 per probe (see docs/metrics.md), so 11,500 probes make
- * about 350,000. prom-client keeps each series as an object with its own label map and hash key
+ * about 290,000. prom-client keeps each series as an object with its own label map and hash key
  * (about 100 KB per probe once scraped) and renders them in seconds; here each probe has one label
  * string and one Float64Array of values in a layout shared by probes alike (probe-layout.ts),
  * rendered by a plain loop. NaN marks a series not exported (yet): a gauge never set, as

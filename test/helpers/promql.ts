@@ -20,6 +20,8 @@ export async function exposedMetricNames(): Promise<Set<string>> {
 export function selectedMetrics(expr: string): string[] {
   const noStrings = expr
     .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+    // Grafana's duration variables (`offset $__rate_interval`) are durations, not metrics.
+    .replace(/\$__\w+/g, '5m')
     .replace(/\{[^}]*\}/g, '{}')
     .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
   const words = [...noStrings.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{|\[|\)|$|\s|==|>|<|\/|\*|-)/g)].map((m) => m[1]);
