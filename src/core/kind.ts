@@ -216,6 +216,12 @@ export interface HoldContext<P extends string = string> {
   interrupted(err: unknown, info: { phase: P; durationSeconds: number; observations?: Record<string, number> }): void;
   /** Feeds the kind's metrics (KindMetric observations) without counting a run. */
   observe(observations: Partial<Record<ObservationKey, number>>): void;
+  /**
+   * A check on the held connection passed just now (a keepalive): the probe's last-run and
+   * last-success times move to now without counting a run. Alerts that ask whether a probe still
+   * runs (ProbeNotRunning: its last run against its interval) then see a held probe as running.
+   */
+  checked(): void;
 }
 
 /** A kind, its phase names inferred from `phases` (see ProbeContext). */

@@ -112,6 +112,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     log,
     record: (result) => recordResult(result, { metrics, status, log }),
     observe: (spec, observations) => metrics.observe(spec.name, observations),
+    checked: (spec, at) => metrics.checked(spec.name, at),
   });
 
   let specsByName = new Map<string, LoadedConfig['probes'][number]>();

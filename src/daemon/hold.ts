@@ -17,6 +17,8 @@ export interface HeldProbesOptions {
   record(result: RunResult): void;
   /** Kind metrics outside a run. */
   observe(spec: ProbeSpec, observations: Readonly<Record<string, number | string | undefined>>): void;
+  /** A passed check on the held connection at `at` (ms since the epoch): not a run, but the probe runs. */
+  checked(spec: ProbeSpec, at: number): void;
 }
 
 interface Task {
@@ -88,6 +90,9 @@ export class HeldProbes {
       },
       observe: (observations) => {
         if (!signal.aborted) this.opts.observe(spec, observations);
+      },
+      checked: () => {
+        if (!signal.aborted) this.opts.checked(spec, Date.now());
       },
     };
     const done = Promise.resolve()

@@ -57,6 +57,7 @@ async function keepAlive(h: HoldContext, ctx: ProbeContext, s: Session, cfg: Tun
       return { kind: 'interrupted', err: ended ?? err };
     }
     h.observe({ tunnel_held_seconds: (Date.now() - upSince) / 1000 });
+    h.checked();
   }
 }
 

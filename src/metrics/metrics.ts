@@ -143,6 +143,11 @@ export class Metrics {
     this.probes.observe(name, observations);
   }
 
+  /** A held probe's passed keepalive at `at` (ms): its last-run and last-success times move, no run is counted. */
+  checked(name: string, at: number): void {
+    this.probes.checked(name, at);
+  }
+
   skipped(spec: { name: string }): void {
     this.probes.skipped(spec.name);
   }

@@ -158,6 +158,15 @@ export class ProbeSeries {
     }
   }
 
+  /** A held probe's check passed at `atMs`: the last-run and last-success timestamps move to it. */
+  checked(name: string, atMs: number): void {
+    const e = this.entries.get(name);
+    if (!e) return;
+    e.v[e.layout.lastRun] = atMs / 1000;
+    e.v[e.layout.lastSuccess] = atMs / 1000;
+    this.changed(e);
+  }
+
   skipped(name: string): void {
     const e = this.entries.get(name);
     if (!e) return;

@@ -73,6 +73,14 @@ describe('held tunnels in the daemon', () => {
     expect(passedRuns(text, 'held')).toBe(1);
     expect(value(text, 'fleetprobe_tunnel_interruptions_total')).toBe(0);
     expect(text).toMatch(/probe_phase_duration_seconds\{[^}]*probe="held"[^}]*phase="hold"/);
+    // Each passed keepalive moves the last run (not a run counted): ProbeNotRunning, which compares
+    // the last run with the interval, sees a tunnel held for hours as running.
+    const opened = value(text, 'probe_last_run_timestamp_seconds');
+    text = await daemon.waitForMetrics((t) => value(t, 'fleetprobe_tunnel_held_seconds') >= 3.5);
+    expect(value(text, 'probe_last_run_timestamp_seconds')).toBeGreaterThan(opened + 1.5);
+    expect(Date.now() / 1000 - value(text, 'probe_last_run_timestamp_seconds')).toBeLessThan(3 * value(text, 'probe_interval_seconds'));
+    expect(value(text, 'probe_last_success_timestamp_seconds')).toBe(value(text, 'probe_last_run_timestamp_seconds'));
+    expect(passedRuns(text, 'held')).toBe(1);
 
     // A deploy: tunnels cut, and the device unreachable for a while.
     await setFault(control, 'tunnel-device-offline', true);
