@@ -133,7 +133,7 @@ export function renderDetail(d: ProbeDetail, color: boolean): string {
     out.push(...(last.output ?? []).map((l) => c.dim(`  | ${clean(l)}`)));
   }
   if (older.length) {
-    out.push('', c.bold(`Earlier failures (${d.failures.length} kept, at most ${d.historyLimits.failures})`));
+    out.push('', c.bold(`Earlier failures (${older.length} more of the ${d.failures.length} kept, at most ${d.historyLimits.failures})`));
     for (const f of older) out.push(`  ${when(f.startedAt)}  ${c.red(outcome(f))}  ${formatSeconds(f.durationSeconds)}  ${clean(f.message)}`);
   }
   const s = d.summary;
