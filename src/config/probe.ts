@@ -142,6 +142,9 @@ function loadOne(f: FileContext, rawProbe: Record<string, unknown>, index: numbe
   const schedule = deriveSchedule({ probe: p, defaults: f.defaults, kindDefaults: kind.defaults, defaultsTimeoutAt });
   if ('field' in schedule) return void issue(schedule.field, schedule.message);
   const { intervalMs, cron, timeoutMs } = schedule;
+  // A held probe checks its connection every interval, and alerts compare its last check with it.
+  if (cron !== undefined && kind.holds?.(p as never))
+    return void issue('hold', 'a held probe checks its connection every `interval`: set an interval, not cron');
 
   const { name, kind: _k, description, enabled, interval: _i, cron: _c, timeout: _t, labels: ownLabels, ...config } = p;
   if (!enabled) return undefined;

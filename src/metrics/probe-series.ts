@@ -141,7 +141,10 @@ export class ProbeSeries {
     for (let i = 0; i < n; i++) if (r.durationSeconds <= l.buckets[i]) v[l.latency + i]++;
     v[l.latency + n] += r.durationSeconds;
     v[l.latency + n + 1]++;
-    v[l.lastRun] = r.startedAt / 1000;
+    // Never backwards: a held tunnel's interruption starts when the hold did, hours before the
+    // keepalive that last moved it (checked()), and ProbeNotRunning would see hours without a run.
+    const started = r.startedAt / 1000;
+    if (!(v[l.lastRun] > started)) v[l.lastRun] = started;
     if (r.success) v[l.lastSuccess] = r.startedAt / 1000;
     if (typeof r.certExpiry === 'number') v[l.certExpiry] = r.certExpiry;
   }

@@ -81,6 +81,7 @@ describe('held tunnels in the daemon', () => {
     expect(Date.now() / 1000 - value(text, 'probe_last_run_timestamp_seconds')).toBeLessThan(3 * value(text, 'probe_interval_seconds'));
     expect(value(text, 'probe_last_success_timestamp_seconds')).toBe(value(text, 'probe_last_run_timestamp_seconds'));
     expect(passedRuns(text, 'held')).toBe(1);
+    const lastKeepalive = value(text, 'probe_last_run_timestamp_seconds');
 
     // A deploy: tunnels cut, and the device unreachable for a while.
     await setFault(control, 'tunnel-device-offline', true);
@@ -89,6 +90,8 @@ describe('held tunnels in the daemon', () => {
     expect(value(text, 'probe_success')).toBe(0);
     expect(value(text, 'fleetprobe_tunnel_interruptions_total')).toBe(1);
     expect(value(text, 'fleetprobe_tunnel_held_seconds')).toBe(0);
+    // The interruption (a failed run that started when the hold did) does not move the last run back.
+    expect(value(text, 'probe_last_run_timestamp_seconds')).toBeGreaterThanOrEqual(lastKeepalive);
     // The cut itself: a reset of the held tunnel, in phase hold.
     const cut = await daemon.waitForLog((l) => l.result?.phase === 'hold');
     expect(cut.result).toMatchObject({ success: false, reason: 'connect', phase: 'hold' });

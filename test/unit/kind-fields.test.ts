@@ -141,4 +141,11 @@ describe('the sessions mode: one set of fields in ssh and tunnel', () => {
       'probes.yaml:2: probes[0].maxLatency: is for tunnels opened per run, not with `hold` (a held tunnel is one tunnel)',
     ]);
   });
+
+  it('a held tunnel keeps an interval, not a cron schedule (its keepalive period, which alerts compare with)', () => {
+    expect(problems('tunnel', `${TOKEN}, device: c0ffee01, http: { path: / }, hold: 1h, cron: "*/5 * * * *"`)).toEqual([
+      'probes.yaml:2: probes[0].hold: a held probe checks its connection every `interval`: set an interval, not cron',
+    ]);
+    expect(problems('tunnel', `${TOKEN}, device: c0ffee01, http: { path: / }, hold: 1h, interval: 30s`)).toEqual([]);
+  });
 });

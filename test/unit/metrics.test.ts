@@ -265,6 +265,27 @@ describe('Metrics', () => {
     expect(probeSeries(after)).toEqual(probeSeries(before));
   });
 
+  it("a held probe: checked() moves its last run and success, counting no run; an interruption (started at the hold's start) does not move them back", async () => {
+    const m = new Metrics('t', KINDS);
+    const s = spec('site', 'web');
+    m.configure([s]);
+    m.record(result(s, { startedAt: 1_700_000_000_000 }));
+    m.checked('site', 1_700_000_100_000);
+    m.checked('gone', 1_700_000_100_000);
+    const id = { probe: 'site', kind: 'web' };
+    let all = await samples(m);
+    expect(value(all, 'probe_last_run_timestamp_seconds', id)).toBe(1_700_000_100);
+    expect(value(all, 'probe_last_success_timestamp_seconds', id)).toBe(1_700_000_100);
+    expect(value(all, 'probe_latency_seconds_count', id)).toBe(1);
+    expect(find(all, 'probe_success', { probe: 'gone' })).toEqual([]);
+    // The tunnel breaks: a failed run in phase hold that started when the hold did, 100 s ago.
+    m.record(result(s, { success: false, reason: 'connect', phase: 'hold', durationSeconds: 100, startedAt: 1_700_000_000_000 }));
+    all = await samples(m);
+    expect(value(all, 'probe_success', id)).toBe(0);
+    expect(value(all, 'probe_last_run_timestamp_seconds', id)).toBe(1_700_000_100);
+    expect(value(all, 'probe_latency_seconds_count', id)).toBe(2);
+  });
+
   it('skipped() creates and increments probe_skipped_runs_total, and only for configured probes', async () => {
     const m = new Metrics('t', KINDS);
     m.configure([spec('site', 'web')]);
