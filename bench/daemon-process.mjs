@@ -35,18 +35,6 @@ export async function startDaemonProcess({ configFile, nodeArgs = [], args = [],
     metricsText,
     /** utime+stime of the daemon process so far, in seconds. */
     cpuSeconds: () => procCpuSeconds(proc.pid),
-    /** Completed runs so far (every probe, every result), and the failed ones. */
-    async runs() {
-      let total = 0;
-      let failed = 0;
-      // Completed runs are the latency histogram's count; every failed one counts under a reason.
-      for (const line of (await metricsText()).split('\n')) {
-        const n = Number(line.slice(line.lastIndexOf(' ') + 1));
-        if (line.startsWith('probe_latency_seconds_count{')) total += n;
-        else if (line.startsWith('probe_failures_total{')) failed += n;
-      }
-      return { total, failed };
-    },
     /** SIGHUP: the daemon reloads its config files. */
     reload: () => proc.child.kill('SIGHUP'),
     stop: () => proc.stop(),

@@ -6,7 +6,21 @@
 // side is idle (the daemon's probes moved to a 1 h interval by a SIGHUP reload).
 import fs from 'node:fs';
 import path from 'node:path';
-import { DIST, fmt, freePort, median, neighbours, procCpuSeconds, sleep, startChild, startWorker, tempDir, BENCH, CPU_TICK_SECONDS } from './lib.mjs';
+import {
+  DIST,
+  fmt,
+  freePort,
+  median,
+  neighbours,
+  procCpuSeconds,
+  sleep,
+  startChild,
+  startWorker,
+  sumSamples,
+  tempDir,
+  BENCH,
+  CPU_TICK_SECONDS,
+} from './lib.mjs';
 import { summarizeProfile } from './cpuprofile.mjs';
 import { BLACKBOX, NGINX, benchCertificates, missing, startBlackbox, startNginx } from './targets.mjs';
 
@@ -57,13 +71,6 @@ async function startFleetprobe(configFile, { nodeArgs = [] } = {}) {
       await until(() => reloads > before, 'reload');
     },
   };
-}
-
-/** Sums a counter family's samples matching `filter` in a /metrics text. */
-function sumSamples(text, family, filter = /./) {
-  let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith(`${family}{`) && filter.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  return sum;
 }
 
 /**

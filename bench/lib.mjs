@@ -165,6 +165,13 @@ export function percentile(xs, p) {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 
+/** Sum of a family's samples in /metrics text, every label set (e.g. a counter over all probes). */
+export function sumSamples(text, family) {
+  let sum = 0;
+  for (const line of text.split('\n')) if (line.startsWith(`${family}{`) || line.startsWith(`${family} `)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return sum;
+}
+
 export const fmt = (x, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
 
 /** What the machine is and what else is running on it, for the results file. */

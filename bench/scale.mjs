@@ -315,10 +315,8 @@ export async function runScaleBench({ short = false, minutes, factor = 1, concur
     c[3] = null;
   }
   const label = short ? 'scale (short)' : `scale${factor > 1 ? ` ${factor}x` : ''}`;
-  const holds = (ok) => (ok === null ? '—' : ok ? 'yes' : '**no**');
   const summary = checks.map(([what, got, bound, ok]) => [`${label}: ${what}`, got, bound, holds(ok)]);
-  if (sharded)
-    summary.push(...sharded.checks.map((c) => [`scale sharded ×${sharded.shards}: ${c.what}`, String(c.got), String(c.bound), c.ok ? 'yes' : '**no**']));
+  if (sharded) summary.push(...sharded.checks.map((c) => [`scale sharded ×${sharded.shards}: ${c.what}`, String(c.got), String(c.bound), holds(c.ok)]));
   return {
     params: {
       ...counts,
@@ -339,6 +337,9 @@ export async function runScaleBench({ short = false, minutes, factor = 1, concur
     neighbours: { before, after: neighbours() },
   };
 }
+
+/** The holds column: yes, **no**, or — for a figure shown but not held at this size. */
+const holds = (ok) => (ok === null ? '—' : ok ? 'yes' : '**no**');
 
 /** The run's story in one paragraph (runs, lag, memory, /metrics), for one daemon's figures. */
 export function runParagraph(m) {
@@ -361,7 +362,7 @@ export function scaleMarkdown(r) {
     '',
     '| check | measured | bound | holds |',
     '| --- | --- | --- | --- |',
-    ...r.checks.map((c) => `| ${c.what} | ${c.got} | ${c.bound} | ${c.ok === null ? '—' : c.ok ? 'yes' : '**no**'} |`),
+    ...r.checks.map((c) => `| ${c.what} | ${c.got} | ${c.bound} | ${holds(c.ok)} |`),
     '',
     runParagraph(m),
     '',

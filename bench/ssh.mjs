@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { dist, fmt, median, neighbours, sleep, tempDir, CPU_TICK_SECONDS } from './lib.mjs';
+import { dist, fmt, median, neighbours, sleep, sumSamples, tempDir, CPU_TICK_SECONDS } from './lib.mjs';
 import { startDaemonProcess } from './daemon-process.mjs';
 import { formatProfile, sshGroup, summarizeProfile } from './cpuprofile.mjs';
 import { startStockProxy } from './sshd.mjs';
@@ -85,13 +85,6 @@ function probeFile(t, count, running) {
   return `probes:\n${lines.join('\n')}\n`;
 }
 
-/** Sum of a family's samples in exposition text (every label set). */
-function sumOf(text, name) {
-  let s = 0;
-  for (const line of text.split('\n')) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) s += Number(line.slice(line.lastIndexOf(' ') + 1));
-  return s;
-}
-
 /** The daemon side: resume the probes, measure `seconds` of runs, pause them, let runs in flight end. */
 async function daemonRound(daemon, configFile, t, seconds) {
   const count = RATE * INTERVAL_S;
@@ -107,10 +100,10 @@ async function daemonRound(daemon, configFile, t, seconds) {
   fs.writeFileSync(configFile, probeFile(t, count, false));
   daemon.reload();
   await sleep(1500);
-  const runs = sumOf(text1, 'probe_latency_seconds_count') - sumOf(text0, 'probe_latency_seconds_count');
-  const failed = sumOf(text1, 'probe_failures_total') - sumOf(text0, 'probe_failures_total');
+  const runs = sumSamples(text1, 'probe_latency_seconds_count') - sumSamples(text0, 'probe_latency_seconds_count');
+  const failed = sumSamples(text1, 'probe_failures_total') - sumSamples(text0, 'probe_failures_total');
   if (failed > 0 || runs === 0) throw new Error(`the daemon's ssh probes of ${t.name}: ${failed} of ${runs} runs failed (${daemon.url}/probes)`);
-  const latencyMs = ((sumOf(text1, 'probe_latency_seconds_sum') - sumOf(text0, 'probe_latency_seconds_sum')) / runs) * 1000;
+  const latencyMs = ((sumSamples(text1, 'probe_latency_seconds_sum') - sumSamples(text0, 'probe_latency_seconds_sum')) / runs) * 1000;
   return { cpuMs: ((c1 - c0) / runs) * 1000, runs, latencyMs };
 }
 

@@ -145,7 +145,7 @@ export class ProbeSeries {
     // keepalive that last moved it (checked()), and ProbeNotRunning would see hours without a run.
     const started = r.startedAt / 1000;
     if (!(v[l.lastRun] > started)) v[l.lastRun] = started;
-    if (r.success) v[l.lastSuccess] = r.startedAt / 1000;
+    if (r.success) v[l.lastSuccess] = started;
     if (typeof r.certExpiry === 'number') v[l.certExpiry] = r.certExpiry;
   }
 

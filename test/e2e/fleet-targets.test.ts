@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +11,8 @@ import { LAB_DEVICES, startLab, type Lab } from '../../src/lab/index.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { StatusStore } from '../../src/daemon/status.js';
 import { statusRoute } from '../../src/daemon/status-routes.js';
-import { metricValue, promtoolPath, ROOT, runCli } from '../helpers/cli.js';
+import { metricValue, ROOT, runCli } from '../helpers/cli.js';
+import { expectPromtoolClean } from '../helpers/promtool.js';
 
 /**
  * Fleet targets (issue 15) against the embedded lab: the lab-fleet-* probes of probes/lab.yaml,
@@ -254,8 +254,7 @@ describe('series per probe do not depend on the fleet size', () => {
         metrics.record(r);
       }
       const { body } = await metrics.render();
-      const promtool = promtoolPath();
-      if (promtool) execFileSync(promtool, ['check', 'metrics'], { input: body });
+      expectPromtoolClean(body);
       const count: Record<string, number> = {};
       for (const p of big) count[p.name] = body.split('\n').filter((l) => !l.startsWith('#') && l.includes(`probe="${p.name}"`)).length;
       expect(metricValue(body, 'probe_targets', { probe: 'lab-fleet-tunnel' })).toBe(Math.min(100, fleetSize - 3));

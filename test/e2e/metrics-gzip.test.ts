@@ -1,10 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DaemonProcess, metricValue, promtoolPath, tempDir } from '../helpers/cli.js';
+import { DaemonProcess, metricValue, tempDir } from '../helpers/cli.js';
+import { expectPromtoolClean } from '../helpers/promtool.js';
 
 /**
  * /metrics as Prometheus fetches it: `Accept-Encoding: gzip`. The daemon runs the package's lab
@@ -31,17 +31,6 @@ function get(url: string, headers: Record<string, string>): Promise<{ status: nu
   });
 }
 
-const promtool = promtoolPath();
-
-/** `promtool check metrics` has nothing to say about the text (checked wherever promtool is; CI has it). */
-function expectLintClean(text: string): void {
-  if (!promtool && process.env.CI !== 'true') return;
-  expect(promtool, 'promtool must be installed in CI').toBeTruthy();
-  const lint = spawnSync(promtool!, ['check', 'metrics'], { input: text, encoding: 'utf8', maxBuffer: 64 << 20 });
-  expect(lint.stdout + lint.stderr).toBe('');
-  expect(lint.status).toBe(0);
-}
-
 describe('/metrics with Accept-Encoding: gzip', () => {
   it('is gzip that decompresses to the exposition, which `promtool check metrics` accepts', { timeout: 60_000 }, async () => {
     daemon = new DaemonProcess(['--lab']);
@@ -61,7 +50,7 @@ describe('/metrics with Accept-Encoding: gzip', () => {
     expect(metricValue(text, 'probe_success', { probe: 'lab-url' })).toBe(1);
     expect(metricValue(text, 'fleetprobe_build_info', {})).toBe(1);
 
-    expectLintClean(text);
+    expectPromtoolClean(text);
 
     // Without gzip among the accepted codings (absent, or refused with q=0): plain text, the same families.
     for (const headers of [{}, { 'accept-encoding': 'gzip;q=0, identity' }, { 'accept-encoding': 'br' }] as Record<string, string>[]) {
@@ -93,6 +82,6 @@ describe('/metrics with Accept-Encoding: gzip', () => {
       expect(t.split('\n').filter((l) => l.includes('probe="many-')).length).toBeGreaterThanOrEqual(4000 * 20);
     }
     expect(metricValue(text, 'probe_interval_seconds', { probe: 'many-3999' })).toBe(86400);
-    expectLintClean(text);
+    expectPromtoolClean(text);
   });
 });

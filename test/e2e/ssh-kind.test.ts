@@ -15,7 +15,8 @@ import { startLab, type Lab } from '../../src/lab/index.js';
 import { generateLabKey } from '../../src/lab/ssh-server.js';
 import { Metrics } from '../../src/metrics/metrics.js';
 import { markerScript } from '../../src/net/ssh-session.js';
-import { metricValue, promtoolPath, runCli, tempDir } from '../helpers/cli.js';
+import { metricValue, runCli, tempDir } from '../helpers/cli.js';
+import { expectPromtoolClean } from '../helpers/promtool.js';
 import { readStdin, sshPeer, type SshPeer } from '../helpers/ssh-peers.js';
 
 /**
@@ -503,8 +504,7 @@ describe('concurrency mode', () => {
     expect(metricValue(body, 'probe_ssh_session_failures_total', { probe: 'ssh-e2e', reason: 'device_auth' })).toBe(2);
     expect(metricValue(body, 'probe_ssh_session_failures_total', { probe: 'ssh-e2e', reason: 'auth' })).toBe(0);
     expect(metricValue(body, 'probe_ssh_sessions_success_ratio', { probe: 'ssh-e2e' })).toBe(0);
-    const promtool = promtoolPath();
-    if (promtool) execFileSync(promtool, ['check', 'metrics'], { input: body });
+    expectPromtoolClean(body);
   });
 });
 

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ProbeSpec } from '../../src/core/kind.js';
@@ -8,7 +7,8 @@ import { KINDS } from '../../src/kinds/index.js';
 import { tunnelKind } from '../../src/kinds/tunnel.js';
 import { startLab, type Lab } from '../../src/lab/index.js';
 import { Metrics } from '../../src/metrics/metrics.js';
-import { metricValue, promtoolPath } from '../helpers/cli.js';
+import { metricValue } from '../helpers/cli.js';
+import { expectPromtoolClean } from '../helpers/promtool.js';
 import { kindSpec } from '../helpers/run-kind.js';
 
 /**
@@ -77,8 +77,7 @@ describe('tunnel sessions: N tunnels at once', () => {
     expect(metricValue(body, 'probe_tunnel_session_failures_total', { probe: 'tunnel-sessions', reason: 'device_offline' })).toBe(3);
     expect(metricValue(body, 'probe_tunnel_session_failures_total', { probe: 'tunnel-sessions', reason: 'timeout' })).toBe(0);
     expect(metricValue(body, 'probe_tunnel_sessions_success_ratio', { probe: 'tunnel-sessions' })).toBe(0);
-    const promtool = promtoolPath();
-    if (promtool) execFileSync(promtool, ['check', 'metrics'], { input: body });
+    expectPromtoolClean(body);
   });
 
   it("the run's deadline cuts the batch as timeout in proxy_connect, not proxy, and the verdict still counts the sessions", async () => {

@@ -161,21 +161,23 @@ export class DaemonProcess {
 
 /** The value of one series in exposition text, e.g. metricValue(text, 'probe_success', {probe: 'x'}). */
 export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return undefined;
+  return samples(text, name, labels).next().value;
 }
 
 /** The sum of every sample of `name` with these labels (e.g. a probe's failures over all reasons). */
 export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
   let sum = 0;
+  for (const x of samples(text, name, labels)) sum += x;
+  return sum;
+}
+
+/** The values of the samples of `name` whose lines carry these labels, in order. */
+function* samples(text: string, name: string, labels: Record<string, string>): Generator<number, undefined> {
   for (const line of text.split('\n')) {
     if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) yield Number(line.slice(line.lastIndexOf(' ') + 1));
   }
-  return sum;
+  return undefined;
 }
 
 /** A probe's failed runs: every failure counts under one reason. */

@@ -1,10 +1,11 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { generateLabKey } from '../../src/lab/ssh-server.js';
-import { ROOT, freePort, metricValue, promtoolPath, tempDir, toolPath } from '../helpers/cli.js';
+import { ROOT, freePort, metricValue, tempDir, toolPath } from '../helpers/cli.js';
+import { expectPromtoolClean } from '../helpers/promtool.js';
 import { dockerCliPath, dockerdPath, runCommand, startDockerd, type Dockerd } from '../helpers/dockerd.js';
 
 /**
@@ -18,7 +19,6 @@ import { dockerCliPath, dockerdPath, runCommand, startDockerd, type Dockerd } fr
 
 const dockerd = dockerdPath();
 const debootstrap = toolPath('debootstrap', 'debootstrap');
-const promtool = promtoolPath();
 const isRoot = process.getuid?.() === 0;
 if (dockerd && !isRoot && process.env.CI === 'true') throw new Error('the container interop test must run as root under CI=true (dockerd, debootstrap)');
 
@@ -269,10 +269,7 @@ probes:
       }
       await new Promise((r) => setTimeout(r, 500));
     }
-    if (promtool) {
-      const check = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8' });
-      expect({ status: check.status, stdout: check.stdout, stderr: check.stderr }).toEqual({ status: 0, stdout: '', stderr: '' });
-    }
+    expectPromtoolClean(text);
     for (const endpoint of ['/healthz', '/readyz']) expect((await fetch(daemonUrl + endpoint)).status, endpoint).toBe(200);
   }, 90_000);
 
